@@ -1,0 +1,37 @@
+"""Tracking engines behind one small interface (see :mod:`engines.base`).
+
+Engines are chosen by name, explicitly: an unknown or unavailable engine is an
+error at start-up, never a silent fallback to another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engines.base import Engine, EngineInfo, EngineSession
+
+
+def _make_flow(options: dict[str, str]) -> Engine:
+    from engines.flow import FlowEngine
+
+    return FlowEngine.from_options(options)
+
+
+# name -> factory taking string options (from the command line or a config file)
+ENGINE_FACTORIES: dict[str, Callable[[dict[str, str]], Engine]] = {
+    "flow": _make_flow,
+}
+
+
+def create_engine(name: str, options: dict[str, str] | None = None) -> Engine:
+    """Build the engine called ``name``; raise ValueError naming the known ones otherwise."""
+    try:
+        factory = ENGINE_FACTORIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown engine {name!r}; available: {', '.join(sorted(ENGINE_FACTORIES))}"
+        ) from None
+    return factory(dict(options or {}))
+
+
+__all__ = ["ENGINE_FACTORIES", "Engine", "EngineInfo", "EngineSession", "create_engine"]

@@ -1,0 +1,188 @@
+"""The engine interface every tracking backend implements.
+
+An :class:`Engine` is stateless with respect to tracking: it holds what all
+sessions share (model weights, compiled graphs, a flow algorithm's settings).
+Each client stream gets its own :class:`EngineSession`, which owns all of that
+stream's tracking state. Closing a session releases that state.
+
+Prompts never act behind the engine's back: :meth:`EngineSession.apply`
+validates an update and queues it; the next :meth:`EngineSession.step` applies
+every queued update to its frame (so a correction drawn on frame *t* conditions
+frame *t*'s answer) before tracking the remaining objects. The initial objects
+of a session are applied the same way, on the first frame.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracker.types import (
+    BoxPrompt,
+    Frame,
+    FrameError,
+    MaskPrompt,
+    ObjectTrack,
+    PointsPrompt,
+    PromptError,
+    PromptUpdate,
+    SessionConfig,
+    UpdateAction,
+)
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    version: str
+    capabilities: tuple[str, ...] = ()  # e.g. ("mask_prompt", "box_prompt", "add_object")
+    device: str = "cpu"
+    random_weights: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class _ObjectEntry:
+    object_id: int
+    label: str
+
+
+@dataclass
+class PendingPrompts:
+    """Prompt updates accepted since the last step, applied in arrival order."""
+
+    updates: list[PromptUpdate] = field(default_factory=list)
+
+
+class EngineSession(abc.ABC):
+    """One stream's tracking state. Not thread-safe: one caller at a time."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self._objects: dict[int, _ObjectEntry] = {}  # client id -> entry, insertion-ordered
+        self._pending = PendingPrompts()
+        self._image_size: tuple[int, int] | None = config.image_size
+        for obj in config.objects:
+            self.apply(PromptUpdate(UpdateAction.ADD, obj.object_id, obj.prompt, obj.label))
+
+    # -- public API -------------------------------------------------------------------
+
+    @property
+    def object_ids(self) -> list[int]:
+        """Client ids of the objects tracked after the queued updates apply."""
+        return list(self._objects)
+
+    def label_of(self, object_id: int) -> str:
+        return self._objects[object_id].label
+
+    def apply(self, update: PromptUpdate) -> None:
+        """Validate ``update`` and queue it for the next frame; raise PromptError if invalid."""
+        known = update.object_id in self._objects
+        if update.action is UpdateAction.ADD and known:
+            raise PromptError(f"object {update.object_id} is already tracked; use a correction instead")
+        if update.action in (UpdateAction.REMOVE, UpdateAction.CORRECT) and not known:
+            raise PromptError(
+                f"unknown object id {update.object_id} (tracked: {sorted(self._objects) or 'none'})"
+            )
+        if update.action is not UpdateAction.REMOVE:
+            if update.prompt is None:
+                raise PromptError(f"{update.action.value} of object {update.object_id} needs a prompt")
+            if self._image_size is not None:
+                check_prompt_fits(update.prompt, self._image_size, update.object_id)
+        self._pending.updates.append(update)
+        if update.action is UpdateAction.ADD:
+            self._objects[update.object_id] = _ObjectEntry(update.object_id, update.label)
+        elif update.action is UpdateAction.REMOVE:
+            del self._objects[update.object_id]
+        elif update.label:
+            self._objects[update.object_id].label = update.label
+
+    def step(self, frame: Frame) -> list[ObjectTrack]:
+        """Apply the queued updates to ``frame``, track every object, return one entry each."""
+        hw = frame.shape_hw
+        if self._image_size is None:
+            self._image_size = hw
+        elif hw != self._image_size:
+            raise FrameError(
+                f"frame is {hw[0]}x{hw[1]} but this session's frames are"
+                f" {self._image_size[0]}x{self._image_size[1]}"
+            )
+        updates, self._pending.updates = self._pending.updates, []
+        for update in updates:
+            if update.prompt is not None:
+                check_prompt_fits(update.prompt, hw, update.object_id)
+        tracks = self._step(frame, updates)
+        order = {oid: i for i, oid in enumerate(self._objects)}
+        return sorted((t for t in tracks if t.object_id in order), key=lambda t: order[t.object_id])
+
+    def close(self) -> None:
+        """Release all tracking state. Idempotent."""
+        self._objects.clear()
+        self._pending.updates.clear()
+        self._close()
+
+    # -- for implementations ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def _step(self, frame: Frame, updates: list[PromptUpdate]) -> list[ObjectTrack]:
+        """Apply ``updates`` (already validated, in order) on ``frame``, then track all objects."""
+
+    def _close(self) -> None:  # noqa: B027 - optional hook
+        """Release engine-specific state."""
+
+
+class Engine(abc.ABC):
+    """Shared, stateless part of a backend; create one per server process."""
+
+    info: EngineInfo
+
+    @abc.abstractmethod
+    def open_session(self, config: SessionConfig) -> EngineSession:
+        """A fresh session; its initial objects apply on the first frame."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release shared resources (weights, device memory)."""
+
+
+def check_prompt_fits(prompt: object, image_hw: tuple[int, int], object_id: int) -> None:
+    """Raise PromptError unless ``prompt`` is well-formed for an image of ``image_hw``."""
+    h, w = image_hw
+    if isinstance(prompt, MaskPrompt):
+        if prompt.mask.shape != (h, w):
+            raise PromptError(
+                f"mask prompt for object {object_id} is {prompt.mask.shape[0]}x{prompt.mask.shape[1]}"
+                f" but frames are {h}x{w}"
+            )
+        if not prompt.mask.any():
+            raise PromptError(f"mask prompt for object {object_id} is empty")
+        return
+    if isinstance(prompt, BoxPrompt):
+        coords = np.array([prompt.x0, prompt.y0, prompt.x1, prompt.y1], dtype=float)
+        if not np.isfinite(coords).all():
+            raise PromptError(f"box prompt for object {object_id} has a non-finite coordinate")
+        if prompt.x1 <= prompt.x0 or prompt.y1 <= prompt.y0:
+            raise PromptError(f"box prompt for object {object_id} has no area: {tuple(coords)}")
+        if prompt.x1 <= 0 or prompt.y1 <= 0 or prompt.x0 >= w or prompt.y0 >= h:
+            raise PromptError(
+                f"box prompt for object {object_id} lies outside the {h}x{w} image: {tuple(coords)}"
+            )
+        return
+    if isinstance(prompt, PointsPrompt):
+        pts = np.asarray(prompt.points, dtype=float)
+        if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
+            raise PromptError(f"points prompt for object {object_id} needs at least one (x, y) point")
+        if not np.isfinite(pts).all():
+            raise PromptError(f"points prompt for object {object_id} has a non-finite coordinate")
+        if (
+            (pts[:, 0] < 0).any()
+            or (pts[:, 0] > w - 1).any()
+            or (pts[:, 1] < 0).any()
+            or (pts[:, 1] > h - 1).any()
+        ):
+            raise PromptError(f"points prompt for object {object_id} has a point outside the {h}x{w} image")
+        if not (np.asarray(prompt.labels) == 1).any():
+            raise PromptError(f"points prompt for object {object_id} needs at least one positive point")
+        return
+    raise PromptError(f"object {object_id} has an unsupported prompt type {type(prompt).__name__}")
