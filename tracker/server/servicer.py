@@ -1,0 +1,213 @@
+"""The ``tracker.v1.Tracker`` servicer: protocol messages in, protocol messages out.
+
+It only converts (``tracker.convert``) and wires threads; the serving logic is
+in :mod:`tracker.server.session` and the tracking in the engines.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import grpc
+
+from engines.base import Engine, EngineInfo
+from tracker import __version__, convert
+from tracker.server.session import (
+    Arrival,
+    SessionFailed,
+    SessionIdle,
+    SessionInbox,
+    SessionRunner,
+    error_result,
+)
+from tracker.types import FrameError, FrameResult, PromptAck, PromptError
+from tracker.v1 import tracker_pb2 as pb
+from tracker.v1 import tracker_pb2_grpc as pb_grpc
+
+logger = logging.getLogger(__name__)
+
+
+def engine_info_to_proto(info: EngineInfo) -> pb.EngineInfo:
+    return pb.EngineInfo(
+        name=info.name,
+        version=info.version,
+        capabilities=list(info.capabilities),
+        device=info.device,
+        random_weights=info.random_weights,
+    )
+
+
+class SessionSlots:
+    """Counts open sessions against the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._open >= self.limit:
+                return False
+            self._open += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._open -= 1
+
+    @property
+    def open(self) -> int:
+        return self._open
+
+
+class TrackerServicer(pb_grpc.TrackerServicer):
+    def __init__(
+        self,
+        engines: dict[str, Engine],
+        default_engine: str,
+        limits: convert.Limits,
+        idle_timeout_s: float | None = None,
+    ) -> None:
+        if default_engine not in engines:
+            raise ValueError(
+                f"default engine {default_engine!r} is not among the loaded engines {sorted(engines)}"
+            )
+        self.engines = engines
+        self.default_engine = default_engine
+        self.limits = limits
+        self.idle_timeout_s = idle_timeout_s
+        self.slots = SessionSlots(limits.max_sessions)
+
+    def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:  # noqa: N802
+        return pb.ServerInfo(
+            server_version=__version__,
+            protocol_version=convert.PROTOCOL_VERSION,
+            default_engine=self.default_engine,
+            engines=[engine_info_to_proto(e.info) for e in self.engines.values()],
+            active_sessions=self.slots.open,
+            max_sessions=self.limits.max_sessions,
+            max_frame_pixels=self.limits.max_frame_pixels,
+            max_objects_per_session=self.limits.max_objects_per_session,
+        )
+
+    def Track(  # noqa: N802
+        self, request_iterator: Iterator[pb.TrackRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.TrackResponse]:
+        first = next(request_iterator, None)
+        if first is None:
+            return
+        if first.WhichOneof("kind") != "open":
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the session is not open: the first request must be `open`,"
+                f" got `{first.WhichOneof('kind')}`",
+            )
+        try:
+            config = convert.session_config_from_proto(first.open, self.limits)
+        except ValueError as exc:  # PromptError is a ValueError
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot open session: {exc}")
+        engine_name = config.engine or self.default_engine
+        engine = self.engines.get(engine_name)
+        if engine is None:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"engine {engine_name!r} is not served here; available: {', '.join(sorted(self.engines))}",
+            )
+        if not self.slots.try_acquire():
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server already has {self.slots.limit} open sessions (its max_sessions limit)",
+            )
+        session_id = uuid.uuid4().hex[:12]
+        encoding = first.open.mask_encoding or pb.RLE
+        inbox = SessionInbox()
+        engine_session = None
+        try:
+            try:
+                engine_session = engine.open_session(config)
+            except PromptError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot open session: {exc}")
+            logger.info(
+                "session %s opened: engine=%s modality=%s objects=%d budget=%.0f ms client=%r",
+                session_id, engine_name, config.modality.value, len(config.objects),
+                config.latency_budget_ms, config.client_name,
+            )  # fmt: skip
+            context.add_callback(inbox.cancel)  # disconnect or cancellation frees the session at once
+            yield pb.TrackResponse(
+                started=pb.SessionStarted(
+                    session_id=session_id,
+                    server_version=__version__,
+                    engine=engine_info_to_proto(engine.info),
+                    latency_budget_ms=config.latency_budget_ms,
+                    warnings=list(engine.info.warnings),
+                    protocol_version=convert.PROTOCOL_VERSION,
+                )
+            )
+            receiver = threading.Thread(
+                target=self._receive, args=(request_iterator, inbox), name=f"recv-{session_id}", daemon=True
+            )
+            receiver.start()
+            runner = SessionRunner(engine_session, config, inbox, self.idle_timeout_s)
+            try:
+                for out in runner.run():
+                    if isinstance(out, FrameResult):
+                        yield pb.TrackResponse(frame=convert.frame_result_to_proto(out, encoding))
+                    else:
+                        yield pb.TrackResponse(
+                            prompt_ack=pb.PromptAck(
+                                update_id=out.update_id, accepted=out.accepted, message=out.message
+                            )
+                        )
+            except SessionFailed as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            except SessionIdle as exc:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session closed: {exc}")
+            logger.info(
+                "session %s ended: %d frames processed, %d dropped%s",
+                session_id, runner.frames_processed, inbox.frames_dropped,
+                " (client cancelled)" if inbox.cancelled else "",
+            )  # fmt: skip
+        finally:
+            inbox.cancel()
+            if engine_session is not None:
+                engine_session.close()
+            self.slots.release()
+
+    def _receive(self, requests: Iterator[pb.TrackRequest], inbox: SessionInbox) -> None:
+        """Receiving thread: decode each request as it arrives and post it to the inbox."""
+        try:
+            for request in requests:
+                kind = request.WhichOneof("kind")
+                if kind == "frame":
+                    self._receive_frame(request.frame, inbox)
+                elif kind == "prompt_update":
+                    try:
+                        inbox.put_update(convert.prompt_update_from_proto(request.prompt_update, self.limits))
+                    except PromptError as exc:
+                        inbox.put_answer(PromptAck(request.prompt_update.update_id, False, str(exc)))
+                elif kind == "open":
+                    inbox.fail("the session is already open; start a new stream for a new session")
+                    return
+                else:
+                    inbox.fail("empty request: set open, frame or prompt_update")
+                    return
+        except Exception as exc:  # the stream broke (cancelled, disconnected, undecodable)
+            logger.debug("request stream ended: %s", exc)
+            inbox.cancel()
+            return
+        inbox.finish()
+
+    def _receive_frame(self, msg: pb.Frame, inbox: SessionInbox) -> None:
+        received_mono, received_wall = time.monotonic(), time.time()
+        try:
+            frame = convert.frame_from_proto(msg, self.limits)
+        except FrameError as exc:
+            inbox.put_answer(error_result(msg.index, str(exc), received_wall, received_mono))
+            return
+        decode_ms = (time.monotonic() - received_mono) * 1000.0
+        inbox.put_frame(Arrival(frame, received_mono, received_wall, decode_ms))
