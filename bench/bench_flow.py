@@ -1,0 +1,156 @@
+"""Benchmark of the `flow` engine against issue #2's targets, over real gRPC on loopback.
+
+Accuracy: N generated cine-MRI cases (default 10), replayed at `--rate max`, scored
+TrackRAD-style: median Dice over all scored frames (target >= 0.90) and mean
+centroid error (target <= 1.0 mm).
+
+Latency: one 270x270 case replayed frame by frame: server-side time per frame
+(target median <= 15 ms) and gRPC overhead = client end-to-end minus server time
+(target median <= 3 ms).
+
+    .venv/bin/python bench/bench_flow.py --json bench/results/flow.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tracker import __version__
+from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
+from tracker.replay import ReplayOptions, connect, replay_sequence
+from tracker.synth.cine_mri import generate_case, random_case_params, write_cases
+
+logger = logging.getLogger("bench_flow")
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import cv2
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "opencv": cv2.__version__,
+        "tracker": __version__,
+    }
+
+
+def accuracy(n_cases: int, seed: int, workdir: Path) -> dict[str, object]:
+    paths = write_cases(workdir / "accuracy", n_cases, seed, progress=True)
+    frame_dice: list[float] = []
+    case_rows = []
+    with connect(None, "flow", {}) as client:
+        for path in paths:
+            sequence = read_trackrad_case(path)
+            result = replay_sequence(client, sequence, ReplayOptions(rate="max", progress=False))
+            scores = result.scores[1]
+            dice = [f.dice for f in scores.frames]
+            frame_dice.extend(dice)
+            case_rows.append(
+                {
+                    "case": sequence.name,
+                    "frames": len(sequence),
+                    "frame_rate_hz": sequence.frame_rate_hz,
+                    "size": list(sequence.shape_hw),
+                    "dice_mean": scores.dice_mean,
+                    "dice_median": float(np.median(dice)),
+                    "centroid_mm_mean": scores.centroid_mm_mean,
+                    "hd95_mm_mean": scores.hd95_mm_mean,
+                }
+            )
+            row = case_rows[-1]
+            logger.info("%s %.1f Hz: Dice %.3f, centroid %.2f mm", row["case"], row["frame_rate_hz"],
+                        scores.dice_mean, scores.centroid_mm_mean)  # fmt: skip
+    return {
+        "cases": case_rows,
+        "dice_median_all_frames": float(np.median(frame_dice)),
+        "dice_mean_of_cases": float(np.mean([c["dice_mean"] for c in case_rows])),
+        "centroid_mm_mean_of_cases": float(np.mean([c["centroid_mm_mean"] for c in case_rows])),
+        "frames_scored": len(frame_dice),
+    }
+
+
+def latency(frames: int, seed: int, workdir: Path) -> dict[str, object]:
+    rng = np.random.default_rng(seed)
+    params = dataclasses.replace(random_case_params(rng), size_px=270, n_frames=frames)
+    case = generate_case(params, seed)
+    path = write_trackrad_case(
+        workdir / "latency", "L270", case.frames, case.labels[0], params.frame_rate_hz, case.labels
+    )
+    sequence = read_trackrad_case(path)
+    with connect(None, "flow", {}) as client:
+        result = replay_sequence(client, sequence, ReplayOptions(rate="max", progress=False))
+    records = result.records[1:]  # frame 0 carries the prompt set-up
+    server = np.array([r.server_ms for r in records])
+    e2e = np.array([r.end_to_end_ms for r in records])
+    overhead = e2e - server
+    return {
+        "frame_size": [270, 270],
+        "frames": len(records),
+        "server_ms_median": float(np.median(server)),
+        "server_ms_p95": float(np.percentile(server, 95)),
+        "end_to_end_ms_median": float(np.median(e2e)),
+        "grpc_overhead_ms_median": float(np.median(overhead)),
+        "grpc_overhead_ms_p95": float(np.percentile(overhead, 95)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--latency-frames", type=int, default=300)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        acc = accuracy(args.cases, args.seed, Path(tmp))
+        lat = latency(args.latency_frames, args.seed, Path(tmp))
+    targets = {
+        "dice_median_ge_0.90": acc["dice_median_all_frames"] >= 0.90,
+        "centroid_mm_mean_le_1.0": acc["centroid_mm_mean_of_cases"] <= 1.0,
+        "server_ms_median_le_15": lat["server_ms_median"] <= 15.0,
+        "grpc_overhead_ms_median_le_3": lat["grpc_overhead_ms_median"] <= 3.0,
+    }
+    result = {
+        "machine": machine(),
+        "settings": vars(args) | {"json": str(args.json)},
+        "accuracy": acc,
+        "latency": lat,
+        "targets_met": targets,
+        "seconds": round(time.time() - started, 1),
+    }
+    print(json.dumps({k: result[k] for k in ("latency", "targets_met")}, indent=2))
+    print(
+        f"accuracy: median Dice {acc['dice_median_all_frames']:.3f} over {acc['frames_scored']} frames,"
+        f" mean centroid error {acc['centroid_mm_mean_of_cases']:.2f} mm"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

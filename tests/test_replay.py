@@ -1,0 +1,129 @@
+"""End to end: recorded sequences streamed through the real gRPC API and scored."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from tracker.cli import main as cli_main
+from tracker.io.trackrad import read_trackrad_case
+from tracker.replay import ReplayOptions, replay
+from tracker.synth.cine_mri import write_cases
+
+REPORT_KEYS = {"dice_mean", "hd95_mm_mean", "msd_mm_mean", "centroid_mm_mean", "frames", "dropped", "late"}
+PERCENTILE_KEYS = {"p50", "p95", "p99", "max"}
+
+
+@pytest.fixture(scope="module")
+def cine_case(tmp_path_factory):
+    return write_cases(tmp_path_factory.mktemp("cine"), 1, seed=11, progress=False)[0]
+
+
+def _check_report_shape(report: dict) -> None:
+    assert set(report) >= {"cases", "summary"}
+    for block in [*report["cases"], report["summary"]]:
+        assert set(block) >= REPORT_KEYS
+        assert set(block["latency_ms"]) >= PERCENTILE_KEYS and set(block["server_ms"]) >= PERCENTILE_KEYS
+
+
+@pytest.mark.slow
+def test_replay_synthetic_cine_mri_case_via_cli(cine_case, tmp_path):
+    report_path = tmp_path / "report.json"
+    code = cli_main(
+        [
+            "replay",
+            str(cine_case),
+            "--report",
+            str(report_path),
+            "--out-masks",
+            str(tmp_path / "masks"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    _check_report_shape(report)
+    case = report["cases"][0]
+    sequence = read_trackrad_case(cine_case)
+    assert (
+        case["frames"] == len(sequence) and case["dropped"] == 0 and case["late"] == 0 and case["errors"] == 0
+    )
+    assert case["dice_mean"] >= 0.85
+    assert case["centroid_mm_mean"] <= 1.5
+    assert case["hd95_mm_mean"] <= 4.0
+    assert report["summary"]["latency_ms"]["p50"] < 1000
+    # Predicted masks are written in the TrackRAD layout, readable like ground truth.
+    written = tmp_path / "masks" / cine_case.name / "targets" / f"{cine_case.name}_labels.mha"
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(written)))
+    assert labels.shape == (*sequence.shape_hw, len(sequence))
+    assert np.array_equal(labels[:, :, 0] > 0, sequence.first_label > 0)
+
+
+@pytest.mark.slow
+def test_replay_davis_sequence(davis_dir, tmp_path):
+    report, _ = replay(
+        [davis_dir / "car-shadow"],
+        ReplayOptions(rate="max", progress=False, out_masks=tmp_path / "masks"),
+        report_path=tmp_path / "r.json",
+    )
+    _check_report_shape(report)
+    case = report["cases"][0]
+    assert case["kind"] == "davis" and case["frames"] == 40 and case["dropped"] == 0
+    assert case["j_mean"] >= 0.70, "flow should hold a car over 40 frames"
+    assert len(list((tmp_path / "masks" / "car-shadow").glob("*.png"))) == 40
+
+
+@pytest.mark.slow
+def test_realtime_replay_against_a_separate_server_process(cine_case, tmp_path):
+    """`tracker serve` in its own process, `tracker replay --server` paced by acquisition time."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tracker.cli", "serve", "--engine", "flow", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        sequence = read_trackrad_case(cine_case)
+        n = min(len(sequence), 12)
+        # A short realtime replay: keep only the first n frames to bound the wall time.
+        short = tmp_path / "short"
+        from tracker.io.trackrad import write_trackrad_case
+
+        case = write_trackrad_case(
+            short,
+            "R001",
+            np.asarray(sequence.frames[:n]),
+            sequence.first_label,
+            8.0,
+            np.asarray(sequence.labels[:n]),
+        )
+        report, _ = replay(
+            [case],
+            ReplayOptions(rate="realtime", progress=False),
+            server=f"127.0.0.1:{port}",
+            report_path=None,
+        )
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=20)
+    c = report["cases"][0]
+    assert c["frames"] == n and c["dropped"] == 0 and c["late"] == 0 and c["errors"] == 0
+    assert server.returncode == 0, out.decode()[-2000:]
+    assert b"session" in out and b"ended" in out
+
+
+def test_replay_without_a_prompt_names_the_problem(tmp_path):
+    from tracker.io.trackrad import write_trackrad_case
+
+    case = write_trackrad_case(tmp_path, "E001", np.zeros((3, 20, 20), np.uint16), np.zeros((20, 20)), 4.0)
+    with pytest.raises(ValueError, match="first-frame mask is empty"):
+        replay([case], ReplayOptions(progress=False))

@@ -1,0 +1,156 @@
+"""The ``tracker`` command: serve, replay, synth, demo."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tracker import __version__
+
+logger = logging.getLogger("tracker")
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {pair!r}")
+        options[key] = value
+    return options
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from tracker.convert import Limits
+    from tracker.server.app import serve
+
+    if not _is_loopback(args.host) and not args.insecure:
+        logger.error(
+            "refusing to serve plaintext on %s: only loopback is allowed without TLS;"
+            " pass --insecure to accept unencrypted traffic on this network",
+            args.host,
+        )
+        return 2
+    limits = Limits(max_sessions=args.max_sessions, max_frame_pixels=args.max_frame_pixels)
+    engines = [e.strip() for e in args.engine.split(",") if e.strip()]
+    serve(engines, _key_values(args.engine_option), args.host, args.port, limits, args.idle_timeout_s)
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from tracker.replay import ReplayOptions, replay
+
+    options = ReplayOptions(
+        rate=args.rate,
+        engine=args.engine,
+        engine_options=_key_values(args.engine_option),
+        latency_budget_ms=args.budget_ms,
+        out_masks=args.out_masks,
+        first_mask=args.first_mask,
+        frame_rate_hz=args.frame_rate,
+        progress=not args.no_progress,
+    )
+    report, _ = replay(args.paths, options, server=args.server, report_path=args.report)
+    logger.info("report written to %s", args.report)
+    print(json.dumps(report["summary"], indent=2))  # noqa: T201 - the command's output
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from tracker.synth.cine_mri import write_cases
+
+    paths = write_cases(args.out, args.cases, args.seed, progress=not args.no_progress)
+    logger.info("wrote %d TrackRAD-layout cases under %s", len(paths), args.out)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tracker.demo import run_demo
+
+    run_demo(args.out, davis=args.davis, seed=args.seed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracker", description="Real-time streaming tracker service over gRPC."
+    )
+    parser.add_argument("--version", action="version", version=f"tracker {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC server")
+    p.add_argument(
+        "--engine", default="flow", help="engine name, or a comma-separated list (first is default)"
+    )
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE", help="engine option")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051)
+    p.add_argument("--insecure", action="store_true", help="allow plaintext on a non-loopback address")
+    p.add_argument("--max-sessions", type=int, default=32)
+    p.add_argument("--max-frame-pixels", type=int, default=4096 * 4096)
+    p.add_argument("--idle-timeout-s", type=float, default=None, help="close sessions idle this long")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("replay", help="stream recorded sequences through the API and score them")
+    p.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="TrackRAD case, DAVIS folder, video, DICOM, MHA"
+    )
+    p.add_argument("--server", default=None, help="HOST:PORT; default: start a server in-process on loopback")
+    p.add_argument("--rate", choices=["realtime", "max"], default="max")
+    p.add_argument("--first-mask", type=Path, default=None, help="prompt mask for frame 0 (PNG/MHA)")
+    p.add_argument("--report", type=Path, required=True, help="JSON report to write")
+    p.add_argument("--out-masks", type=Path, default=None, help="folder for predicted masks")
+    p.add_argument("--engine", default="", help="engine for the sessions (and for the in-process server)")
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--budget-ms", type=float, default=None, help="default: 1000 for cine-MRI, a frame interval else"
+    )
+    p.add_argument("--frame-rate", type=float, default=None, help="override the source's frame rate (Hz)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_replay)
+
+    p = sub.add_parser("synth", help="generate synthetic sequences with ground truth")
+    synth = p.add_subparsers(dest="kind", required=True)
+    s = synth.add_parser("cine-mri", help="TrackRAD-layout cine-MRI cases with breathing motion")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--cases", type=int, default=10)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")
+    p.add_argument("--out", type=Path, default=Path("demo-output"))
+    p.add_argument(
+        "--davis", type=Path, default=None, help="DAVIS sequence folder; default: the shared data if present"
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

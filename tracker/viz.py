@@ -1,0 +1,121 @@
+"""Pictures a person would rather look at than read: overlays and latency plots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence as Seq
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_BGR = (60, 220, 60)  # green: what the tracker answered
+TRUTH_BGR = (60, 60, 230)  # red: ground truth
+
+
+def to_display_rgb(frame: np.ndarray) -> np.ndarray:
+    """Any supported frame as 8-bit RGB; non-8-bit frames get a robust 1-99 percentile window."""
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8:
+        lo, hi = np.percentile(frame, [1, 99])
+        scaled = np.clip((frame.astype(np.float32) - lo) / max(float(hi - lo), 1e-6), 0, 1)
+        frame = (scaled * 255).astype(np.uint8)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(frame)
+
+
+def overlay(
+    frame: np.ndarray, prediction: np.ndarray, truth: np.ndarray | None = None, caption: str = ""
+) -> np.ndarray:
+    """RGB frame with the predicted contour (green), the true contour (red) and a caption."""
+    bgr = cv2.cvtColor(to_display_rgb(frame), cv2.COLOR_RGB2BGR)
+    thickness = max(1, round(max(bgr.shape[:2]) / 300))
+    for labels, colour in ((truth, TRUTH_BGR), (prediction, PREDICTION_BGR)):
+        if labels is None:
+            continue
+        for value in np.unique(labels):
+            if value == 0:
+                continue
+            contours, _ = cv2.findContours(
+                (labels == value).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+            )
+            cv2.drawContours(bgr, contours, -1, colour, thickness, lineType=cv2.LINE_AA)
+    if caption:
+        scale = max(0.4, bgr.shape[1] / 900)
+        cv2.putText(
+            bgr, caption, (6, int(22 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA
+        )
+        cv2.putText(
+            bgr,
+            caption,
+            (6, int(22 * scale) + 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_overlay_gif(
+    path: Path,
+    frames: Seq[np.ndarray],
+    predictions: np.ndarray,
+    truths: np.ndarray | None,
+    captions: Seq[str],
+    fps: float,
+    max_width: int = 480,
+) -> Path:
+    """An animated GIF of the overlays, scaled down to ``max_width`` to stay small."""
+    import imageio.v3 as iio
+
+    images = []
+    for i in range(len(frames)):
+        image = overlay(frames[i], predictions[i], None if truths is None else truths[i], captions[i])
+        if image.shape[1] > max_width:
+            height = round(image.shape[0] * max_width / image.shape[1])
+            image = cv2.resize(image, (max_width, height), interpolation=cv2.INTER_AREA)
+        images.append(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duration_ms = 1000.0 / min(max(fps, 1.0), 25.0)
+    iio.imwrite(path, np.stack(images), extension=".gif", duration=duration_ms, loop=0)
+    return path
+
+
+def plot_latency(path: Path, cases: Seq[dict[str, object]]) -> Path:
+    """Per-frame end-to-end and server latency for each case, with its budget, plus the CDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (timeline, cdf) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [2, 1]})
+    for case in cases:
+        frames = [f for f in case["per_frame"] if f["status"] in ("OK", "LATE")]  # type: ignore[union-attr]
+        idx = [f["index"] for f in frames]
+        e2e = np.array([f["latency_ms"] for f in frames])
+        server = np.array([f["server_ms"] for f in frames])
+        (line,) = timeline.plot(idx, e2e, lw=1.2, label=f"{case['name']} end-to-end")
+        timeline.plot(idx, server, lw=0.8, ls="--", color=line.get_color(), label=f"{case['name']} server")
+        timeline.axhline(float(case["budget_ms"]), color=line.get_color(), lw=0.8, ls=":")  # type: ignore[arg-type]
+        cdf.plot(
+            np.sort(e2e),
+            np.linspace(0, 1, len(e2e), endpoint=False),
+            color=line.get_color(),
+            label=str(case["name"]),
+        )
+    timeline.set(
+        xlabel="frame", ylabel="latency (ms)", yscale="log", title="Per-frame latency (dotted: budget)"
+    )
+    timeline.legend(fontsize=7)
+    cdf.set(xlabel="end-to-end latency (ms)", ylabel="fraction of frames", xscale="log", title="Latency CDF")
+    cdf.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
