@@ -409,3 +409,21 @@ def test_options_parse_and_registry() -> None:
         "remove_object",
         "correct_object",
     } <= set(engine.info.capabilities)
+
+
+def test_drop_islands_removes_specks_but_keeps_a_split_object():
+    from engines.flow import drop_islands
+
+    mask = np.zeros((100, 100), bool)
+    mask[10:50, 10:50] = True  # 1600 px body
+    mask[80:82, 80:82] = True  # 4 px speck far away
+    mask[10:50, 60:80] = True  # 800 px second part of a split object
+    cleaned = drop_islands(mask, 0.05)
+    assert not cleaned[80:82, 80:82].any()
+    assert cleaned[10:50, 10:50].all() and cleaned[10:50, 60:80].all()
+    assert np.array_equal(drop_islands(mask, 0.0), mask)
+
+
+def test_min_island_fraction_option_is_validated():
+    with pytest.raises(ValueError, match="min_island_fraction"):
+        FlowEngine.from_options({"min_island_fraction": "1.5"})
