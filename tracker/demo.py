@@ -56,6 +56,16 @@ def _gif(out: Path, case: CaseResult) -> Path:
     seq = case.sequence
     captions = [f"{seq.name} #{r.index} {r.status.value} {r.end_to_end_ms:.0f} ms" for r in case.records]
     truths = None if seq.labels is None else np.asarray(seq.labels)
+    small_target = case.predictions[0].astype(bool).mean() < 0.02
+    return write_overlay_gif(
+        out / f"{seq.name}.gif",
+        seq.frames,
+        case.predictions,
+        truths,
+        captions,
+        seq.frame_rate_hz,
+        zoom=small_target,
+    )
     return write_overlay_gif(
         out / f"{seq.name}.gif", seq.frames, case.predictions, truths, captions, seq.frame_rate_hz
     )

@@ -1,0 +1,29 @@
+"""`tracker demo` produces what a person looks at: a table, overlay GIFs and a latency plot."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from tracker.demo import results_table, run_demo
+from tracker.viz import PREDICTION_BGR
+
+
+@pytest.mark.slow
+def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys):
+    report = run_demo(tmp_path, davis=davis_dir / "car-shadow", seed=3)
+    names = [c["name"] for c in report["cases"]]
+    assert names == ["S001", "car-shadow"]
+    table = capsys.readouterr().out
+    assert "S001" in table and "car-shadow" in table and "Dice" in table
+    assert (tmp_path / "results.txt").read_text().strip() == results_table(report["cases"])
+    for case in report["cases"]:
+        frames = iio.imread(tmp_path / f"{case['name']}.gif")
+        assert frames.shape[0] == case["frames"]
+        # The predicted contour is drawn in the prediction colour (RGB order in the GIF).
+        green = np.array(PREDICTION_BGR[::-1])
+        assert (np.abs(frames[-1][..., :3].astype(int) - green).sum(axis=-1) < 60).sum() > 20
+    plot = iio.imread(tmp_path / "latency.png")
+    assert plot.ndim == 3 and plot.shape[0] > 300 and plot.shape[1] > 800
+    assert report["summary"]["frames"] == sum(c["frames"] for c in report["cases"])
