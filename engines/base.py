@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tracker.timing import StageTimer
 from tracker.types import (
     BoxPrompt,
     Frame,
@@ -64,6 +65,10 @@ class EngineSession(abc.ABC):
         self._objects: dict[int, _ObjectEntry] = {}  # client id -> entry, insertion-ordered
         self._pending = PendingPrompts()
         self._image_size: tuple[int, int] | None = config.image_size
+        # Engines time their own stages ("preprocess", "encoder", ...) with this; the
+        # serving loop reads it after each step. Reset at the start of every step.
+        self.timer = StageTimer()
+        self.degradation_level = 0
         for obj in config.objects:
             self.apply(PromptUpdate(UpdateAction.ADD, obj.object_id, obj.prompt, obj.label))
 
@@ -109,6 +114,7 @@ class EngineSession(abc.ABC):
                 f"frame is {hw[0]}x{hw[1]} but this session's frames are"
                 f" {self._image_size[0]}x{self._image_size[1]}"
             )
+        self.timer.reset()
         updates, self._pending.updates = self._pending.updates, []
         for update in updates:
             if update.prompt is not None:
@@ -116,6 +122,20 @@ class EngineSession(abc.ABC):
         tracks = self._step(frame, updates)
         order = {oid: i for i, oid in enumerate(self._objects)}
         return sorted((t for t in tracks if t.object_id in order), key=lambda t: order[t.object_id])
+
+    def degradations(self) -> tuple[str, ...]:
+        """Ways this session can trade accuracy for time, mildest first (the DEGRADE policy).
+
+        Level ``k`` of :meth:`set_degradation` puts the first ``k`` in force. Engines
+        that have none return an empty tuple and the policy then only drops frames.
+        """
+        return ()
+
+    def set_degradation(self, level: int) -> None:
+        """Put the first ``level`` steps of :meth:`degradations` in force (0: none)."""
+        if not 0 <= level <= len(self.degradations()):
+            raise ValueError(f"degradation level {level} outside 0..{len(self.degradations())}")
+        self.degradation_level = level
 
     def close(self) -> None:
         """Release all tracking state. Idempotent."""

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -498,15 +499,22 @@ class FlowSession(EngineSession):
 
     # -- helpers ----------------------------------------------------------------------
 
+    def degradations(self) -> tuple[str, ...]:
+        return ("lower input resolution: optical flow at half the working size",)
+
     def _work_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         h, w = hw
         s = min(1.0, self._settings.max_side / max(h, w))
+        if self.degradation_level >= 1:
+            s *= 0.5
         return (max(2, round(h * s)), max(2, round(w * s)))
 
     def _grids(self, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        work = self._work_size(hw)
         if self._grid is None or self._grid.shape[:2] != hw:
             self._grid = _pixel_grid(hw)
-            work = self._work_size(hw)
+            self._work_grid = None
+        if self._work_grid is None or self._work_grid.shape[:2] != work:
             self._work_grid = self._grid if work == hw else _pixel_grid(work)
         assert self._work_grid is not None
         return self._grid, self._work_grid
@@ -520,7 +528,10 @@ class FlowSession(EngineSession):
 
     def _warp_to(self, cur: np.ndarray, ref: np.ndarray, hw: tuple[int, int]) -> _Warp:
         grid, work_grid = self._grids(hw)
-        flow = self._flow(cur, ref)
+        if ref.shape != cur.shape:  # the working size changed (degradation) since ref was kept
+            ref = cv2.resize(ref, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
+        with self.timer.stage("flow"):
+            flow = self._flow(cur, ref)
         work_map = work_grid + flow
         warped = cv2.remap(ref, work_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         residual = cv2.absdiff(cur, warped).astype(np.float32)
@@ -543,15 +554,16 @@ class FlowSession(EngineSession):
 
     def _step(self, frame: Frame, updates: list[PromptUpdate]) -> list[ObjectTrack]:
         hw = frame.shape_hw
-        gray_full = to_gray8(frame.pixels)
-        if np.shares_memory(gray_full, frame.pixels):
-            gray_full = gray_full.copy()  # the client may reuse its buffer; anchors must not change
-        work = self._work_size(hw)
-        gray = (
-            gray_full
-            if work == hw
-            else cv2.resize(gray_full, (work[1], work[0]), interpolation=cv2.INTER_AREA)
-        )
+        with self.timer.stage("preprocess"):
+            gray_full = to_gray8(frame.pixels)
+            if np.shares_memory(gray_full, frame.pixels):
+                gray_full = gray_full.copy()  # the client may reuse its buffer; anchors must not change
+            work = self._work_size(hw)
+            gray = (
+                gray_full
+                if work == hw
+                else cv2.resize(gray_full, (work[1], work[0]), interpolation=cv2.INTER_AREA)
+            )
         self._tick += 1
         current = _RefFrame(self._tick, gray)
 
@@ -588,6 +600,7 @@ class FlowSession(EngineSession):
 
         tracks: list[ObjectTrack] = []
         alpha = np.float32(self._settings.anchor_weight)
+        loop_start, flow_before = time.perf_counter(), self.timer.elapsed("flow")
         for oid, state in self._tracks.items():
             if oid in prompted:
                 tracks.append(ObjectTrack(oid, state.anchor_mask > 0, 1.0))
@@ -610,6 +623,9 @@ class FlowSession(EngineSession):
             score = float(conf[mask].mean()) if mask.any() else 0.0
             state.prev_mask = mask.astype(np.uint8) * 255
             tracks.append(ObjectTrack(oid, mask, min(1.0, max(0.0, score))))
+        # Warping and blending masks, apart from the flow fields computed inside the loop.
+        loop_ms = (time.perf_counter() - loop_start) * 1000.0
+        self.timer.add("propagate", loop_ms - (self.timer.elapsed("flow") - flow_before))
 
         # Keep only what the next frame needs: this frame and the objects' own anchors
         # (held by their states, so dropped objects free theirs with them).

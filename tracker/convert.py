@@ -17,6 +17,7 @@ import numpy as np
 from tracker import masks as mask_codec
 from tracker.types import (
     BoxPrompt,
+    BudgetPolicy,
     Frame,
     FrameError,
     FrameResult,
@@ -32,12 +33,26 @@ from tracker.types import (
     PromptError,
     PromptUpdate,
     SessionConfig,
+    TimestampClock,
     UpdateAction,
 )
 from tracker.v1 import tracker_pb2 as pb
 
 PROTOCOL_VERSION = "tracker.v1"
-DEFAULT_LATENCY_BUDGET_MS = 1000.0
+DEFAULT_LATENCY_BUDGET_MS = 1000.0  # cine-MRI: the TrackRAD2025 limit per frame
+DEFAULT_VIDEO_FRAME_RATE_HZ = 30.0  # endoscopy without a stated rate
+
+
+def default_budget_ms(modality: Modality, frame_rate_hz: float) -> float:
+    """The budget when a client states none: 1 s for cine-MRI, one frame interval for video."""
+    if modality is Modality.CINE_MRI:
+        return DEFAULT_LATENCY_BUDGET_MS
+    if frame_rate_hz > 0:
+        return 1000.0 / frame_rate_hz
+    if modality is Modality.ENDOSCOPY:
+        return 1000.0 / DEFAULT_VIDEO_FRAME_RATE_HZ
+    return DEFAULT_LATENCY_BUDGET_MS
+
 
 PIXEL_DTYPES: dict[int, np.dtype] = {
     pb.UINT8: np.dtype("<u1"),
@@ -61,6 +76,23 @@ _STATUS_TO_PB = {
     FrameStatus.ERROR: pb.ERROR,
 }
 _STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
+_POLICY_FROM_PB = {
+    pb.BUDGET_POLICY_UNSPECIFIED: BudgetPolicy.LATEST,
+    pb.LATEST: BudgetPolicy.LATEST,
+    pb.DEGRADE: BudgetPolicy.DEGRADE,
+    pb.STRICT: BudgetPolicy.STRICT,
+}
+_POLICY_TO_PB = {
+    BudgetPolicy.LATEST: pb.LATEST,
+    BudgetPolicy.DEGRADE: pb.DEGRADE,
+    BudgetPolicy.STRICT: pb.STRICT,
+}
+_CLOCK_FROM_PB = {
+    pb.TIMESTAMP_CLOCK_UNSPECIFIED: TimestampClock.RELATIVE,
+    pb.RELATIVE: TimestampClock.RELATIVE,
+    pb.UNIX: TimestampClock.UNIX,
+}
+_CLOCK_TO_PB = {TimestampClock.RELATIVE: pb.RELATIVE, TimestampClock.UNIX: pb.UNIX}
 
 
 @dataclass(frozen=True)
@@ -264,19 +296,24 @@ def geometry_to_proto(geometry: Geometry) -> pb.Geometry:
 
 def session_config_from_proto(msg: pb.SessionOpen, limits: Limits) -> SessionConfig:
     """Decode and validate a session opening; raise ValueError (PromptError included) naming the problem."""
-    budget = msg.latency_budget_ms or DEFAULT_LATENCY_BUDGET_MS
+    if msg.modality not in _MODALITY_FROM_PB:
+        raise ValueError(f"unknown modality {msg.modality}")
+    if msg.budget_policy not in _POLICY_FROM_PB:
+        raise ValueError(f"unknown budget_policy {msg.budget_policy}; use LATEST, DEGRADE or STRICT")
+    if msg.timestamp_clock not in _CLOCK_FROM_PB:
+        raise ValueError(f"unknown timestamp_clock {msg.timestamp_clock}; use RELATIVE or UNIX")
+    if not math.isfinite(msg.frame_rate_hz) or msg.frame_rate_hz < 0:
+        raise ValueError(f"frame_rate_hz must be zero (unknown) or positive, got {msg.frame_rate_hz}")
+    modality = _MODALITY_FROM_PB[msg.modality]
+    budget = msg.latency_budget_ms or default_budget_ms(modality, msg.frame_rate_hz)
     if not math.isfinite(budget) or budget < 0:
         raise ValueError(
             f"latency_budget_ms must be a positive number of milliseconds, got {msg.latency_budget_ms}"
         )
-    if not math.isfinite(msg.frame_rate_hz) or msg.frame_rate_hz < 0:
-        raise ValueError(f"frame_rate_hz must be zero (unknown) or positive, got {msg.frame_rate_hz}")
     if len(msg.objects) > limits.max_objects_per_session:
         raise ValueError(
             f"{len(msg.objects)} objects requested; the limit is {limits.max_objects_per_session} per session"
         )
-    if msg.modality not in _MODALITY_FROM_PB:
-        raise ValueError(f"unknown modality {msg.modality}")
     objects = tuple(object_prompt_from_proto(o, limits) for o in msg.objects)
     ids = [o.object_id for o in objects]
     if len(set(ids)) != len(ids):
@@ -302,7 +339,7 @@ def session_config_from_proto(msg: pb.SessionOpen, limits: Limits) -> SessionCon
             f"frames of {image_size[0]}x{image_size[1]} exceed the limit of {limits.max_frame_pixels} pixels"
         )
     return SessionConfig(
-        modality=_MODALITY_FROM_PB[msg.modality],
+        modality=modality,
         engine=msg.engine,
         engine_options=dict(msg.engine_options),
         objects=objects,
@@ -311,6 +348,8 @@ def session_config_from_proto(msg: pb.SessionOpen, limits: Limits) -> SessionCon
         geometry=geometry_from_proto(msg.geometry),
         image_size=image_size,
         client_name=msg.client_name,
+        budget_policy=_POLICY_FROM_PB[msg.budget_policy],
+        timestamp_clock=_CLOCK_FROM_PB[msg.timestamp_clock],
     )
 
 
@@ -327,6 +366,8 @@ def session_open_to_proto(config: SessionConfig, mask_encoding: int = pb.RLE) ->
         client_name=config.client_name,
         height=config.image_size[0] if config.image_size else 0,
         width=config.image_size[1] if config.image_size else 0,
+        budget_policy=_POLICY_TO_PB[config.budget_policy],
+        timestamp_clock=_CLOCK_TO_PB[config.timestamp_clock],
     )
 
 
@@ -379,8 +420,11 @@ def frame_result_to_proto(result: FrameResult, encoding: int = pb.RLE) -> pb.Fra
             compute_ms=t.compute_ms,
             total_ms=t.total_ms,
             stages_ms=t.stages_ms,
+            since_acquisition_ms=t.since_acquisition_ms,
         ),
         applied_update_ids=result.applied_update_ids,
+        degradations=result.degradations,
+        degradation_reason=result.degradation_reason,
     )
 
 
@@ -390,7 +434,11 @@ def frame_result_from_proto(msg: pb.FrameResult) -> FrameResult:
         frame_index=int(msg.frame_index),
         status=_STATUS_FROM_PB.get(msg.status, FrameStatus.ERROR),
         objects=[object_result_from_proto(o) for o in msg.objects],
-        timing=FrameTiming(t.receive_time_s, t.queue_ms, t.compute_ms, t.total_ms, dict(t.stages_ms)),
+        timing=FrameTiming(
+            t.receive_time_s, t.queue_ms, t.compute_ms, t.total_ms, dict(t.stages_ms), t.since_acquisition_ms
+        ),
         message=msg.message,
         applied_update_ids=list(msg.applied_update_ids),
+        degradations=list(msg.degradations),
+        degradation_reason=msg.degradation_reason,
     )

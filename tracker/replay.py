@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from tracker import metrics
 from tracker.client import ClientResult, StreamSession, TrackerClient
+from tracker.convert import default_budget_ms
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.io.writers import write_predictions
-from tracker.types import FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
+from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,6 @@ def percentiles(values: Seq[float]) -> dict[str, float | None]:
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(arr.max())}
 
 
-def default_budget_ms(sequence: Sequence) -> float:
-    if sequence.modality is Modality.CINE_MRI or sequence.frame_rate_hz <= 0:
-        return 1000.0
-    return 1000.0 / sequence.frame_rate_hz
-
-
 def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionConfig:
     prompt = sequence.prompt_label()
     if prompt is None:
@@ -100,7 +95,7 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
     )
     if not objects:
         raise ValueError(f"{sequence.name}: the first-frame mask is empty")
-    budget = options.latency_budget_ms or default_budget_ms(sequence)
+    budget = options.latency_budget_ms or default_budget_ms(sequence.modality, sequence.frame_rate_hz)
     return SessionConfig(
         modality=sequence.modality,
         engine=options.engine,

@@ -36,6 +36,19 @@ class FrameStatus(enum.Enum):
     ERROR = "ERROR"  # this frame could not be processed; see the message
 
 
+class BudgetPolicy(enum.Enum):
+    """What a session does when it falls behind its latency budget."""
+
+    LATEST = "latest"  # answer stale waiting frames DROPPED, process the newest
+    DEGRADE = "degrade"  # as LATEST, plus step-wise accuracy-for-time trades
+    STRICT = "strict"  # never hold a frame for a newer one; unmakeable frames are answered LATE
+
+
+class TimestampClock(enum.Enum):
+    RELATIVE = "relative"  # client clock, aligned by the fastest observed transit
+    UNIX = "unix"  # a wall clock synchronised with the server's
+
+
 class PromptError(ValueError):
     """A prompt or prompt update that cannot be applied (names the problem)."""
 
@@ -180,6 +193,7 @@ class FrameTiming:
     compute_ms: float = 0.0  # decode + preprocess + inference + postprocess
     total_ms: float = 0.0  # arrival until the answer was ready
     stages_ms: dict[str, float] = field(default_factory=dict)
+    since_acquisition_ms: float = 0.0  # acquisition until the answer; 0 when the frame had no timestamp
 
 
 @dataclass
@@ -190,6 +204,8 @@ class FrameResult:
     timing: FrameTiming = field(default_factory=FrameTiming)
     message: str = ""
     applied_update_ids: list[int] = field(default_factory=list)
+    degradations: list[str] = field(default_factory=list)  # DEGRADE policy: steps in force, mildest first
+    degradation_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,6 +221,8 @@ class SessionConfig:
     geometry: Geometry = field(default_factory=Geometry)
     image_size: tuple[int, int] | None = None  # (H, W) when declared up front
     client_name: str = ""
+    budget_policy: BudgetPolicy = BudgetPolicy.LATEST
+    timestamp_clock: TimestampClock = TimestampClock.RELATIVE
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import grpc
 from engines.base import Engine, EngineInfo
 from tracker import __version__, convert
 from tracker.server.session import (
+    AcquisitionClock,
     Arrival,
     SessionFailed,
     SessionIdle,
@@ -125,7 +126,8 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             )
         session_id = uuid.uuid4().hex[:12]
         encoding = first.open.mask_encoding or pb.RLE
-        inbox = SessionInbox()
+        inbox = SessionInbox(config.budget_policy)
+        clock = AcquisitionClock(config.timestamp_clock)
         engine_session = None
         try:
             try:
@@ -133,9 +135,9 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             except PromptError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot open session: {exc}")
             logger.info(
-                "session %s opened: engine=%s modality=%s objects=%d budget=%.0f ms client=%r",
+                "session %s opened: engine=%s modality=%s objects=%d budget=%.1f ms policy=%s client=%r",
                 session_id, engine_name, config.modality.value, len(config.objects),
-                config.latency_budget_ms, config.client_name,
+                config.latency_budget_ms, config.budget_policy.value, config.client_name,
             )  # fmt: skip
             context.add_callback(inbox.cancel)  # disconnect or cancellation frees the session at once
             yield pb.TrackResponse(
@@ -149,7 +151,10 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                 )
             )
             receiver = threading.Thread(
-                target=self._receive, args=(request_iterator, inbox), name=f"recv-{session_id}", daemon=True
+                target=self._receive,
+                args=(request_iterator, inbox, clock),
+                name=f"recv-{session_id}",
+                daemon=True,
             )
             receiver.start()
             runner = SessionRunner(engine_session, config, inbox, self.idle_timeout_s)
@@ -178,13 +183,15 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                 engine_session.close()
             self.slots.release()
 
-    def _receive(self, requests: Iterator[pb.TrackRequest], inbox: SessionInbox) -> None:
+    def _receive(
+        self, requests: Iterator[pb.TrackRequest], inbox: SessionInbox, clock: AcquisitionClock
+    ) -> None:
         """Receiving thread: decode each request as it arrives and post it to the inbox."""
         try:
             for request in requests:
                 kind = request.WhichOneof("kind")
                 if kind == "frame":
-                    self._receive_frame(request.frame, inbox)
+                    self._receive_frame(request.frame, inbox, clock)
                 elif kind == "prompt_update":
                     try:
                         inbox.put_update(convert.prompt_update_from_proto(request.prompt_update, self.limits))
@@ -202,7 +209,7 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             return
         inbox.finish()
 
-    def _receive_frame(self, msg: pb.Frame, inbox: SessionInbox) -> None:
+    def _receive_frame(self, msg: pb.Frame, inbox: SessionInbox, clock: AcquisitionClock) -> None:
         received_mono, received_wall = time.monotonic(), time.time()
         try:
             frame = convert.frame_from_proto(msg, self.limits)
@@ -210,4 +217,5 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             inbox.put_answer(error_result(msg.index, str(exc), received_wall, received_mono))
             return
         decode_ms = (time.monotonic() - received_mono) * 1000.0
-        inbox.put_frame(Arrival(frame, received_mono, received_wall, decode_ms))
+        acquired = clock.acquired_mono(frame.timestamp_s, received_mono, received_wall)
+        inbox.put_frame(Arrival(frame, received_mono, received_wall, decode_ms, acquired))

@@ -3,12 +3,26 @@
 Two threads meet here. The *receiving* thread decodes requests as they arrive
 and posts them to a :class:`SessionInbox`; the *processing* loop
 (:meth:`SessionRunner.run`) takes work from the inbox and runs the pipeline
-stages: preprocess and inference (the engine's ``step``), then postprocess
-(masks to boxes, centroids and millimetres).
+stages: preprocess and inference (the engine's ``step``, which times its own
+stages), then postprocess (masks to boxes, centroids and millimetres).
 
-Latest frame wins: the inbox holds at most one waiting frame. When a newer one
-arrives, the waiting one is answered ``DROPPED`` at once, so a slow engine
-never builds an unbounded queue and a stale frame is never silently lost.
+What happens when frames come faster than they can be answered is the
+session's budget policy:
+
+* ``LATEST``: at most one frame waits. A newer one replaces it and the replaced
+  frame is answered ``DROPPED`` at once: no unbounded queue, no silent loss.
+* ``DEGRADE``: as ``LATEST``, and when answers approach the budget the session
+  steps through its engine's accuracy-for-time trades (:class:`DegradeController`);
+  every degraded answer lists the steps in force and why.
+* ``STRICT``: frames are never replaced by newer ones. A frame that cannot be
+  answered within its budget (by the running estimate of compute time) is
+  answered ``LATE`` without being processed, so it does not hold the next one.
+
+The budget runs from the frame's acquisition time when the client gives one
+(:class:`AcquisitionClock`), otherwise from its arrival. Everything a session
+holds is bounded: waiting frames, pending prompt updates, and answers not yet
+sent (when the client stops reading, the receiving side stops taking requests
+and gRPC flow control pushes back on the sender).
 """
 
 from __future__ import annotations
@@ -16,12 +30,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from engines.base import EngineSession
 from tracker.masks import describe
 from tracker.types import (
+    BudgetPolicy,
     Frame,
     FrameError,
     FrameResult,
@@ -31,11 +47,15 @@ from tracker.types import (
     PromptError,
     PromptUpdate,
     SessionConfig,
+    TimestampClock,
 )
 
 logger = logging.getLogger(__name__)
 
 Outgoing = FrameResult | PromptAck
+
+STRICT_MAX_WAITING_FRAMES = 8
+MAX_PENDING_ANSWERS = 256
 
 
 class SessionFailed(Exception):
@@ -48,12 +68,48 @@ class SessionIdle(Exception):
 
 @dataclass
 class Arrival:
-    """A decoded frame and when it reached the server."""
+    """A decoded frame, when it reached the server and when it was acquired."""
 
     frame: Frame
     received_mono: float  # time.monotonic() at arrival, for durations
     received_wall: float  # time.time() at arrival, reported to the client
     decode_ms: float = 0.0
+    acquired_mono: float | None = None  # acquisition time on the monotonic clock, when known
+
+    @property
+    def deadline_origin(self) -> float:
+        """Where the budget starts: acquisition when known, else arrival."""
+        return self.acquired_mono if self.acquired_mono is not None else self.received_mono
+
+
+class AcquisitionClock:
+    """Maps a client's acquisition timestamps onto this server's monotonic clock.
+
+    With ``UNIX`` timestamps the clocks are taken as synchronised. With
+    ``RELATIVE`` ones (any client clock), the offset is the smallest
+    ``arrival - timestamp`` seen so far: the fastest frame is assumed to have
+    had no delay, so later frames are charged for every extra millisecond they
+    spent in the client, the network or the server. That under-counts a constant
+    transport delay, never the queueing the budget is about.
+    """
+
+    def __init__(self, mode: TimestampClock) -> None:
+        self.mode = mode
+        self._offset_s: float | None = None
+
+    def acquired_mono(
+        self, timestamp_s: float | None, received_mono: float, received_wall: float
+    ) -> float | None:
+        if timestamp_s is None:
+            return None
+        if self.mode is TimestampClock.UNIX:
+            age_s = max(0.0, received_wall - timestamp_s)
+        else:
+            offset = received_mono - timestamp_s
+            if self._offset_s is None or offset < self._offset_s:
+                self._offset_s = offset
+            age_s = offset - self._offset_s
+        return received_mono - age_s
 
 
 @dataclass
@@ -70,28 +126,58 @@ class Batch:
 class SessionInbox:
     """Bounded hand-off from the receiving thread to the processing loop."""
 
-    def __init__(self, max_pending_updates: int = 64) -> None:
+    def __init__(
+        self,
+        policy: BudgetPolicy = BudgetPolicy.LATEST,
+        max_pending_updates: int = 64,
+        max_pending_answers: int = MAX_PENDING_ANSWERS,
+    ) -> None:
+        self.policy = policy
+        self._max_frames = STRICT_MAX_WAITING_FRAMES if policy is BudgetPolicy.STRICT else 1
         self._cond = threading.Condition()
         self._answers: list[Outgoing] = []
         self._updates: list[PromptUpdate] = []
-        self._frame: Arrival | None = None
+        self._frames: deque[Arrival] = deque()
         self._finished = False
         self._cancelled = False
         self._failure: str | None = None
         self._max_pending_updates = max_pending_updates
+        self._max_pending_answers = max_pending_answers
         self.frames_dropped = 0
+
+    def _wait_for_room(self) -> None:
+        # Back-pressure: a client that does not read its answers stops being read.
+        self._cond.wait_for(lambda: self._cancelled or len(self._answers) < self._max_pending_answers)
 
     def put_frame(self, arrival: Arrival) -> None:
         with self._cond:
-            stale = self._frame
-            self._frame = arrival
-            if stale is not None:
-                self.frames_dropped += 1
-                self._answers.append(dropped_result(stale, arrival.frame.index))
-            self._cond.notify()
+            self._wait_for_room()
+            if len(self._frames) >= self._max_frames:
+                stale = self._frames.popleft()
+                if self.policy is BudgetPolicy.STRICT:
+                    self._answers.append(
+                        unprocessed_result(
+                            stale,
+                            FrameStatus.LATE,
+                            f"not processed: {self._max_frames} frames were already waiting (strict policy)",
+                        )
+                    )
+                else:
+                    self.frames_dropped += 1
+                    self._answers.append(
+                        unprocessed_result(
+                            stale,
+                            FrameStatus.DROPPED,
+                            f"skipped: frame {arrival.frame.index} arrived while this one was waiting"
+                            " (latest frame wins)",
+                        )
+                    )
+            self._frames.append(arrival)
+            self._cond.notify_all()
 
     def put_update(self, update: PromptUpdate) -> None:
         with self._cond:
+            self._wait_for_room()
             if len(self._updates) >= self._max_pending_updates:
                 self._answers.append(
                     PromptAck(
@@ -103,30 +189,31 @@ class SessionInbox:
                 )
             else:
                 self._updates.append(update)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def put_answer(self, answer: Outgoing) -> None:
         """An answer that needs no processing, e.g. an ERROR for an undecodable frame."""
         with self._cond:
+            self._wait_for_room()
             self._answers.append(answer)
-            self._cond.notify()
+            self._cond.notify_all()
 
     def fail(self, message: str) -> None:
         with self._cond:
             self._failure = message
-            self._cond.notify()
+            self._cond.notify_all()
 
     def finish(self) -> None:
         """The client closed its side: process what is waiting, then end."""
         with self._cond:
             self._finished = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     def cancel(self) -> None:
         """The client is gone: end now without processing what is waiting."""
         with self._cond:
             self._cancelled = True
-            self._cond.notify()
+            self._cond.notify_all()
 
     @property
     def cancelled(self) -> bool:
@@ -142,7 +229,7 @@ class SessionInbox:
                     or self._finished
                     or self._answers
                     or self._updates
-                    or self._frame is not None
+                    or self._frames
                 ),
                 timeout=timeout_s,
             )
@@ -150,18 +237,29 @@ class SessionInbox:
                 return None
             if not ready:
                 raise SessionIdle(f"no request for {timeout_s:.0f} s")
-            batch = Batch(self._answers, self._updates, self._frame, self._finished, self._failure)
-            self._answers, self._updates, self._frame = [], [], None
+            frame = self._frames.popleft() if self._frames else None
+            # Updates that arrived after the next waiting frame stay for the frame after it.
+            batch = Batch(
+                self._answers, self._updates, frame, self._finished and not self._frames, self._failure
+            )
+            self._answers, self._updates = [], []
+            self._cond.notify_all()
             return batch
 
 
-def dropped_result(arrival: Arrival, newer_index: int) -> FrameResult:
-    waited_ms = (time.monotonic() - arrival.received_mono) * 1000.0
+def unprocessed_result(arrival: Arrival, status: FrameStatus, message: str) -> FrameResult:
+    now = time.monotonic()
+    waited_ms = (now - arrival.received_mono) * 1000.0
     return FrameResult(
         frame_index=arrival.frame.index,
-        status=FrameStatus.DROPPED,
-        message=f"skipped: frame {newer_index} arrived while this one was waiting (latest frame wins)",
-        timing=FrameTiming(receive_time_s=arrival.received_wall, queue_ms=waited_ms, total_ms=waited_ms),
+        status=status,
+        message=message,
+        timing=FrameTiming(
+            receive_time_s=arrival.received_wall,
+            queue_ms=waited_ms,
+            total_ms=waited_ms,
+            since_acquisition_ms=(now - arrival.acquired_mono) * 1000.0 if arrival.acquired_mono else 0.0,
+        ),
     )
 
 
@@ -173,6 +271,56 @@ def error_result(frame_index: int, message: str, received_wall: float, received_
         message=message,
         timing=FrameTiming(receive_time_s=received_wall, total_ms=elapsed_ms),
     )
+
+
+@dataclass
+class DegradeController:
+    """Chooses how many of an engine's degradation steps are in force.
+
+    Escalates one step when an answer uses more than ``high`` of the budget (or a
+    frame had to be dropped); relaxes one step after ``patience`` answers in a row
+    under ``low`` of it. The hysteresis keeps it from flapping on every frame.
+    """
+
+    steps: tuple[str, ...]
+    budget_ms: float
+    high: float = 0.85
+    low: float = 0.5
+    patience: int = 10
+    level: int = 0
+    reason: str = ""
+    _calm: int = 0
+
+    def update(self, frame_index: int, total_ms: float, dropped: int) -> bool:
+        """Record one answer; return True when the level changed."""
+        if total_ms > self.high * self.budget_ms or dropped:
+            self._calm = 0
+            if self.level < len(self.steps):
+                self.level += 1
+                cause = f"{dropped} frame(s) dropped" if dropped else f"{total_ms:.1f} ms"
+                self.reason = (
+                    f"frame {frame_index}: {cause} against a budget of {self.budget_ms:.1f} ms;"
+                    f" now: {self.steps[self.level - 1]}"
+                )
+                return True
+            return False
+        if total_ms < self.low * self.budget_ms and self.level > 0:
+            self._calm += 1
+            if self._calm >= self.patience:
+                self._calm = 0
+                self.level -= 1
+                self.reason = (
+                    f"frame {frame_index}: {self.patience} answers under {self.low:.0%} of the budget;"
+                    f" relaxed to level {self.level}"
+                )
+                return True
+        else:
+            self._calm = 0
+        return False
+
+    @property
+    def active(self) -> list[str]:
+        return list(self.steps[: self.level])
 
 
 class SessionRunner:
@@ -194,6 +342,13 @@ class SessionRunner:
         self.frames_processed = 0
         # Ids of updates accepted while no frame was waiting; reported with the frame they apply to.
         self._carry_over: list[int] = []
+        self.degrade = (
+            DegradeController(engine_session.degradations(), config.latency_budget_ms)
+            if config.budget_policy is BudgetPolicy.DEGRADE
+            else None
+        )
+        self._dropped_seen = 0
+        self._compute_ms_estimate: float | None = None  # running estimate for the STRICT policy
 
     def run(self) -> Iterator[Outgoing]:
         """Yield every answer until the client finishes or cancels.
@@ -224,6 +379,19 @@ class SessionRunner:
             if batch.finished:
                 return
 
+    def _cannot_make_it(self, arrival: Arrival, start: float) -> str | None:
+        """STRICT policy: why this frame would miss its budget if processed now (None: it may not)."""
+        if self.config.budget_policy is not BudgetPolicy.STRICT or self._compute_ms_estimate is None:
+            return None
+        elapsed_ms = (start - arrival.deadline_origin) * 1000.0
+        expected_ms = elapsed_ms + self._compute_ms_estimate
+        if expected_ms <= self.config.latency_budget_ms:
+            return None
+        return (
+            f"not processed: {elapsed_ms:.1f} ms already elapsed and ~{self._compute_ms_estimate:.1f} ms"
+            f" of compute would exceed the budget of {self.config.latency_budget_ms:.1f} ms (strict policy)"
+        )
+
     def process(self, arrival: Arrival, applied_update_ids: list[int] | None = None) -> FrameResult:
         """Run one frame through preprocess/inference and postprocess; never raises for frame faults."""
         frame = arrival.frame
@@ -233,6 +401,16 @@ class SessionRunner:
         timing = FrameTiming(
             receive_time_s=arrival.received_wall, queue_ms=(start - arrival.received_mono) * 1000.0
         )
+        skip_reason = self._cannot_make_it(arrival, start)
+        if skip_reason is not None:
+            self._carry_over = update_ids  # they apply to the next frame actually processed
+            result = FrameResult(frame.index, FrameStatus.LATE, message=skip_reason)
+            return self._finish(result, arrival, start, timing)
+        if self.degrade is not None:
+            dropped_now = self.inbox.frames_dropped - self._dropped_seen
+            self._dropped_seen = self.inbox.frames_dropped
+            if dropped_now:
+                self._set_degradation(self.degrade.update(frame.index, 0.0, dropped_now))
         try:
             tracks = self.engine_session.step(frame)
             inferred = self._clock()
@@ -240,9 +418,8 @@ class SessionRunner:
                 describe(t, self.engine_session.label_of(t.object_id), self.config.geometry) for t in tracks
             ]
         except FrameError as exc:
-            return self._finish(
-                FrameResult(frame.index, FrameStatus.ERROR, message=str(exc)), arrival, start, timing
-            )
+            result = FrameResult(frame.index, FrameStatus.ERROR, message=str(exc))
+            return self._finish(result, arrival, start, timing)
         except PromptError as exc:
             # Only prompts queued before the frame size was known can fail here; the
             # objects they define cannot be tracked, so the session cannot go on.
@@ -250,18 +427,36 @@ class SessionRunner:
         except Exception as exc:  # an engine fault must cost one frame, not the server
             logger.exception("engine failed on frame %d", frame.index)
             message = f"engine failed on this frame: {type(exc).__name__}: {exc}"
-            return self._finish(
-                FrameResult(frame.index, FrameStatus.ERROR, message=message), arrival, start, timing
-            )
+            result = FrameResult(frame.index, FrameStatus.ERROR, message=message)
+            return self._finish(result, arrival, start, timing)
         done = self._clock()
+        engine_stages = self.engine_session.timer.results()
         timing.stages_ms = {
+            "queue": timing.queue_ms,
             "decode": arrival.decode_ms,
-            "inference": (inferred - start) * 1000.0,
+            **(engine_stages or {"inference": (inferred - start) * 1000.0}),
             "postprocess": (done - inferred) * 1000.0,
         }
         self.frames_processed += 1
+        compute_ms = (done - start) * 1000.0
+        self._compute_ms_estimate = (
+            compute_ms
+            if self._compute_ms_estimate is None
+            else 0.8 * self._compute_ms_estimate + 0.2 * compute_ms
+        )
         result = FrameResult(frame.index, FrameStatus.OK, objects=objects, applied_update_ids=update_ids)
-        return self._finish(result, arrival, start, timing)
+        result = self._finish(result, arrival, start, timing)
+        if self.degrade is not None:
+            if self.degrade.active:
+                result.degradations = self.degrade.active
+                result.degradation_reason = self.degrade.reason
+            self._set_degradation(self.degrade.update(frame.index, timing.total_ms, 0))
+        return result
+
+    def _set_degradation(self, changed: bool) -> None:
+        if changed and self.degrade is not None:
+            logger.info("degradation level %d: %s", self.degrade.level, self.degrade.reason)
+            self.engine_session.set_degradation(self.degrade.level)
 
     def _finish(
         self, result: FrameResult, arrival: Arrival, start: float, timing: FrameTiming
@@ -269,11 +464,15 @@ class SessionRunner:
         end = self._clock()
         timing.compute_ms = (end - start) * 1000.0 + arrival.decode_ms
         timing.total_ms = (end - arrival.received_mono) * 1000.0
+        if arrival.acquired_mono is not None:
+            timing.since_acquisition_ms = (end - arrival.acquired_mono) * 1000.0
         result.timing = timing
-        if result.status is FrameStatus.OK and timing.total_ms > self.config.latency_budget_ms:
+        elapsed_ms = (end - arrival.deadline_origin) * 1000.0
+        if result.status is FrameStatus.OK and elapsed_ms > self.config.latency_budget_ms:
+            origin = "acquisition" if arrival.acquired_mono is not None else "arrival"
             result.status = FrameStatus.LATE
             result.message = (
-                f"answered in {timing.total_ms:.1f} ms, over the session budget of"
+                f"answered {elapsed_ms:.1f} ms after {origin}, over the session budget of"
                 f" {self.config.latency_budget_ms:.0f} ms"
             )
         return result

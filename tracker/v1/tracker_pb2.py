@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tracker/v1/tracker.proto\x12\ntracker.v1\"[\n\x08Geometry\x12\x12\n\nspacing_mm\x18\x01 \x03(\x01\x12\x11\n\torigin_mm\x18\x02 \x03(\x01\x12\x13\n\x0bx_direction\x18\x03 \x03(\x01\x12\x13\n\x0by_direction\x18\x04 \x03(\x01\"s\n\x04Mask\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12*\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x18.tracker.v1.MaskEncoding\x12\x12\n\nrle_counts\x18\x04 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"5\n\x03\x42ox\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"/\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\x10\n\x08positive\x18\x03 \x01(\x08\"+\n\x06Points\x12!\n\x06points\x18\x01 \x03(\x0b\x32\x11.tracker.v1.Point\"x\n\x06Prompt\x12 \n\x04mask\x18\x01 \x01(\x0b\x32\x10.tracker.v1.MaskH\x00\x12\x1e\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x0f.tracker.v1.BoxH\x00\x12$\n\x06points\x18\x03 \x01(\x0b\x32\x12.tracker.v1.PointsH\x00\x42\x06\n\x04kind\"T\n\x0cObjectPrompt\x12\x11\n\tobject_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\"\n\x06prompt\x18\x03 \x01(\x0b\x32\x12.tracker.v1.Prompt\"\xa9\x03\n\x0bSessionOpen\x12&\n\x08modality\x18\x01 \x01(\x0e\x32\x14.tracker.v1.Modality\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x42\n\x0e\x65ngine_options\x18\x03 \x03(\x0b\x32*.tracker.v1.SessionOpen.EngineOptionsEntry\x12)\n\x07objects\x18\x04 \x03(\x0b\x32\x18.tracker.v1.ObjectPrompt\x12\x19\n\x11latency_budget_ms\x18\x05 \x01(\x01\x12\x15\n\rframe_rate_hz\x18\x06 \x01(\x01\x12&\n\x08geometry\x18\x07 \x01(\x0b\x32\x14.tracker.v1.Geometry\x12/\n\rmask_encoding\x18\x08 \x01(\x0e\x32\x18.tracker.v1.MaskEncoding\x12\x13\n\x0b\x63lient_name\x18\t \x01(\t\x12\x0e\n\x06height\x18\n \x01(\r\x12\r\n\x05width\x18\x0b \x01(\r\x1a\x34\n\x12\x45ngineOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x05\x46rame\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x13\n\x0btimestamp_s\x18\x02 \x01(\x01\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12)\n\npixel_type\x18\x06 \x01(\x0e\x32\x15.tracker.v1.PixelType\x12\x0e\n\x06pixels\x18\x07 \x01(\x0c\"\x9d\x01\n\x0cPromptUpdate\x12\x11\n\tupdate_id\x18\x01 \x01(\x04\x12\'\n\x03\x61\x64\x64\x18\x02 \x01(\x0b\x32\x18.tracker.v1.ObjectPromptH\x00\x12\x1a\n\x10remove_object_id\x18\x03 \x01(\rH\x00\x12+\n\x07\x63orrect\x18\x04 \x01(\x0b\x32\x18.tracker.v1.ObjectPromptH\x00\x42\x08\n\x06\x61\x63tion\"\x96\x01\n\x0cTrackRequest\x12\'\n\x04open\x18\x01 \x01(\x0b\x32\x17.tracker.v1.SessionOpenH\x00\x12\"\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x11.tracker.v1.FrameH\x00\x12\x31\n\rprompt_update\x18\x03 \x01(\x0b\x32\x18.tracker.v1.PromptUpdateH\x00\x42\x06\n\x04kind\"i\n\nEngineInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x16\n\x0erandom_weights\x18\x05 \x01(\x08\"\xab\x01\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12&\n\x06\x65ngine\x18\x03 \x01(\x0b\x32\x16.tracker.v1.EngineInfo\x12\x19\n\x11latency_budget_ms\x18\x04 \x01(\x01\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\t\"\xe2\x01\n\x0cObjectResult\x12\x11\n\tobject_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x1e\n\x04mask\x18\x03 \x01(\x0b\x32\x10.tracker.v1.Mask\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x0f\n\x07present\x18\x05 \x01(\x08\x12\x1c\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x0f.tracker.v1.Box\x12\x15\n\rcentroid_x_px\x18\x07 \x01(\x01\x12\x15\n\rcentroid_y_px\x18\x08 \x01(\x01\x12\x13\n\x0b\x63\x65ntroid_mm\x18\t \x03(\x01\x12\x0f\n\x07\x61rea_px\x18\n \x01(\x04\"\xc8\x01\n\x0b\x46rameTiming\x12\x16\n\x0ereceive_time_s\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\x12\x38\n\tstages_ms\x18\x05 \x03(\x0b\x32%.tracker.v1.FrameTiming.StagesMsEntry\x1a/\n\rStagesMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xcc\x01\n\x0b\x46rameResult\x12\x13\n\x0b\x66rame_index\x18\x01 \x01(\x04\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.tracker.v1.FrameStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12)\n\x07objects\x18\x04 \x03(\x0b\x32\x18.tracker.v1.ObjectResult\x12\'\n\x06timing\x18\x05 \x01(\x0b\x32\x17.tracker.v1.FrameTiming\x12\x1a\n\x12\x61pplied_update_ids\x18\x06 \x03(\x04\"A\n\tPromptAck\x12\x11\n\tupdate_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x9d\x01\n\rTrackResponse\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.tracker.v1.SessionStartedH\x00\x12(\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x17.tracker.v1.FrameResultH\x00\x12+\n\nprompt_ack\x18\x03 \x01(\x0b\x32\x15.tracker.v1.PromptAckH\x00\x42\x06\n\x04kind\"\x10\n\x0eGetInfoRequest\"\xe9\x01\n\nServerInfo\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_engine\x18\x03 \x01(\t\x12\'\n\x07\x65ngines\x18\x04 \x03(\x0b\x32\x16.tracker.v1.EngineInfo\x12\x17\n\x0f\x61\x63tive_sessions\x18\x05 \x01(\r\x12\x14\n\x0cmax_sessions\x18\x06 \x01(\r\x12\x18\n\x10max_frame_pixels\x18\x07 \x01(\x04\x12\x1f\n\x17max_objects_per_session\x18\x08 \x01(\r*L\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43INE_MRI\x10\x01\x12\r\n\tENDOSCOPY\x10\x02\x12\t\n\x05OTHER\x10\x03*V\n\tPixelType\x12\x1a\n\x16PIXEL_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05UINT8\x10\x01\x12\n\n\x06UINT16\x10\x02\x12\t\n\x05INT16\x10\x03\x12\x0b\n\x07\x46LOAT32\x10\x04*U\n\x0b\x46rameStatus\x12\x1c\n\x18\x46RAME_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\x08\n\x04LATE\x10\x02\x12\x0b\n\x07\x44ROPPED\x10\x03\x12\t\n\x05\x45RROR\x10\x04*?\n\x0cMaskEncoding\x12\x1d\n\x19MASK_ENCODING_UNSPECIFIED\x10\x00\x12\x07\n\x03RLE\x10\x01\x12\x07\n\x03PNG\x10\x02\x32\x8a\x01\n\x07Tracker\x12@\n\x05Track\x12\x18.tracker.v1.TrackRequest\x1a\x19.tracker.v1.TrackResponse(\x01\x30\x01\x12=\n\x07GetInfo\x12\x1a.tracker.v1.GetInfoRequest\x1a\x16.tracker.v1.ServerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tracker/v1/tracker.proto\x12\ntracker.v1\"[\n\x08Geometry\x12\x12\n\nspacing_mm\x18\x01 \x03(\x01\x12\x11\n\torigin_mm\x18\x02 \x03(\x01\x12\x13\n\x0bx_direction\x18\x03 \x03(\x01\x12\x13\n\x0by_direction\x18\x04 \x03(\x01\"s\n\x04Mask\x12\x0e\n\x06height\x18\x01 \x01(\r\x12\r\n\x05width\x18\x02 \x01(\r\x12*\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x18.tracker.v1.MaskEncoding\x12\x12\n\nrle_counts\x18\x04 \x03(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"5\n\x03\x42ox\x12\n\n\x02x0\x18\x01 \x01(\x02\x12\n\n\x02y0\x18\x02 \x01(\x02\x12\n\n\x02x1\x18\x03 \x01(\x02\x12\n\n\x02y1\x18\x04 \x01(\x02\"/\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\x12\x10\n\x08positive\x18\x03 \x01(\x08\"+\n\x06Points\x12!\n\x06points\x18\x01 \x03(\x0b\x32\x11.tracker.v1.Point\"x\n\x06Prompt\x12 \n\x04mask\x18\x01 \x01(\x0b\x32\x10.tracker.v1.MaskH\x00\x12\x1e\n\x03\x62ox\x18\x02 \x01(\x0b\x32\x0f.tracker.v1.BoxH\x00\x12$\n\x06points\x18\x03 \x01(\x0b\x32\x12.tracker.v1.PointsH\x00\x42\x06\n\x04kind\"T\n\x0cObjectPrompt\x12\x11\n\tobject_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\"\n\x06prompt\x18\x03 \x01(\x0b\x32\x12.tracker.v1.Prompt\"\x8f\x04\n\x0bSessionOpen\x12&\n\x08modality\x18\x01 \x01(\x0e\x32\x14.tracker.v1.Modality\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x42\n\x0e\x65ngine_options\x18\x03 \x03(\x0b\x32*.tracker.v1.SessionOpen.EngineOptionsEntry\x12)\n\x07objects\x18\x04 \x03(\x0b\x32\x18.tracker.v1.ObjectPrompt\x12\x19\n\x11latency_budget_ms\x18\x05 \x01(\x01\x12\x15\n\rframe_rate_hz\x18\x06 \x01(\x01\x12&\n\x08geometry\x18\x07 \x01(\x0b\x32\x14.tracker.v1.Geometry\x12/\n\rmask_encoding\x18\x08 \x01(\x0e\x32\x18.tracker.v1.MaskEncoding\x12\x13\n\x0b\x63lient_name\x18\t \x01(\t\x12\x0e\n\x06height\x18\n \x01(\r\x12\r\n\x05width\x18\x0b \x01(\r\x12/\n\rbudget_policy\x18\x0c \x01(\x0e\x32\x18.tracker.v1.BudgetPolicy\x12\x33\n\x0ftimestamp_clock\x18\r \x01(\x0e\x32\x1a.tracker.v1.TimestampClock\x1a\x34\n\x12\x45ngineOptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x05\x46rame\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x13\n\x0btimestamp_s\x18\x02 \x01(\x01\x12\x0e\n\x06height\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x10\n\x08\x63hannels\x18\x05 \x01(\r\x12)\n\npixel_type\x18\x06 \x01(\x0e\x32\x15.tracker.v1.PixelType\x12\x0e\n\x06pixels\x18\x07 \x01(\x0c\"\x9d\x01\n\x0cPromptUpdate\x12\x11\n\tupdate_id\x18\x01 \x01(\x04\x12\'\n\x03\x61\x64\x64\x18\x02 \x01(\x0b\x32\x18.tracker.v1.ObjectPromptH\x00\x12\x1a\n\x10remove_object_id\x18\x03 \x01(\rH\x00\x12+\n\x07\x63orrect\x18\x04 \x01(\x0b\x32\x18.tracker.v1.ObjectPromptH\x00\x42\x08\n\x06\x61\x63tion\"\x96\x01\n\x0cTrackRequest\x12\'\n\x04open\x18\x01 \x01(\x0b\x32\x17.tracker.v1.SessionOpenH\x00\x12\"\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x11.tracker.v1.FrameH\x00\x12\x31\n\rprompt_update\x18\x03 \x01(\x0b\x32\x18.tracker.v1.PromptUpdateH\x00\x42\x06\n\x04kind\"i\n\nEngineInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x16\n\x0erandom_weights\x18\x05 \x01(\x08\"\xab\x01\n\x0eSessionStarted\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12&\n\x06\x65ngine\x18\x03 \x01(\x0b\x32\x16.tracker.v1.EngineInfo\x12\x19\n\x11latency_budget_ms\x18\x04 \x01(\x01\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x18\n\x10protocol_version\x18\x06 \x01(\t\"\xe2\x01\n\x0cObjectResult\x12\x11\n\tobject_id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x1e\n\x04mask\x18\x03 \x01(\x0b\x32\x10.tracker.v1.Mask\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x0f\n\x07present\x18\x05 \x01(\x08\x12\x1c\n\x03\x62ox\x18\x06 \x01(\x0b\x32\x0f.tracker.v1.Box\x12\x15\n\rcentroid_x_px\x18\x07 \x01(\x01\x12\x15\n\rcentroid_y_px\x18\x08 \x01(\x01\x12\x13\n\x0b\x63\x65ntroid_mm\x18\t \x03(\x01\x12\x0f\n\x07\x61rea_px\x18\n \x01(\x04\"\xe6\x01\n\x0b\x46rameTiming\x12\x16\n\x0ereceive_time_s\x18\x01 \x01(\x01\x12\x10\n\x08queue_ms\x18\x02 \x01(\x01\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\x12\x38\n\tstages_ms\x18\x05 \x03(\x0b\x32%.tracker.v1.FrameTiming.StagesMsEntry\x12\x1c\n\x14since_acquisition_ms\x18\x06 \x01(\x01\x1a/\n\rStagesMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xfe\x01\n\x0b\x46rameResult\x12\x13\n\x0b\x66rame_index\x18\x01 \x01(\x04\x12\'\n\x06status\x18\x02 \x01(\x0e\x32\x17.tracker.v1.FrameStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12)\n\x07objects\x18\x04 \x03(\x0b\x32\x18.tracker.v1.ObjectResult\x12\'\n\x06timing\x18\x05 \x01(\x0b\x32\x17.tracker.v1.FrameTiming\x12\x1a\n\x12\x61pplied_update_ids\x18\x06 \x03(\x04\x12\x14\n\x0c\x64\x65gradations\x18\n \x03(\t\x12\x1a\n\x12\x64\x65gradation_reason\x18\x0b \x01(\t\"A\n\tPromptAck\x12\x11\n\tupdate_id\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x9d\x01\n\rTrackResponse\x12-\n\x07started\x18\x01 \x01(\x0b\x32\x1a.tracker.v1.SessionStartedH\x00\x12(\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x17.tracker.v1.FrameResultH\x00\x12+\n\nprompt_ack\x18\x03 \x01(\x0b\x32\x15.tracker.v1.PromptAckH\x00\x42\x06\n\x04kind\"\x10\n\x0eGetInfoRequest\"\xe9\x01\n\nServerInfo\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x18\n\x10protocol_version\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65\x66\x61ult_engine\x18\x03 \x01(\t\x12\'\n\x07\x65ngines\x18\x04 \x03(\x0b\x32\x16.tracker.v1.EngineInfo\x12\x17\n\x0f\x61\x63tive_sessions\x18\x05 \x01(\r\x12\x14\n\x0cmax_sessions\x18\x06 \x01(\r\x12\x18\n\x10max_frame_pixels\x18\x07 \x01(\x04\x12\x1f\n\x17max_objects_per_session\x18\x08 \x01(\r*L\n\x08Modality\x12\x18\n\x14MODALITY_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43INE_MRI\x10\x01\x12\r\n\tENDOSCOPY\x10\x02\x12\t\n\x05OTHER\x10\x03*V\n\tPixelType\x12\x1a\n\x16PIXEL_TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05UINT8\x10\x01\x12\n\n\x06UINT16\x10\x02\x12\t\n\x05INT16\x10\x03\x12\x0b\n\x07\x46LOAT32\x10\x04*U\n\x0b\x46rameStatus\x12\x1c\n\x18\x46RAME_STATUS_UNSPECIFIED\x10\x00\x12\x06\n\x02OK\x10\x01\x12\x08\n\x04LATE\x10\x02\x12\x0b\n\x07\x44ROPPED\x10\x03\x12\t\n\x05\x45RROR\x10\x04*R\n\x0c\x42udgetPolicy\x12\x1d\n\x19\x42UDGET_POLICY_UNSPECIFIED\x10\x00\x12\n\n\x06LATEST\x10\x01\x12\x0b\n\x07\x44\x45GRADE\x10\x02\x12\n\n\x06STRICT\x10\x03*I\n\x0eTimestampClock\x12\x1f\n\x1bTIMESTAMP_CLOCK_UNSPECIFIED\x10\x00\x12\x0c\n\x08RELATIVE\x10\x01\x12\x08\n\x04UNIX\x10\x02*?\n\x0cMaskEncoding\x12\x1d\n\x19MASK_ENCODING_UNSPECIFIED\x10\x00\x12\x07\n\x03RLE\x10\x01\x12\x07\n\x03PNG\x10\x02\x32\x8a\x01\n\x07Tracker\x12@\n\x05Track\x12\x18.tracker.v1.TrackRequest\x1a\x19.tracker.v1.TrackResponse(\x01\x30\x01\x12=\n\x07GetInfo\x12\x1a.tracker.v1.GetInfoRequest\x1a\x16.tracker.v1.ServerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONOPEN_ENGINEOPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_FRAMETIMING_STAGESMSENTRY']._loaded_options = None
   _globals['_FRAMETIMING_STAGESMSENTRY']._serialized_options = b'8\001'
-  _globals['_MODALITY']._serialized_start=2903
-  _globals['_MODALITY']._serialized_end=2979
-  _globals['_PIXELTYPE']._serialized_start=2981
-  _globals['_PIXELTYPE']._serialized_end=3067
-  _globals['_FRAMESTATUS']._serialized_start=3069
-  _globals['_FRAMESTATUS']._serialized_end=3154
-  _globals['_MASKENCODING']._serialized_start=3156
-  _globals['_MASKENCODING']._serialized_end=3219
+  _globals['_MODALITY']._serialized_start=3085
+  _globals['_MODALITY']._serialized_end=3161
+  _globals['_PIXELTYPE']._serialized_start=3163
+  _globals['_PIXELTYPE']._serialized_end=3249
+  _globals['_FRAMESTATUS']._serialized_start=3251
+  _globals['_FRAMESTATUS']._serialized_end=3336
+  _globals['_BUDGETPOLICY']._serialized_start=3338
+  _globals['_BUDGETPOLICY']._serialized_end=3420
+  _globals['_TIMESTAMPCLOCK']._serialized_start=3422
+  _globals['_TIMESTAMPCLOCK']._serialized_end=3495
+  _globals['_MASKENCODING']._serialized_start=3497
+  _globals['_MASKENCODING']._serialized_end=3560
   _globals['_GEOMETRY']._serialized_start=40
   _globals['_GEOMETRY']._serialized_end=131
   _globals['_MASK']._serialized_start=133
@@ -58,35 +62,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OBJECTPROMPT']._serialized_start=521
   _globals['_OBJECTPROMPT']._serialized_end=605
   _globals['_SESSIONOPEN']._serialized_start=608
-  _globals['_SESSIONOPEN']._serialized_end=1033
-  _globals['_SESSIONOPEN_ENGINEOPTIONSENTRY']._serialized_start=981
-  _globals['_SESSIONOPEN_ENGINEOPTIONSENTRY']._serialized_end=1033
-  _globals['_FRAME']._serialized_start=1036
-  _globals['_FRAME']._serialized_end=1187
-  _globals['_PROMPTUPDATE']._serialized_start=1190
-  _globals['_PROMPTUPDATE']._serialized_end=1347
-  _globals['_TRACKREQUEST']._serialized_start=1350
-  _globals['_TRACKREQUEST']._serialized_end=1500
-  _globals['_ENGINEINFO']._serialized_start=1502
-  _globals['_ENGINEINFO']._serialized_end=1607
-  _globals['_SESSIONSTARTED']._serialized_start=1610
-  _globals['_SESSIONSTARTED']._serialized_end=1781
-  _globals['_OBJECTRESULT']._serialized_start=1784
-  _globals['_OBJECTRESULT']._serialized_end=2010
-  _globals['_FRAMETIMING']._serialized_start=2013
-  _globals['_FRAMETIMING']._serialized_end=2213
-  _globals['_FRAMETIMING_STAGESMSENTRY']._serialized_start=2166
-  _globals['_FRAMETIMING_STAGESMSENTRY']._serialized_end=2213
-  _globals['_FRAMERESULT']._serialized_start=2216
-  _globals['_FRAMERESULT']._serialized_end=2420
-  _globals['_PROMPTACK']._serialized_start=2422
-  _globals['_PROMPTACK']._serialized_end=2487
-  _globals['_TRACKRESPONSE']._serialized_start=2490
-  _globals['_TRACKRESPONSE']._serialized_end=2647
-  _globals['_GETINFOREQUEST']._serialized_start=2649
-  _globals['_GETINFOREQUEST']._serialized_end=2665
-  _globals['_SERVERINFO']._serialized_start=2668
-  _globals['_SERVERINFO']._serialized_end=2901
-  _globals['_TRACKER']._serialized_start=3222
-  _globals['_TRACKER']._serialized_end=3360
+  _globals['_SESSIONOPEN']._serialized_end=1135
+  _globals['_SESSIONOPEN_ENGINEOPTIONSENTRY']._serialized_start=1083
+  _globals['_SESSIONOPEN_ENGINEOPTIONSENTRY']._serialized_end=1135
+  _globals['_FRAME']._serialized_start=1138
+  _globals['_FRAME']._serialized_end=1289
+  _globals['_PROMPTUPDATE']._serialized_start=1292
+  _globals['_PROMPTUPDATE']._serialized_end=1449
+  _globals['_TRACKREQUEST']._serialized_start=1452
+  _globals['_TRACKREQUEST']._serialized_end=1602
+  _globals['_ENGINEINFO']._serialized_start=1604
+  _globals['_ENGINEINFO']._serialized_end=1709
+  _globals['_SESSIONSTARTED']._serialized_start=1712
+  _globals['_SESSIONSTARTED']._serialized_end=1883
+  _globals['_OBJECTRESULT']._serialized_start=1886
+  _globals['_OBJECTRESULT']._serialized_end=2112
+  _globals['_FRAMETIMING']._serialized_start=2115
+  _globals['_FRAMETIMING']._serialized_end=2345
+  _globals['_FRAMETIMING_STAGESMSENTRY']._serialized_start=2298
+  _globals['_FRAMETIMING_STAGESMSENTRY']._serialized_end=2345
+  _globals['_FRAMERESULT']._serialized_start=2348
+  _globals['_FRAMERESULT']._serialized_end=2602
+  _globals['_PROMPTACK']._serialized_start=2604
+  _globals['_PROMPTACK']._serialized_end=2669
+  _globals['_TRACKRESPONSE']._serialized_start=2672
+  _globals['_TRACKRESPONSE']._serialized_end=2829
+  _globals['_GETINFOREQUEST']._serialized_start=2831
+  _globals['_GETINFOREQUEST']._serialized_end=2847
+  _globals['_SERVERINFO']._serialized_start=2850
+  _globals['_SERVERINFO']._serialized_end=3083
+  _globals['_TRACKER']._serialized_start=3563
+  _globals['_TRACKER']._serialized_end=3701
 # @@protoc_insertion_point(module_scope)

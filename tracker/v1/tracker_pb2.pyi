@@ -30,6 +30,19 @@ class FrameStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DROPPED: _ClassVar[FrameStatus]
     ERROR: _ClassVar[FrameStatus]
 
+class BudgetPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_POLICY_UNSPECIFIED: _ClassVar[BudgetPolicy]
+    LATEST: _ClassVar[BudgetPolicy]
+    DEGRADE: _ClassVar[BudgetPolicy]
+    STRICT: _ClassVar[BudgetPolicy]
+
+class TimestampClock(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIMESTAMP_CLOCK_UNSPECIFIED: _ClassVar[TimestampClock]
+    RELATIVE: _ClassVar[TimestampClock]
+    UNIX: _ClassVar[TimestampClock]
+
 class MaskEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MASK_ENCODING_UNSPECIFIED: _ClassVar[MaskEncoding]
@@ -49,6 +62,13 @@ OK: FrameStatus
 LATE: FrameStatus
 DROPPED: FrameStatus
 ERROR: FrameStatus
+BUDGET_POLICY_UNSPECIFIED: BudgetPolicy
+LATEST: BudgetPolicy
+DEGRADE: BudgetPolicy
+STRICT: BudgetPolicy
+TIMESTAMP_CLOCK_UNSPECIFIED: TimestampClock
+RELATIVE: TimestampClock
+UNIX: TimestampClock
 MASK_ENCODING_UNSPECIFIED: MaskEncoding
 RLE: MaskEncoding
 PNG: MaskEncoding
@@ -128,7 +148,7 @@ class ObjectPrompt(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("modality", "engine", "engine_options", "objects", "latency_budget_ms", "frame_rate_hz", "geometry", "mask_encoding", "client_name", "height", "width")
+    __slots__ = ("modality", "engine", "engine_options", "objects", "latency_budget_ms", "frame_rate_hz", "geometry", "mask_encoding", "client_name", "height", "width", "budget_policy", "timestamp_clock")
     class EngineOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +167,8 @@ class SessionOpen(_message.Message):
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_POLICY_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_CLOCK_FIELD_NUMBER: _ClassVar[int]
     modality: Modality
     engine: str
     engine_options: _containers.ScalarMap[str, str]
@@ -158,7 +180,9 @@ class SessionOpen(_message.Message):
     client_name: str
     height: int
     width: int
-    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., engine: _Optional[str] = ..., engine_options: _Optional[_Mapping[str, str]] = ..., objects: _Optional[_Iterable[_Union[ObjectPrompt, _Mapping]]] = ..., latency_budget_ms: _Optional[float] = ..., frame_rate_hz: _Optional[float] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., mask_encoding: _Optional[_Union[MaskEncoding, str]] = ..., client_name: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ...) -> None: ...
+    budget_policy: BudgetPolicy
+    timestamp_clock: TimestampClock
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., engine: _Optional[str] = ..., engine_options: _Optional[_Mapping[str, str]] = ..., objects: _Optional[_Iterable[_Union[ObjectPrompt, _Mapping]]] = ..., latency_budget_ms: _Optional[float] = ..., frame_rate_hz: _Optional[float] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., mask_encoding: _Optional[_Union[MaskEncoding, str]] = ..., client_name: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., budget_policy: _Optional[_Union[BudgetPolicy, str]] = ..., timestamp_clock: _Optional[_Union[TimestampClock, str]] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("index", "timestamp_s", "height", "width", "channels", "pixel_type", "pixels")
@@ -255,7 +279,7 @@ class ObjectResult(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., score: _Optional[float] = ..., present: _Optional[bool] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., centroid_x_px: _Optional[float] = ..., centroid_y_px: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., area_px: _Optional[int] = ...) -> None: ...
 
 class FrameTiming(_message.Message):
-    __slots__ = ("receive_time_s", "queue_ms", "compute_ms", "total_ms", "stages_ms")
+    __slots__ = ("receive_time_s", "queue_ms", "compute_ms", "total_ms", "stages_ms", "since_acquisition_ms")
     class StagesMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -268,28 +292,34 @@ class FrameTiming(_message.Message):
     COMPUTE_MS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     STAGES_MS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_ACQUISITION_MS_FIELD_NUMBER: _ClassVar[int]
     receive_time_s: float
     queue_ms: float
     compute_ms: float
     total_ms: float
     stages_ms: _containers.ScalarMap[str, float]
-    def __init__(self, receive_time_s: _Optional[float] = ..., queue_ms: _Optional[float] = ..., compute_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., stages_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    since_acquisition_ms: float
+    def __init__(self, receive_time_s: _Optional[float] = ..., queue_ms: _Optional[float] = ..., compute_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., stages_ms: _Optional[_Mapping[str, float]] = ..., since_acquisition_ms: _Optional[float] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("frame_index", "status", "message", "objects", "timing", "applied_update_ids")
+    __slots__ = ("frame_index", "status", "message", "objects", "timing", "applied_update_ids", "degradations", "degradation_reason")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     OBJECTS_FIELD_NUMBER: _ClassVar[int]
     TIMING_FIELD_NUMBER: _ClassVar[int]
     APPLIED_UPDATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATIONS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_REASON_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     status: FrameStatus
     message: str
     objects: _containers.RepeatedCompositeFieldContainer[ObjectResult]
     timing: FrameTiming
     applied_update_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, frame_index: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., message: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., timing: _Optional[_Union[FrameTiming, _Mapping]] = ..., applied_update_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    degradations: _containers.RepeatedScalarFieldContainer[str]
+    degradation_reason: str
+    def __init__(self, frame_index: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., message: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., timing: _Optional[_Union[FrameTiming, _Mapping]] = ..., applied_update_ids: _Optional[_Iterable[int]] = ..., degradations: _Optional[_Iterable[str]] = ..., degradation_reason: _Optional[str] = ...) -> None: ...
 
 class PromptAck(_message.Message):
     __slots__ = ("update_id", "accepted", "message")
