@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_synth)
 
+    p = sub.add_parser("bench", help="benchmarks: streaming load")
+    bench = p.add_subparsers(dest="bench", required=True)
+    from tracker.bench_stream import add_cli as add_stream_cli
+
+    add_stream_cli(bench)
+
     p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
     p.add_argument(

@@ -1,0 +1,142 @@
+"""Issue #6's streaming scenarios in one run; rewrites the README's results table.
+
+    .venv/bin/python bench/stream_suite.py            # all scenarios (~6 min on 2 cores)
+    .venv/bin/python bench/stream_suite.py --quick    # shorter runs, same table
+
+Scenarios:
+* flow, 8 concurrent cine-MRI sessions at 8 Hz for 2 minutes (targets: no LATE or DROPPED,
+  p99 end-to-end <= 50 ms, server RSS growth <= 5 % after the first 10 s);
+* overload: frames offered at 4x the rate one flow session sustains, once per budget policy,
+  showing each behave as specified with bounded memory;
+* sam2 tiny at 512 px on CPU, one session at 1 Hz (targets: p99 <= 1000 ms, zero LATE), when the
+  sam2 engine is installed.
+Results go to bench/results/stream_*.json (+ plots) and between the README markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tracker.bench_stream import StreamSettings, run_stream, write_plots
+from tracker.types import BudgetPolicy
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+START, END = "<!-- bench:stream:start -->", "<!-- bench:stream:end -->"
+logger = logging.getLogger("stream_suite")
+
+
+def _run(name: str, settings: StreamSettings, budget_for_plots: float | None) -> dict:
+    logger.info("scenario %s: %s", name, settings)
+    report = run_stream(settings)
+    (RESULTS / f"stream_{name}.json").write_text(json.dumps(report, indent=2))
+    write_plots(report, RESULTS / f"stream_{name}", budget_for_plots)
+    return report
+
+
+def _ms(value: object) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else "—"
+
+
+def _row(name: str, r: dict, target: str) -> str:
+    s = r["settings"]
+    growth = r["rss_growth_after_10s_pct"]
+    return (
+        f"| {name} | {s['engine']} | {s['sessions']} × {s['rate_hz']:.0f} Hz | {s['policy']}"
+        f" | {r['frames']} |"
+        f" {r['ok']} / {r['late']} / {r['dropped']} / {r['errors']} |"
+        f" {_ms(r['latency_ms']['p50'])} / {_ms(r['latency_ms']['p99'])} / {_ms(r['latency_ms']['max'])} |"
+        f" {_ms(r['server_ms']['p50'])} | {_ms(r['rss_mb_peak'])} |"
+        f" {'—' if growth is None else f'{growth:.1f} %'} | {target} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke check of the suite)")
+    parser.add_argument("--no-sam2", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    duration = 20.0 if args.quick else 120.0
+    rows = []
+
+    report = _run("flow_8x8hz", StreamSettings("flow", sessions=8, rate_hz=8.0, duration_s=duration), 1000.0)
+    p99 = report["latency_ms"]["p99"]
+    growth = report["rss_growth_after_10s_pct"]
+    met = report["late"] == 0 and report["dropped"] == 0 and p99 <= 50.0 and (growth is None or growth <= 5.0)
+    rows.append(
+        _row("cine load", report, f"no LATE/DROPPED, p99 ≤ 50 ms, RSS ≤ +5 %: {'met' if met else 'NOT met'}")
+    )
+    machine = report["machine"]
+
+    calibration = run_stream(StreamSettings("flow", sessions=1, rate_hz=5.0, frames=30))
+    compute_ms = calibration["server_ms"]["p50"]
+    offered_hz = 4.0 * 1000.0 / compute_ms
+    budget_ms = 2.0 * compute_ms
+    logger.info(
+        "flow sustains ~%.0f Hz (%.1f ms/frame); overload offers %.0f Hz",
+        1000 / compute_ms,
+        compute_ms,
+        offered_hz,
+    )
+    for policy in BudgetPolicy:
+        settings = StreamSettings(
+            "flow",
+            sessions=1,
+            rate_hz=offered_hz,
+            duration_s=duration / 4,
+            budget_ms=budget_ms,
+            policy=policy,
+        )
+        report = _run(f"overload_{policy.value}", settings, budget_ms)
+        rows.append(
+            _row(f"4× overload, budget {budget_ms:.0f} ms", report, "each policy as specified, RSS flat")
+        )
+
+    if not args.no_sam2:
+        try:
+            from engines import ENGINE_FACTORIES
+
+            has_sam2 = "sam2" in ENGINE_FACTORIES
+        except ImportError:
+            has_sam2 = False
+        if has_sam2:
+            options = (("model", "sam2.1_hiera_tiny"), ("random_weights", "true"), ("image_size", "512"))
+            settings = StreamSettings(
+                "sam2", sessions=1, rate_hz=1.0, duration_s=duration / 2, engine_options=options
+            )
+            report = _run("sam2_tiny_1hz", settings, 1000.0)
+            met = report["late"] == 0 and report["latency_ms"]["p99"] <= 1000.0
+            rows.append(
+                _row("sam2 tiny 512 px", report, f"p99 ≤ 1000 ms, no LATE: {'met' if met else 'NOT met'}")
+            )
+
+    header = (
+        f"Measured by `bench/stream_suite.py` on {machine['cpu']}, {machine['cores']} cores"
+        f"{', ' + machine['gpu'] if 'gpu' in machine else ', no GPU'}; Python {machine['python']}."
+        + (" Quick mode (short runs)." if args.quick else "")
+        + "\n\n| scenario | engine | load | policy | frames | OK / LATE / DROPPED / ERROR |"
+        " end-to-end ms p50 / p99 / max | server ms p50 | server RSS peak MB | RSS growth after 10 s"
+        " | target |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    table = header + "\n".join(rows) + "\n"
+    (RESULTS / "stream_table.md").write_text(table)
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        _, after = rest.split(END, 1)
+        readme.write_text(f"{before}{START}\n{table}{END}{after}")
+        logger.info("README table updated")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
