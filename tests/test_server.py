@@ -68,7 +68,9 @@ def test_stream_tracks_a_moving_target_and_reports_mm(flow_server):
     assert x0 <= last.centroid_px[0] <= x1 and y0 <= last.centroid_px[1] <= y1
     timing = results[-1].result.timing
     assert timing.total_ms >= timing.compute_ms > 0 and timing.receive_time_s > 1e9
-    assert {"queue", "decode", "preprocess", "flow", "propagate", "postprocess"} <= set(timing.stages_ms)
+    assert {"queue", "decode", "preprocess", "flow", "propagate", "postprocess", "encode"} <= set(
+        timing.stages_ms
+    )
     assert sum(timing.stages_ms.values()) <= timing.total_ms + 0.5
 
 

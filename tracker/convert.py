@@ -10,6 +10,7 @@ the problem, so that bad input is refused clearly rather than half-processed.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,7 @@ from tracker.types import (
     Prompt,
     PromptError,
     PromptUpdate,
+    RepromptEvent,
     SessionConfig,
     TimestampClock,
     UpdateAction,
@@ -407,13 +409,49 @@ def object_result_from_proto(msg: pb.ObjectResult) -> ObjectResult:
     )
 
 
-def frame_result_to_proto(result: FrameResult, encoding: int = pb.RLE) -> pb.FrameResult:
+def reprompt_event_to_proto(event: RepromptEvent) -> pb.RepromptEvent:
+    return pb.RepromptEvent(
+        object_id=event.object_id,
+        label=event.label,
+        reason=event.reason,
+        action=event.action,
+        observed_frame=max(0, event.observed_frame),
+        score=event.score,
+        iou=event.iou,
+        message=event.message,
+    )
+
+
+def reprompt_event_from_proto(msg: pb.RepromptEvent) -> RepromptEvent:
+    return RepromptEvent(
+        object_id=int(msg.object_id),
+        label=msg.label,
+        reason=msg.reason,
+        action=msg.action,
+        observed_frame=int(msg.observed_frame),
+        score=float(msg.score),
+        iou=float(msg.iou),
+        message=msg.message,
+    )
+
+
+def frame_result_to_proto(
+    result: FrameResult, encoding: int = pb.RLE, budget_ms: float | None = None
+) -> pb.FrameResult:
+    """Encode a result; the encoding itself is timed as the ``encode`` stage.
+
+    Serialising masks is the last stage of the pipeline, so its time is added to
+    the total (and to the time since acquisition) here, and an answer that the
+    encoding pushes over ``budget_ms`` is marked LATE rather than reported on time.
+    """
+    start = time.perf_counter()
+    objects = [object_result_to_proto(o, encoding) for o in result.objects]
     t = result.timing
-    return pb.FrameResult(
+    msg = pb.FrameResult(
         frame_index=result.frame_index,
         status=_STATUS_TO_PB[result.status],
         message=result.message,
-        objects=[object_result_to_proto(o, encoding) for o in result.objects],
+        objects=objects,
         timing=pb.FrameTiming(
             receive_time_s=t.receive_time_s,
             queue_ms=t.queue_ms,
@@ -426,6 +464,19 @@ def frame_result_to_proto(result: FrameResult, encoding: int = pb.RLE) -> pb.Fra
         degradations=result.degradations,
         degradation_reason=result.degradation_reason,
     )
+    if result.status in (FrameStatus.OK, FrameStatus.LATE):
+        encode_ms = (time.perf_counter() - start) * 1000.0
+        msg.timing.stages_ms["encode"] = encode_ms
+        msg.timing.total_ms += encode_ms
+        if t.since_acquisition_ms:
+            msg.timing.since_acquisition_ms += encode_ms
+        elapsed = msg.timing.since_acquisition_ms or msg.timing.total_ms
+        if budget_ms is not None and result.status is FrameStatus.OK and elapsed > budget_ms:
+            msg.status = pb.LATE
+            msg.message = (
+                f"answered {elapsed:.1f} ms after the frame, over the session budget of {budget_ms:.0f} ms"
+            )
+    return msg
 
 
 def frame_result_from_proto(msg: pb.FrameResult) -> FrameResult:
@@ -441,4 +492,5 @@ def frame_result_from_proto(msg: pb.FrameResult) -> FrameResult:
         applied_update_ids=list(msg.applied_update_ids),
         degradations=list(msg.degradations),
         degradation_reason=msg.degradation_reason,
+        reprompts=[reprompt_event_from_proto(e) for e in msg.reprompts],
     )

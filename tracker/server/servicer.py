@@ -161,7 +161,8 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             try:
                 for out in runner.run():
                     if isinstance(out, FrameResult):
-                        yield pb.TrackResponse(frame=convert.frame_result_to_proto(out, encoding))
+                        result = convert.frame_result_to_proto(out, encoding, config.latency_budget_ms)
+                        yield pb.TrackResponse(frame=result)
                     else:
                         yield pb.TrackResponse(
                             prompt_ack=pb.PromptAck(
