@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_synth)
 
+    from tracker.weights import add_cli as add_weights_cli
+
+    add_weights_cli(sub)
+
     p = sub.add_parser("bench", help="benchmarks: streaming load")
     bench = p.add_subparsers(dest="bench", required=True)
     from tracker.bench_stream import add_cli as add_stream_cli
