@@ -25,6 +25,7 @@ from tracker.types import (
     Frame,
     FrameError,
     MaskPrompt,
+    ObjectPrompt,
     ObjectTrack,
     PointsPrompt,
     PromptError,
@@ -161,6 +162,24 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def open_session(self, config: SessionConfig) -> EngineSession:
         """A fresh session; its initial objects apply on the first frame."""
+
+    def warm_up(self) -> None:
+        """Run two synthetic frames through a throwaway session before real traffic.
+
+        First calls pay one-off costs (allocations, kernel selection, CUDA context
+        creation) that no real frame should; the server reports NOT_SERVING until
+        this has run. Engines with special needs override it.
+        """
+        rng = np.random.default_rng(0)
+        image = (rng.random((128, 128)) * 255).astype(np.uint8)
+        mask = np.zeros((128, 128), dtype=bool)
+        mask[48:80, 48:80] = True
+        session = self.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(mask)),)))
+        try:
+            session.step(Frame(0, image))
+            session.step(Frame(1, image))
+        finally:
+            session.close()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release shared resources (weights, device memory)."""

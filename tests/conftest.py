@@ -56,5 +56,6 @@ def flow_server() -> Iterator[RunningServer]:
     running = start_server(
         {"flow": create_engine("flow")}, port=0, limits=Limits(max_frame_pixels=2048 * 2048)
     )
+    assert running.ready.wait(60), "engine warm-up did not finish"
     yield running
     running.stop(grace_s=0.5)

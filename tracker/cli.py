@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import sys
@@ -24,30 +23,44 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
     return options
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from tracker.convert import Limits
-    from tracker.server.app import serve
+    from tracker.server.app import ServerOptions, is_loopback, serve
+    from tracker.server.security import TlsFiles, load_tokens
 
-    if not _is_loopback(args.host) and not args.insecure:
-        logger.error(
-            "refusing to serve plaintext on %s: only loopback is allowed without TLS;"
-            " pass --insecure to accept unencrypted traffic on this network",
-            args.host,
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca)
+    elif args.tls_client_ca:
+        raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    if tls is None and not is_loopback(args.host) and not args.insecure:
+        raise ValueError(
+            f"refusing to serve plaintext on {args.host}: only loopback is allowed without TLS;"
+            " give --tls-cert/--tls-key, or pass --insecure to accept unencrypted traffic on this network"
         )
-        return 2
-    limits = Limits(max_sessions=args.max_sessions, max_frame_pixels=args.max_frame_pixels)
+    tokens = load_tokens(args.auth_token_file)
+    if args.auth_token_file and not tokens:
+        raise ValueError(f"{args.auth_token_file} holds no tokens")
+    limits = Limits(
+        max_sessions=args.max_sessions,
+        max_frame_pixels=args.max_frame_pixels,
+        max_objects_per_session=args.max_objects,
+        max_message_bytes=args.max_message_mb * 2**20,
+    )
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        limits=limits,
+        idle_timeout_s=args.idle_timeout_s or None,
+        tls=tls,
+        auth_tokens=tokens,
+        metrics_port=args.metrics_port,
+        allow_insecure_remote=args.insecure,
+    )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
-    serve(engines, _key_values(args.engine_option), args.host, args.port, limits, args.idle_timeout_s)
-    return 0
+    return serve(engines, _key_values(args.engine_option), options)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -90,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tracker {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="json: one object per line"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the gRPC server")
@@ -100,9 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--insecure", action="store_true", help="allow plaintext on a non-loopback address")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain: serve TLS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument(
+        "--tls-client-ca", type=Path, help="PEM CA bundle: require client certificates (mutual TLS)"
+    )
+    p.add_argument(
+        "--auth-token-file",
+        type=Path,
+        help="bearer tokens, one per line (also read from $TRACKER_AUTH_TOKENS); health stays open",
+    )
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
     p.add_argument("--max-sessions", type=int, default=32)
     p.add_argument("--max-frame-pixels", type=int, default=4096 * 4096)
-    p.add_argument("--idle-timeout-s", type=float, default=None, help="close sessions idle this long")
+    p.add_argument("--max-objects", type=int, default=64, help="objects per session")
+    p.add_argument("--max-message-mb", type=int, default=256, help="largest gRPC message accepted")
+    p.add_argument(
+        "--idle-timeout-s", type=float, default=60.0, help="close sessions idle this long (0: never)"
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("replay", help="stream recorded sequences through the API and score them")
@@ -155,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        from tracker.server.telemetry import JsonLogFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:

@@ -1,12 +1,20 @@
-"""Assemble and run the gRPC server: tracker service, health checking, reflection."""
+"""Assemble and run the gRPC server: tracker service, health checking, reflection.
+
+Health is ``NOT_SERVING`` until every engine has answered a warm-up frame (the
+first SAM2 frame on a GPU pays for CUDA context creation and kernel selection,
+which no real frame should), ``SERVING`` after, and ``NOT_SERVING`` again as
+soon as a shutdown begins, so that a load balancer stops sending new sessions.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -15,7 +23,9 @@ from grpc_reflection.v1alpha import reflection
 from engines import create_engine
 from engines.base import Engine
 from tracker.convert import Limits
+from tracker.server.security import BearerTokenInterceptor, TlsFiles
 from tracker.server.servicer import TrackerServicer
+from tracker.server.telemetry import AccessLogInterceptor, Telemetry
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
 
@@ -24,22 +34,65 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Tracker"].full_name  # "tracker.v1.Tracker"
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port
+    limits: Limits = field(default_factory=Limits)
+    idle_timeout_s: float | None = 60.0  # long enough for 1 Hz cine with pauses
+    tls: TlsFiles | None = None
+    auth_tokens: tuple[str, ...] = ()
+    metrics_port: int | None = None  # Prometheus /metrics; None: off, 0: a free port
+    warm_up: bool = True
+    allow_insecure_remote: bool = False
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
     port: int
     servicer: TrackerServicer
     health: health.HealthServicer
+    telemetry: Telemetry
+    metrics_port: int | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def drain_and_stop(self, grace_s: float = 10.0) -> None:
+        """Health NOT_SERVING, refuse new sessions, let open ones answer what they hold, stop.
+
+        The listener stays up while sessions drain, so health probes see NOT_SERVING
+        (rather than a refused connection) and new sessions get a clear UNAVAILABLE.
+        """
+        self.health.enter_graceful_shutdown()
+        self.servicer.drain("the server is shutting down")
+        deadline = time.monotonic() + grace_s
+        while self.servicer.slots.open and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.server.stop(1.0).wait()
+        self._release()
+
     def stop(self, grace_s: float | None = 1.0) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace_s).wait()
+        self._release()
+
+    def _release(self) -> None:
         for engine in self.servicer.engines.values():
             engine.close()
+        self.telemetry.close()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def start_server(
@@ -48,19 +101,36 @@ def start_server(
     port: int = 0,
     default_engine: str | None = None,
     limits: Limits | None = None,
-    idle_timeout_s: float | None = None,
+    idle_timeout_s: float | None = 60.0,
+    options: ServerOptions | None = None,
 ) -> RunningServer:
-    """Start serving ``engines`` on ``host:port`` (port 0: a free port) and return at once."""
+    """Start serving ``engines`` and return at once; health turns SERVING after warm-up.
+
+    ``options`` carries everything; the keyword arguments are shorthands for tests.
+    """
+    if options is None:
+        options = ServerOptions(
+            host=host, port=port, limits=limits or Limits(), idle_timeout_s=idle_timeout_s
+        )
     if not engines:
         raise ValueError("at least one engine is needed")
-    limits = limits or Limits()
+    if options.tls is None and not is_loopback(options.host) and not options.allow_insecure_remote:
+        raise ValueError(
+            f"refusing plaintext on {options.host}: give TLS files, or allow insecure remote explicitly"
+        )
+    limits = options.limits
     default_engine = default_engine or next(iter(engines))
-    servicer = TrackerServicer(engines, default_engine, limits, idle_timeout_s)
+    telemetry = Telemetry()
+    servicer = TrackerServicer(engines, default_engine, limits, options.idle_timeout_s, telemetry)
+    interceptors: list[grpc.ServerInterceptor] = [AccessLogInterceptor()]
+    if options.auth_tokens:
+        interceptors.insert(0, BearerTokenInterceptor(options.auth_tokens))
     # Each open session holds one pool thread for its processing loop (the receiving
     # side runs on its own thread), so the pool must exceed max_sessions or new
     # streams would queue silently; the margin serves GetInfo and health checks.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.max_sessions + 8, thread_name_prefix="rpc"),
+        interceptors=interceptors,
         maximum_concurrent_rpcs=limits.max_sessions + 8,
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
@@ -74,30 +144,47 @@ def start_server(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{options.host}:{options.port}"
+    if options.tls is not None:
+        bound = server.add_secure_port(address, options.tls.credentials())
+    else:
+        bound = server.add_insecure_port(address)
     if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
-    server.start()
+        raise OSError(f"cannot listen on {address}")
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("serving %s on %s:%d (engines: %s)", SERVICE_NAME, host, bound, ", ".join(engines))
-    return RunningServer(server, bound, servicer, health_servicer)
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server.start()
+    metrics_port = telemetry.serve_http(options.metrics_port) if options.metrics_port is not None else None
+    running = RunningServer(server, bound, servicer, health_servicer, telemetry, metrics_port)
+
+    def warm_up() -> None:
+        for name, engine in engines.items():
+            if options.warm_up:
+                start = time.monotonic()
+                engine.warm_up()
+                logger.info("engine %s warmed up in %.0f ms", name, (time.monotonic() - start) * 1000.0)
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        running.ready.set()
+
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    logger.info(
+        "serving %s on %s:%d (%s%s; engines: %s)",
+        SERVICE_NAME, options.host, bound, "TLS" if options.tls else "plaintext",
+        ", mutual TLS" if options.tls and options.tls.client_ca else "", ", ".join(engines),
+    )  # fmt: skip
+    return running
 
 
-def serve(
-    engine_names: list[str],
-    engine_options: dict[str, str],
-    host: str,
-    port: int,
-    limits: Limits | None = None,
-    idle_timeout_s: float | None = None,
-) -> None:
-    """Run until SIGINT/SIGTERM; then stop taking sessions and let open frames finish."""
+def serve(engine_names: list[str], engine_options: dict[str, str], options: ServerOptions) -> int:
+    """Run until SIGINT/SIGTERM; then drain: finish what sessions hold, refuse new ones, exit 0."""
     engines = {name: create_engine(name, engine_options) for name in engine_names}
-    running = start_server(engines, host, port, limits=limits, idle_timeout_s=idle_timeout_s)
+    running = start_server(engines, options=options)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    logger.info("shutting down: health NOT_SERVING, finishing in-flight frames")
-    running.stop(grace_s=5.0)
+    logger.info("shutting down: health NOT_SERVING, refusing new sessions, answering in-flight frames")
+    running.drain_and_stop(grace_s=10.0)
+    logger.info("stopped")
+    return 0

@@ -23,8 +23,10 @@ from tracker.server.session import (
     SessionIdle,
     SessionInbox,
     SessionRunner,
+    SessionShutdown,
     error_result,
 )
+from tracker.server.telemetry import Telemetry
 from tracker.types import FrameError, FrameResult, PromptAck, PromptError
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
@@ -73,6 +75,7 @@ class TrackerServicer(pb_grpc.TrackerServicer):
         default_engine: str,
         limits: convert.Limits,
         idle_timeout_s: float | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if default_engine not in engines:
             raise ValueError(
@@ -83,6 +86,21 @@ class TrackerServicer(pb_grpc.TrackerServicer):
         self.limits = limits
         self.idle_timeout_s = idle_timeout_s
         self.slots = SessionSlots(limits.max_sessions)
+        self.telemetry = telemetry or Telemetry()
+        for engine in engines.values():
+            info = engine.info
+            self.telemetry.describe_engine(info.name, info.version, info.device, info.random_weights)
+        self._draining: str | None = None
+        self._open_inboxes: set[SessionInbox] = set()
+        self._inbox_lock = threading.Lock()
+
+    def drain(self, message: str = "the server is shutting down") -> None:
+        """Refuse new sessions; let open ones answer their waiting frames, then end them."""
+        with self._inbox_lock:
+            self._draining = message
+            inboxes = list(self._open_inboxes)
+        for inbox in inboxes:
+            inbox.drain(message)
 
     def GetInfo(self, request: pb.GetInfoRequest, context: grpc.ServicerContext) -> pb.ServerInfo:  # noqa: N802
         return pb.ServerInfo(
@@ -102,6 +120,8 @@ class TrackerServicer(pb_grpc.TrackerServicer):
         first = next(request_iterator, None)
         if first is None:
             return
+        if self._draining is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"not accepting new sessions: {self._draining}")
         if first.WhichOneof("kind") != "open":
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -125,10 +145,15 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                 f"the server already has {self.slots.limit} open sessions (its max_sessions limit)",
             )
         session_id = uuid.uuid4().hex[:12]
+        log = {"session_id": session_id}
         encoding = first.open.mask_encoding or pb.RLE
         inbox = SessionInbox(config.budget_policy)
         clock = AcquisitionClock(config.timestamp_clock)
         engine_session = None
+        outcome = "error"
+        with self._inbox_lock:
+            self._open_inboxes.add(inbox)
+        self.telemetry.sessions_open.inc()
         try:
             try:
                 engine_session = engine.open_session(config)
@@ -137,7 +162,7 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             logger.info(
                 "session %s opened: engine=%s modality=%s objects=%d budget=%.1f ms policy=%s client=%r",
                 session_id, engine_name, config.modality.value, len(config.objects),
-                config.latency_budget_ms, config.budget_policy.value, config.client_name,
+                config.latency_budget_ms, config.budget_policy.value, config.client_name, extra=log,
             )  # fmt: skip
             context.add_callback(inbox.cancel)  # disconnect or cancellation frees the session at once
             yield pb.TrackResponse(
@@ -157,31 +182,58 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                 daemon=True,
             )
             receiver.start()
-            runner = SessionRunner(engine_session, config, inbox, self.idle_timeout_s)
+            runner = SessionRunner(
+                engine_session,
+                config,
+                inbox,
+                self.idle_timeout_s,
+                max_objects=self.limits.max_objects_per_session,
+            )
+            if self._draining is not None:  # a drain that began while this session was opening
+                inbox.drain(self._draining)
             try:
                 for out in runner.run():
                     if isinstance(out, FrameResult):
                         result = convert.frame_result_to_proto(out, encoding, config.latency_budget_ms)
+                        self.telemetry.observe_frame(
+                            engine_name, pb.FrameStatus.Name(result.status), result.timing.total_ms,
+                            result.timing.stages_ms,
+                        )  # fmt: skip
                         yield pb.TrackResponse(frame=result)
                     else:
+                        self.telemetry.prompt_updates.labels(accepted=str(out.accepted).lower()).inc()
                         yield pb.TrackResponse(
                             prompt_ack=pb.PromptAck(
                                 update_id=out.update_id, accepted=out.accepted, message=out.message
                             )
                         )
             except SessionFailed as exc:
+                outcome = "failed"
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except SessionIdle as exc:
+                outcome = "idle"
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session closed: {exc}")
+            except SessionShutdown as exc:
+                outcome = "shutdown"
+                context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"session closed: {exc}; {runner.frames_processed} frames were processed and every frame"
+                    " received was answered",
+                )
+            outcome = "cancelled" if inbox.cancelled else "completed"
             logger.info(
                 "session %s ended: %d frames processed, %d dropped%s",
                 session_id, runner.frames_processed, inbox.frames_dropped,
-                " (client cancelled)" if inbox.cancelled else "",
+                " (client cancelled)" if inbox.cancelled else "", extra=log,
             )  # fmt: skip
         finally:
             inbox.cancel()
             if engine_session is not None:
                 engine_session.close()
+            with self._inbox_lock:
+                self._open_inboxes.discard(inbox)
+            self.telemetry.sessions_open.dec()
+            self.telemetry.sessions_total.labels(outcome=outcome).inc()
             self.slots.release()
 
     def _receive(

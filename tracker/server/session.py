@@ -48,6 +48,7 @@ from tracker.types import (
     PromptUpdate,
     SessionConfig,
     TimestampClock,
+    UpdateAction,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class SessionFailed(Exception):
 
 class SessionIdle(Exception):
     """No request arrived within the idle timeout."""
+
+
+class SessionShutdown(Exception):
+    """The server is shutting down; frames already waiting have been answered."""
 
 
 @dataclass
@@ -121,6 +126,7 @@ class Batch:
     frame: Arrival | None = None
     finished: bool = False  # the client closed its side; nothing more will come
     failure: str | None = None  # end the session with this message
+    shutdown: str | None = None  # the server is draining: end with this message once the frame is answered
 
 
 class SessionInbox:
@@ -141,6 +147,7 @@ class SessionInbox:
         self._finished = False
         self._cancelled = False
         self._failure: str | None = None
+        self._shutdown: str | None = None
         self._max_pending_updates = max_pending_updates
         self._max_pending_answers = max_pending_answers
         self.frames_dropped = 0
@@ -152,6 +159,12 @@ class SessionInbox:
     def put_frame(self, arrival: Arrival) -> None:
         with self._cond:
             self._wait_for_room()
+            if self._shutdown is not None:
+                self._answers.append(
+                    unprocessed_result(arrival, FrameStatus.ERROR, f"not processed: {self._shutdown}")
+                )
+                self._cond.notify_all()
+                return
             if len(self._frames) >= self._max_frames:
                 stale = self._frames.popleft()
                 if self.policy is BudgetPolicy.STRICT:
@@ -203,6 +216,12 @@ class SessionInbox:
             self._failure = message
             self._cond.notify_all()
 
+    def drain(self, message: str) -> None:
+        """The server is stopping: answer what is waiting, refuse new frames, then end."""
+        with self._cond:
+            self._shutdown = message
+            self._cond.notify_all()
+
     def finish(self) -> None:
         """The client closed its side: process what is waiting, then end."""
         with self._cond:
@@ -226,6 +245,7 @@ class SessionInbox:
                 lambda: (
                     self._cancelled
                     or self._failure is not None
+                    or self._shutdown is not None
                     or self._finished
                     or self._answers
                     or self._updates
@@ -238,10 +258,12 @@ class SessionInbox:
             if not ready:
                 raise SessionIdle(f"no request for {timeout_s:.0f} s")
             frame = self._frames.popleft() if self._frames else None
-            # Updates that arrived after the next waiting frame stay for the frame after it.
+            # Every pending update applies to the next frame processed (see PromptUpdate).
             batch = Batch(
                 self._answers, self._updates, frame, self._finished and not self._frames, self._failure
             )
+            if self._shutdown is not None and not self._frames:
+                batch.shutdown = self._shutdown
             self._answers, self._updates = [], []
             self._cond.notify_all()
             return batch
@@ -333,8 +355,10 @@ class SessionRunner:
         inbox: SessionInbox,
         idle_timeout_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_objects: int | None = None,
     ) -> None:
         self.engine_session = engine_session
+        self.max_objects = max_objects
         self.config = config
         self.inbox = inbox
         self.idle_timeout_s = idle_timeout_s
@@ -365,6 +389,17 @@ class SessionRunner:
                 raise SessionFailed(batch.failure)
             applied: list[int] = []
             for update in batch.updates:
+                if (
+                    update.action is UpdateAction.ADD
+                    and self.max_objects is not None
+                    and len(self.engine_session.object_ids) >= self.max_objects
+                ):
+                    message = (
+                        f"cannot add object {update.object_id}:"
+                        f" the limit is {self.max_objects} objects per session"
+                    )
+                    yield PromptAck(update.update_id, False, message)
+                    continue
                 try:
                     self.engine_session.apply(update)
                 except PromptError as exc:
@@ -378,6 +413,8 @@ class SessionRunner:
                 self._carry_over.extend(applied)
             if batch.finished:
                 return
+            if batch.shutdown is not None:
+                raise SessionShutdown(batch.shutdown)
 
     def _cannot_make_it(self, arrival: Arrival, start: float) -> str | None:
         """STRICT policy: why this frame would miss its budget if processed now (None: it may not)."""
@@ -445,6 +482,11 @@ class SessionRunner:
             else 0.8 * self._compute_ms_estimate + 0.2 * compute_ms
         )
         result = FrameResult(frame.index, FrameStatus.OK, objects=objects, applied_update_ids=update_ids)
+        # --- overseer (tracker.overseer): this frame's re-prompt decisions -------------------
+        drain_events = getattr(self.engine_session, "drain_events", None)
+        if drain_events is not None:
+            result.reprompts = drain_events()
+        # --- end overseer ---------------------------------------------------------------------
         result = self._finish(result, arrival, start, timing)
         if self.degrade is not None:
             if self.degrade.active:
