@@ -24,10 +24,9 @@ from engines import create_engine
 from engines.base import Engine
 from tracker.convert import Limits
 from tracker.server.security import BearerTokenInterceptor, TlsFiles
-from tracker.server.servicer import TrackerServicer
+from tracker.server.servicer import TrackerServicer, add_to_server
 from tracker.server.telemetry import AccessLogInterceptor, Telemetry
 from tracker.v1 import tracker_pb2 as pb
-from tracker.v1 import tracker_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def start_server(
             ("grpc.max_send_message_length", limits.max_message_bytes),
         ],
     )
-    pb_grpc.add_TrackerServicer_to_server(servicer, server)
+    add_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from engines.base import Engine, EngineInfo
 from tracker import __version__, convert
@@ -32,6 +33,39 @@ from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
 
 logger = logging.getLogger(__name__)
+
+
+class MalformedRequest(ValueError):
+    """Bytes on the stream that are not a ``tracker.v1.TrackRequest``."""
+
+
+def parse_requests(raw: Iterator[bytes]) -> Iterator[pb.TrackRequest]:
+    """Parse the stream's messages here rather than in gRPC, so garbage gets a clear error."""
+    for number, data in enumerate(raw, start=1):
+        try:
+            yield pb.TrackRequest.FromString(data)
+        except DecodeError as exc:
+            raise MalformedRequest(
+                f"request {number} ({len(data)} bytes) is not a valid tracker.v1.TrackRequest: {exc}"
+            ) from None
+
+
+def add_to_server(servicer: TrackerServicer, server: grpc.Server) -> None:
+    """Register the service; ``Track`` takes raw bytes and parses them itself (see parse_requests)."""
+    handlers = {
+        "Track": grpc.stream_stream_rpc_method_handler(
+            servicer.TrackRaw,
+            request_deserializer=None,
+            response_serializer=pb.TrackResponse.SerializeToString,
+        ),
+        "GetInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetInfo,
+            request_deserializer=pb.GetInfoRequest.FromString,
+            response_serializer=pb.ServerInfo.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Tracker"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
 
 
 def engine_info_to_proto(info: EngineInfo) -> pb.EngineInfo:
@@ -114,10 +148,19 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             max_objects_per_session=self.limits.max_objects_per_session,
         )
 
+    def TrackRaw(  # noqa: N802
+        self, raw_requests: Iterator[bytes], context: grpc.ServicerContext
+    ) -> Iterator[pb.TrackResponse]:
+        """``Track`` over unparsed bytes, so that undecodable input gets INVALID_ARGUMENT."""
+        return self.Track(parse_requests(raw_requests), context)
+
     def Track(  # noqa: N802
         self, request_iterator: Iterator[pb.TrackRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.TrackResponse]:
-        first = next(request_iterator, None)
+        try:
+            first = next(request_iterator, None)
+        except MalformedRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if first is None:
             return
         if self._draining is not None:
@@ -256,7 +299,10 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                 else:
                     inbox.fail("empty request: set open, frame or prompt_update")
                     return
-        except Exception as exc:  # the stream broke (cancelled, disconnected, undecodable)
+        except MalformedRequest as exc:
+            inbox.fail(str(exc))
+            return
+        except Exception as exc:  # the stream broke (cancelled, disconnected)
             logger.debug("request stream ended: %s", exc)
             inbox.cancel()
             return
