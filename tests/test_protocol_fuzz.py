@@ -16,9 +16,9 @@ from collections import Counter
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engines import create_engine
 from tests.conftest import disk, textured_image
