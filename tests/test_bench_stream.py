@@ -37,6 +37,8 @@ def test_stream_run_accounts_for_every_frame_and_writes_plots(tmp_path):
 @pytest.mark.slow
 def test_bench_stream_cli(tmp_path):
     out = tmp_path / "r.json"
-    code = cli_main(["bench", "stream", "--sessions", "1", "--rate", "10", "--frames", "6", "--json", str(out)])
+    code = cli_main(
+        ["bench", "stream", "--sessions", "1", "--rate", "10", "--frames", "6", "--json", str(out)]
+    )
     assert code == 0
     assert json.loads(out.read_text())["frames"] == 6
