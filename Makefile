@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test lint format proto bench clean
+.PHONY: demo test test-deps lint format proto bench clean
 
 $(STAMP): pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version' 
@@ -24,8 +24,17 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/tracker demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(PY) -m pytest -q
+
+# The live view's page is tested in headless Chromium (Debian's package). Installed when
+# missing and this user can; otherwise that one test is skipped and says why.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian's chromium for the live-view test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium not installed: the live-view browser test will be skipped"; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
