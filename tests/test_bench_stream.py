@@ -20,7 +20,7 @@ def test_ping_pong_plays_back_and_forth_without_a_jump():
 @pytest.mark.slow
 def test_stream_run_accounts_for_every_frame_and_writes_plots(tmp_path):
     report = run_stream(StreamSettings("flow", sessions=2, rate_hz=20.0, frames=12))
-    assert KEYS <= set(report)
+    assert set(report) >= KEYS
     assert report["frames"] == 24 and report["sessions"] == 2
     assert report["ok"] + report["late"] + report["dropped"] + report["errors"] == 24
     for key in ("latency_ms", "server_ms"):

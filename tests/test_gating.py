@@ -89,7 +89,8 @@ def _frame(index: int, x: float, *, score: float = 1.0, status=FrameStatus.OK, e
 
 
 def _gate(**kw) -> Gate:
-    return Gate(GatingConfig(margin_mm=3.0, horizon_ms=250.0, predictor="hold", **kw), Geometry())
+    config = GatingConfig(margin_mm=3.0, guard_mm=0.0, horizon_ms=250.0, predictor="hold", **kw)
+    return Gate(config, Geometry())
 
 
 def test_beam_on_inside_the_margin_and_held_outside():
@@ -135,7 +136,7 @@ def test_a_stall_holds_once_per_stall():
 
 def test_prediction_moves_the_decision_ahead_of_the_motion():
     # Moving 10 mm/s: at a 300 ms horizon the beam holds before the target crosses 3 mm.
-    gate = Gate(GatingConfig(margin_mm=3.0, horizon_ms=300.0, predictor="kalman"), Geometry())
+    gate = Gate(GatingConfig(margin_mm=3.0, guard_mm=0.0, horizon_ms=300.0, predictor="kalman"), Geometry())
     decisions = []
     for i in range(12):
         t = i * 0.05
@@ -171,3 +172,33 @@ def test_relative_d98_is_one_for_perfect_tracking_and_drops_with_error():
     missing[10:] = False  # half the frames untracked deliver nothing
     assert relative_d98(missing, truths) == pytest.approx(0.5, abs=0.05)
     assert relative_d98(shifted, truths, lung=True) != relative_d98(shifted, truths)
+
+
+def test_gating_scores_against_truth():
+    from tracker.gating.evaluate import score_gating
+
+    times = np.arange(10) * 0.25
+    truth = np.zeros((10, 3))
+    truth[4:7, 0] = 5.0  # the target is outside a 3 mm window on frames 4-6
+    on, hold = BeamState.ON, BeamState.HOLD
+    states = [on, on, on, on, on, hold, hold, on, on, on]  # one frame late to hold
+    latencies = np.full(10, 50.0)
+    scores = score_gating(times, states, latencies, truth, np.zeros(3), 3.0)
+    assert scores.exits == 1
+    assert scores.beam_on_fraction == pytest.approx(0.8)
+    # Decision 4 (ON) takes effect at 1.05 s with the target outside; decision 7 (ON) at 1.80 s
+    # after it has come back (interpolated 0 mm at 1.75 s): 1 of 8 ON decisions is wrong.
+    assert scores.beam_on_outside_fraction == pytest.approx(1 / 8)
+    assert scores.beam_hold_inside_fraction == pytest.approx(0.0)
+    # Left at 1.00 s (frame 4); the first HOLD (frame 5) takes effect at 1.30 s.
+    assert scores.beam_off_latency_ms == pytest.approx(300.0)
+
+
+def test_prediction_error_compares_with_no_prediction():
+    from tracker.gating.evaluate import prediction_errors
+
+    times = np.arange(20) * 0.1
+    truth = np.stack([times * 10.0, np.zeros(20), np.zeros(20)], axis=1)  # 10 mm/s
+    predicted = truth + np.array([3.0, 0, 0])  # perfect prediction 0.3 s ahead
+    pred_err, hold_err, n = prediction_errors(times, truth, predicted, 0.3, truth)
+    assert n == 17 and pred_err == pytest.approx(0.0, abs=1e-9) and hold_err == pytest.approx(3.0)

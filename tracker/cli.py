@@ -60,7 +60,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_insecure_remote=args.insecure,
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
-    return serve(engines, _key_values(args.engine_option), options)
+    return serve(
+        engines, _key_values(args.engine_option), options, args.overseer, _key_values(args.overseer_option)
+    )
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
@@ -75,6 +77,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         first_mask=args.first_mask,
         frame_rate_hz=args.frame_rate,
         progress=not args.no_progress,
+        overseer=args.overseer,
+        overseer_options=_key_values(args.overseer_option),
+        gating_margin_mm=args.gating_margin_mm,
+        beam_latency_ms=args.beam_latency_ms,
     )
     report, _ = replay(args.paths, options, server=args.server, report_path=args.report)
     logger.info("report written to %s", args.report)
@@ -134,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--idle-timeout-s", type=float, default=60.0, help="close sessions idle this long (0: never)"
     )
+    p.add_argument("--overseer", default="", help="wrap the engines with an overseer: guard, W.pt or W.onnx")
+    p.add_argument("--overseer-option", action="append", default=[], metavar="KEY=VALUE", help="policy knob")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("replay", help="stream recorded sequences through the API and score them")
@@ -152,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--frame-rate", type=float, default=None, help="override the source's frame rate (Hz)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--overseer",
+        default="",
+        help="re-prompting overseer for the in-process server: oracle (ground truth), guard (cine drift"
+        " guard), or a trained detector W.pt / W.onnx",
+    )
+    p.add_argument("--overseer-option", action="append", default=[], metavar="KEY=VALUE", help="policy knob")
+    p.add_argument("--gating-margin-mm", type=float, default=None, help="gate the beam on a window of M mm")
+    p.add_argument(
+        "--beam-latency-ms", type=float, default=0.0, help="added to the measured latency (gating)"
+    )
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("synth", help="generate synthetic sequences with ground truth")
@@ -162,7 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_synth)
+    from tracker.synth.surgical import add_cli as add_surgical_cli
 
+    add_surgical_cli(synth)
+    from tracker.overseer.cli import add_cli as add_overseer_cli
+
+    add_overseer_cli(sub)
+
+    from tracker.live import add_cli as add_live_cli
+
+    add_live_cli(sub)
     from tracker.weights import add_cli as add_weights_cli
 
     add_weights_cli(sub)

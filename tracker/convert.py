@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from tracker import masks as mask_codec
+from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
 from tracker.types import (
     BoxPrompt,
     BudgetPolicy,
@@ -239,14 +241,30 @@ def prompt_to_proto(prompt: Prompt) -> pb.Prompt:
     return pb.Prompt(points=pb.Points(points=points))
 
 
+def _reference_from_proto(values: Sequence[float], object_id: int) -> tuple[float, float, float] | None:
+    if not values:
+        return None
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise PromptError(f"reference_mm of object {object_id} must be 3 finite numbers, got {list(values)}")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
 def object_prompt_from_proto(msg: pb.ObjectPrompt, limits: Limits) -> ObjectPrompt:
     if not msg.HasField("prompt"):
         raise PromptError(f"object {msg.object_id} has no prompt (set mask, box or points)")
-    return ObjectPrompt(msg.object_id, prompt_from_proto(msg.prompt, msg.object_id, limits), msg.label)
+    prompt = prompt_from_proto(msg.prompt, msg.object_id, limits)
+    return ObjectPrompt(
+        msg.object_id, prompt, msg.label, _reference_from_proto(msg.reference_mm, msg.object_id)
+    )
 
 
 def object_prompt_to_proto(obj: ObjectPrompt) -> pb.ObjectPrompt:
-    return pb.ObjectPrompt(object_id=obj.object_id, label=obj.label, prompt=prompt_to_proto(obj.prompt))
+    return pb.ObjectPrompt(
+        object_id=obj.object_id,
+        label=obj.label,
+        prompt=prompt_to_proto(obj.prompt),
+        reference_mm=obj.reference_mm or (),
+    )
 
 
 def prompt_update_from_proto(msg: pb.PromptUpdate, limits: Limits) -> PromptUpdate:
@@ -256,7 +274,9 @@ def prompt_update_from_proto(msg: pb.PromptUpdate, limits: Limits) -> PromptUpda
     if action in ("add", "correct"):
         obj = object_prompt_from_proto(getattr(msg, action), limits)
         kind = UpdateAction.ADD if action == "add" else UpdateAction.CORRECT
-        return PromptUpdate(kind, obj.object_id, obj.prompt, obj.label, update_id=msg.update_id)
+        return PromptUpdate(
+            kind, obj.object_id, obj.prompt, obj.label, update_id=msg.update_id, reference_mm=obj.reference_mm
+        )
     raise PromptError(f"prompt update {msg.update_id} has no action (set add, remove_object_id or correct)")
 
 
@@ -265,7 +285,9 @@ def prompt_update_to_proto(update: PromptUpdate) -> pb.PromptUpdate:
         return pb.PromptUpdate(update_id=update.update_id, remove_object_id=update.object_id)
     if update.prompt is None:
         raise ValueError(f"{update.action.value} of object {update.object_id} needs a prompt")
-    obj = object_prompt_to_proto(ObjectPrompt(update.object_id, update.prompt, update.label))
+    obj = object_prompt_to_proto(
+        ObjectPrompt(update.object_id, update.prompt, update.label, update.reference_mm)
+    )
     if update.action is UpdateAction.ADD:
         return pb.PromptUpdate(update_id=update.update_id, add=obj)
     return pb.PromptUpdate(update_id=update.update_id, correct=obj)
@@ -294,6 +316,20 @@ def geometry_to_proto(geometry: Geometry) -> pb.Geometry:
         x_direction=geometry.x_direction,
         y_direction=geometry.y_direction,
     )
+
+
+def _gating_for_session(msg: pb.GatingConfig, image_size: tuple[int, int] | None) -> GatingConfig | None:
+    try:
+        config = gating_config_from_proto(msg)
+    except ValueError as exc:
+        raise ValueError(f"gating: {exc}") from None
+    window = None if config is None else config.window_mask
+    if window is not None and image_size is not None and window.shape != image_size:
+        raise ValueError(
+            f"gating window mask is {window.shape[0]}x{window.shape[1]}"
+            f" but frames are {image_size[0]}x{image_size[1]}"
+        )
+    return config
 
 
 def session_config_from_proto(msg: pb.SessionOpen, limits: Limits) -> SessionConfig:
@@ -352,6 +388,7 @@ def session_config_from_proto(msg: pb.SessionOpen, limits: Limits) -> SessionCon
         client_name=msg.client_name,
         budget_policy=_POLICY_FROM_PB[msg.budget_policy],
         timestamp_clock=_CLOCK_FROM_PB[msg.timestamp_clock],
+        gating=_gating_for_session(msg.gating, image_size),
     )
 
 
@@ -370,6 +407,7 @@ def session_open_to_proto(config: SessionConfig, mask_encoding: int = pb.RLE) ->
         width=config.image_size[1] if config.image_size else 0,
         budget_policy=_POLICY_TO_PB[config.budget_policy],
         timestamp_clock=_CLOCK_TO_PB[config.timestamp_clock],
+        gating=gating_config_to_proto(config.gating),
     )
 
 
@@ -391,6 +429,11 @@ def object_result_to_proto(obj: ObjectResult, encoding: int) -> pb.ObjectResult:
         msg.centroid_x_px, msg.centroid_y_px = obj.centroid_px
     if obj.centroid_mm is not None:
         msg.centroid_mm.extend(obj.centroid_mm)
+    for name in ("box_mm", "displacement_mm", "predicted_mm"):
+        value = getattr(obj, name)
+        if value is not None:
+            getattr(msg, name).extend(value)
+    msg.prediction_horizon_ms = obj.prediction_horizon_ms
     return msg
 
 
@@ -406,7 +449,75 @@ def object_result_from_proto(msg: pb.ObjectResult) -> ObjectResult:
         box=None if not msg.HasField("box") else (msg.box.x0, msg.box.y0, msg.box.x1, msg.box.y1),
         centroid_px=None if empty else (msg.centroid_x_px, msg.centroid_y_px),
         centroid_mm=tuple(msg.centroid_mm) if len(msg.centroid_mm) == 3 else None,  # type: ignore[arg-type]
+        box_mm=tuple(msg.box_mm) or None,
+        displacement_mm=tuple(msg.displacement_mm) or None,  # type: ignore[arg-type]
+        predicted_mm=tuple(msg.predicted_mm) or None,  # type: ignore[arg-type]
+        prediction_horizon_ms=msg.prediction_horizon_ms,
     )
+
+
+_BEAM_TO_PB = {BeamState.ON: pb.BEAM_ON, BeamState.HOLD: pb.BEAM_HOLD}
+_BEAM_FROM_PB = {v: k for k, v in _BEAM_TO_PB.items()}
+
+
+def gating_decision_to_proto(decision: GatingDecision) -> pb.GatingDecision:
+    return pb.GatingDecision(
+        state=_BEAM_TO_PB[decision.state],
+        reason=decision.reason,
+        frame_index=decision.frame_index or 0,
+        stalled=decision.frame_index is None,
+        decided_at_s=time.time(),
+    )
+
+
+def gating_decision_from_proto(msg: pb.GatingDecision) -> GatingDecision:
+    return GatingDecision(
+        _BEAM_FROM_PB.get(msg.state, BeamState.HOLD),  # unknown states read as HOLD: fail safe
+        msg.reason,
+        None if msg.stalled else int(msg.frame_index),
+    )
+
+
+def gating_config_from_proto(msg: pb.GatingConfig) -> GatingConfig | None:
+    if not msg.enabled:
+        return None
+    defaults = GatingConfig()
+    window = None
+    if msg.HasField("window_mask"):
+        window = mask_from_proto(msg.window_mask)
+    return GatingConfig(
+        margin_mm=msg.margin_mm or defaults.margin_mm,
+        guard_mm=0.0 if msg.no_guard else (msg.guard_mm or defaults.guard_mm),
+        window_mask=window,
+        min_inside_fraction=msg.min_inside_fraction or defaults.min_inside_fraction,
+        min_presence=msg.min_presence or defaults.min_presence,
+        stall_timeout_ms=msg.stall_timeout_ms or defaults.stall_timeout_ms,
+        beam_latency_ms=msg.beam_latency_ms,
+        horizon_ms=msg.horizon_ms,
+        predictor=msg.predictor or defaults.predictor,
+        object_ids=tuple(msg.object_ids),
+    )
+
+
+def gating_config_to_proto(config: GatingConfig | None) -> pb.GatingConfig:
+    if config is None:
+        return pb.GatingConfig()
+    msg = pb.GatingConfig(
+        enabled=True,
+        margin_mm=config.margin_mm,
+        guard_mm=config.guard_mm,
+        no_guard=config.guard_mm == 0,
+        min_inside_fraction=config.min_inside_fraction,
+        min_presence=config.min_presence,
+        stall_timeout_ms=config.stall_timeout_ms,
+        beam_latency_ms=config.beam_latency_ms,
+        horizon_ms=config.horizon_ms,
+        predictor=config.predictor,
+        object_ids=config.object_ids,
+    )
+    if config.window_mask is not None:
+        msg.window_mask.CopyFrom(mask_to_proto(np.asarray(config.window_mask, dtype=bool)))
+    return msg
 
 
 def reprompt_event_to_proto(event: RepromptEvent) -> pb.RepromptEvent:
@@ -463,7 +574,10 @@ def frame_result_to_proto(
         applied_update_ids=result.applied_update_ids,
         degradations=result.degradations,
         degradation_reason=result.degradation_reason,
+        reprompts=[reprompt_event_to_proto(e) for e in result.reprompts],
     )
+    if result.gating is not None:
+        msg.gating.CopyFrom(gating_decision_to_proto(result.gating))
     if result.status in (FrameStatus.OK, FrameStatus.LATE):
         encode_ms = (time.perf_counter() - start) * 1000.0
         msg.timing.stages_ms["encode"] = encode_ms
@@ -476,6 +590,11 @@ def frame_result_to_proto(
             msg.message = (
                 f"answered {elapsed:.1f} ms after the frame, over the session budget of {budget_ms:.0f} ms"
             )
+            if (
+                msg.HasField("gating") and msg.gating.state == pb.BEAM_ON
+            ):  # late answers never keep the beam on
+                msg.gating.state = pb.BEAM_HOLD
+                msg.gating.reason = f"frame LATE: {msg.message}"
     return msg
 
 
@@ -493,4 +612,5 @@ def frame_result_from_proto(msg: pb.FrameResult) -> FrameResult:
         degradations=list(msg.degradations),
         degradation_reason=msg.degradation_reason,
         reprompts=[reprompt_event_from_proto(e) for e in msg.reprompts],
+        gating=gating_decision_from_proto(msg.gating) if msg.HasField("gating") else None,
     )

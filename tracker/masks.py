@@ -80,6 +80,12 @@ def describe(track: ObjectTrack, label: str, geometry: Geometry) -> ObjectResult
     """Post-process one engine output into the measurements a response reports."""
     mask = np.asarray(track.mask, dtype=bool)
     centroid = centroid_of(mask)
+    box = box_of(mask)
+    box_mm = None
+    if box is not None:  # the box's outer edges (pixel centres are at integer coordinates)
+        box_mm = geometry.pixel_to_mm(box[0] - 0.5, box[1] - 0.5) + geometry.pixel_to_mm(
+            box[2] - 0.5, box[3] - 0.5
+        )
     return ObjectResult(
         object_id=track.object_id,
         label=label,
@@ -87,7 +93,8 @@ def describe(track: ObjectTrack, label: str, geometry: Geometry) -> ObjectResult
         score=float(track.score),
         present=track.present,
         area_px=int(np.count_nonzero(mask)),
-        box=box_of(mask),
+        box=box,
         centroid_px=centroid,
         centroid_mm=geometry.pixel_to_mm(*centroid) if centroid is not None else None,
+        box_mm=box_mm,
     )

@@ -33,10 +33,15 @@ from tqdm import tqdm
 from tracker import metrics
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.convert import default_budget_ms
+from tracker.gating.dose import relative_d98
+from tracker.gating.evaluate import prediction_errors, score_gating
+from tracker.gating.gate import BeamState, GatingConfig
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.io.writers import write_predictions
-from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
+from tracker.masks import centroid_of
+from tracker.overseer import scoring as overseer_scoring
+from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, RepromptEvent, SessionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +58,18 @@ class ReplayOptions:
     first_mask: Path | None = None
     frame_rate_hz: float | None = None  # override for sources that do not state it
     progress: bool = True
+    # Overseer (tracker.overseer) for the in-process server: "" none, "oracle" (ground truth of
+    # each sequence), "guard" (flow drift guard) or a W.pt / W.onnx detector.
+    overseer: str = ""
+    overseer_options: dict[str, str] = field(default_factory=dict)  # PolicyConfig knobs, e.g. persist_runs=3
+    # Beam gating (cine-MRI): a window of this many mm around each object's reference; None: off.
+    gating_margin_mm: float | None = None
+    gating_guard_mm: float = 0.5  # beam on only this far inside the margin
+    beam_latency_ms: float = 0.0  # added to the measured latency to make the prediction horizon
+    prediction_horizon_ms: float = (
+        0.0  # > 0: a fixed horizon instead (e.g. 300 to compare with TrackRAD teams)
+    )
+    predictor: str = "kalman"
 
 
 @dataclass
@@ -62,6 +79,12 @@ class FrameRecord:
     end_to_end_ms: float
     server_ms: float
     message: str = ""
+    reprompts: list[RepromptEvent] = field(default_factory=list)  # overseer decisions on this frame
+    beam: BeamState | None = None  # gating sessions: the decision on this frame
+    # Per object: (measured centroid mm, predicted mm, horizon ms), for answered frames.
+    positions: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None, float]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -71,6 +94,9 @@ class CaseResult:
     predictions: np.ndarray  # (T, H, W) integer label maps
     scores: dict[int, metrics.SequenceScores]  # per object id, where ground truth exists
     budget_ms: float
+    # Per ground-truth object: class, associated tracks, entry/exit frames and delays.
+    outcomes: dict[int, overseer_scoring.ObjectOutcome] = field(default_factory=dict)
+    gating_margin_mm: float | None = None
 
     def report(self) -> dict[str, object]:
         return case_report(self)
@@ -89,24 +115,56 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
     prompt = sequence.prompt_label()
     if prompt is None:
         raise ValueError(f"{sequence.name}: no first-frame mask to prompt with (give --first-mask)")
+    classes = _instance_classes(sequence)
     objects = tuple(
-        ObjectPrompt(object_id, MaskPrompt(prompt == object_id), "target")
+        ObjectPrompt(object_id, MaskPrompt(prompt == object_id), classes.get(object_id, "target"))
         for object_id in sequence.object_ids()
     )
     if not objects:
         raise ValueError(f"{sequence.name}: the first-frame mask is empty")
     budget = options.latency_budget_ms or default_budget_ms(sequence.modality, sequence.frame_rate_hz)
+    engine_options = dict(options.engine_options)
+    if options.overseer == "oracle":
+        from tracker.overseer.build import ORACLE_OPTION
+
+        engine_options[ORACLE_OPTION] = str(sequence.source_path or "")
     return SessionConfig(
         modality=sequence.modality,
         engine=options.engine,
-        engine_options=dict(options.engine_options),
+        engine_options=engine_options,
         objects=objects,
         latency_budget_ms=budget,
         frame_rate_hz=sequence.frame_rate_hz,
         geometry=sequence.geometry,
         image_size=sequence.shape_hw,
         client_name="tracker replay",
+        gating=None
+        if options.gating_margin_mm is None
+        else GatingConfig(
+            margin_mm=options.gating_margin_mm,
+            guard_mm=options.gating_guard_mm,
+            beam_latency_ms=options.beam_latency_ms,
+            horizon_ms=options.prediction_horizon_ms,
+            predictor=options.predictor,
+        ),
     )
+
+
+def _instance_classes(sequence: Sequence) -> dict[int, str]:
+    """Class name per instance id, from the sequence's COCO ``annotations.json`` ({} without one)."""
+    if "instance_classes" not in sequence.metadata:
+        sequence.metadata["instance_classes"] = _read_instance_classes(sequence)
+    return sequence.metadata["instance_classes"]  # type: ignore[return-value]
+
+
+def _read_instance_classes(sequence: Sequence) -> dict[int, str]:
+    from tracker.overseer.coco import instance_classes
+
+    try:
+        return instance_classes(sequence.source_path)
+    except (ValueError, KeyError, OSError) as exc:
+        logger.warning("%s: unreadable annotations.json (%s); objects have no class", sequence.name, exc)
+        return {}
 
 
 def _label_map(answer: ClientResult, shape: tuple[int, int]) -> np.ndarray:
@@ -176,24 +234,50 @@ def replay_sequence(client: TrackerClient, sequence: Sequence, options: ReplayOp
         if result.status in (FrameStatus.OK, FrameStatus.LATE):
             held = _label_map(answer, shape)
         predictions[i] = held
+        positions = {
+            o.object_id: (o.centroid_mm, o.predicted_mm, o.prediction_horizon_ms)
+            for o in result.objects
+            if o.centroid_mm is not None and o.present
+        }
         records.append(
-            FrameRecord(i, result.status, answer.end_to_end_ms, result.timing.total_ms, result.message)
+            FrameRecord(
+                i,
+                result.status,
+                answer.end_to_end_ms,
+                result.timing.total_ms,
+                result.message,
+                list(result.reprompts),
+                result.gating.state if result.gating is not None else None,
+                positions,
+            )
         )
-    scores = score_predictions(sequence, predictions)
-    return CaseResult(sequence, records, predictions, scores, config.latency_budget_ms)
+    scores, outcomes = score_objects(sequence, predictions)
+    result = CaseResult(sequence, records, predictions, scores, config.latency_budget_ms, outcomes)
+    result.gating_margin_mm = options.gating_margin_mm
+    return result
 
 
 def score_predictions(sequence: Sequence, predictions: np.ndarray) -> dict[int, metrics.SequenceScores]:
     """TrackRAD-style scores per object (frame 0 excluded); empty without ground truth."""
+    return score_objects(sequence, predictions)[0]
+
+
+def score_objects(
+    sequence: Sequence, predictions: np.ndarray
+) -> tuple[dict[int, metrics.SequenceScores], dict[int, overseer_scoring.ObjectOutcome]]:
+    """Scores and entry/exit outcomes per ground-truth object (every object of every frame).
+
+    Tracks prompted from the ground truth keep its ids; tracks added later (by an
+    overseer) are associated with the object they overlap most, and an object no
+    track covers scores J = 0 on that frame (see :mod:`tracker.overseer.scoring`).
+    With only prompted objects this is exactly the per-id scoring of before.
+    """
     if sequence.labels is None:
-        return {}
+        return {}, {}
     labels = np.asarray(sequence.labels)
-    return {
-        object_id: metrics.score_sequence(
-            predictions == object_id, labels == object_id, sequence.geometry.spacing_mm
-        )
-        for object_id in sequence.object_ids()
-    }
+    return overseer_scoring.score_objects(
+        predictions, labels, sequence.object_ids(), sequence.geometry.spacing_mm, _instance_classes(sequence)
+    )
 
 
 def _mean_or_none(values: Seq[float]) -> float | None:
@@ -224,12 +308,106 @@ def case_report(case: CaseResult) -> dict[str, object]:
         report[key] = _mean_or_none([d[key] for d in per_object.values()])
     report["latency_ms"] = percentiles([r.end_to_end_ms for r in answered])
     report["server_ms"] = percentiles([r.server_ms for r in answered])
+    for oid, outcome in case.outcomes.items():
+        if oid in per_object:
+            per_object[oid] = {**per_object[oid], **_outcome_fields(outcome)}  # type: ignore[dict-item]
     report["objects"] = {str(k): v for k, v in per_object.items()}
+    events = [(r.index, e) for r in case.records for e in r.reprompts]
+    report["reprompts"] = [
+        {"frame": i, "object_id": e.object_id, "class": e.label, "reason": e.reason, "action": e.action,
+         "observed_frame": e.observed_frame}
+        for i, e in events
+    ]  # fmt: skip
+    report["per_class_j"] = overseer_scoring.per_class_j(
+        [(o.label, case.scores[oid].iou_mean) for oid, o in case.outcomes.items() if oid in case.scores]
+    )
+    report["entry_delay"] = overseer_scoring.delay_summary(
+        [o.entry_delay for o in case.outcomes.values() if o.enter_frame is not None]
+    )
+    report["exit_delay"] = overseer_scoring.delay_summary(
+        [o.exit_delay for o in case.outcomes.values() if o.exit_frame is not None]
+    )
+    report["relative_d98_mean"] = relative_d98_of(case)
+    report.update(radiotherapy_blocks(case))
     report["per_frame"] = [
         {"index": r.index, "status": r.status.value, "latency_ms": r.end_to_end_ms, "server_ms": r.server_ms}
+        | ({"beam": r.beam.value} if r.beam is not None else {})
         for r in case.records
     ]
     return report
+
+
+def _is_lung(sequence: Sequence) -> bool:
+    region = str(sequence.metadata.get("scanned_region") or "").lower()
+    return region in ("thorax", "lung", "chest")
+
+
+def relative_d98_of(case: CaseResult) -> float | None:
+    """TrackRAD2025's relative D98 per object, averaged (None without ground truth)."""
+    if case.sequence.labels is None:
+        return None
+    labels = np.asarray(case.sequence.labels)
+    values = [
+        relative_d98(
+            case.predictions == oid, labels == oid, case.sequence.geometry.spacing_mm, _is_lung(case.sequence)
+        )
+        for oid in case.sequence.object_ids()
+    ]
+    return _mean_or_none(values)
+
+
+def _true_centroids_mm(sequence: Sequence, object_id: int) -> np.ndarray:
+    labels = np.asarray(sequence.labels)
+    out = np.full((len(labels), 3), np.nan)
+    for i, label in enumerate(labels):
+        centroid = centroid_of(label == object_id)
+        if centroid is not None:
+            out[i] = sequence.geometry.pixel_to_mm(*centroid)
+    return out
+
+
+def radiotherapy_blocks(case: CaseResult) -> dict[str, object]:
+    """Gating accuracy and prediction error against ground truth (gating replays with labels).
+
+    Both are judged on the first prompted object, the target a single-target MR-linac
+    plan gates on; its reference is its true centroid on the prompted frame.
+    """
+    seq = case.sequence
+    if case.gating_margin_mm is None or seq.labels is None or not seq.object_ids():
+        return {}
+    oid = seq.object_ids()[0]
+    truth = _true_centroids_mm(seq, oid)
+    known = np.isfinite(truth).all(axis=1)
+    if known.sum() < 2:
+        return {}
+    times = np.array([seq.timestamp(i) for i in range(len(seq))])
+    # Interpolate through frames where the target is not visible in the ground truth.
+    for k in range(3):
+        truth[~known, k] = np.interp(times[~known], times[known], truth[known, k])
+    reference = truth[0]
+    states = [r.beam if r.beam is not None else BeamState.HOLD for r in case.records]
+    latencies = np.array([r.end_to_end_ms for r in case.records])
+    gating = score_gating(times, states, latencies, truth, reference, case.gating_margin_mm).as_dict()
+    measured = np.full((len(seq), 3), np.nan)
+    predicted = np.full((len(seq), 3), np.nan)
+    horizons = np.zeros(len(seq))
+    for i, r in enumerate(case.records):
+        if oid in r.positions:
+            centroid, forecast, horizon_ms = r.positions[oid]
+            measured[i] = centroid
+            if forecast is not None:
+                predicted[i] = forecast
+                horizons[i] = horizon_ms / 1000.0
+    pred_err, hold_err, compared = prediction_errors(times, measured, predicted, horizons, truth)
+    prediction = {
+        "horizon_ms_median": float(np.median(horizons[horizons > 0]) * 1000.0)
+        if (horizons > 0).any()
+        else None,
+        "error_mm_mean": None if compared == 0 else pred_err,
+        "no_prediction_error_mm_mean": None if compared == 0 else hold_err,
+        "frames_compared": compared,
+    }
+    return {"gating": gating, "prediction": prediction}
 
 
 def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -> dict[str, object]:
@@ -243,12 +421,68 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
     answered = [r for r in records if r.status in (FrameStatus.OK, FrameStatus.LATE)]
     summary["latency_ms"] = percentiles([r.end_to_end_ms for r in answered])
     summary["server_ms"] = percentiles([r.server_ms for r in answered])
+    # Overseer view: decisions, J per object pooled over cases, per class, entry/exit delays.
+    summary["reprompts"] = sum(len(c.get("reprompts", [])) for c in cases)  # type: ignore[arg-type]
+    objects = [o for c in cases for o in c.get("objects", {}).values()]  # type: ignore[union-attr]
+    summary["j_mean_objects"] = _mean_or_none([o["j_mean"] for o in objects])
+    summary["per_class_j"] = overseer_scoring.per_class_j(
+        [(o.get("class", ""), o["j_mean"]) for o in objects]
+    )
+    summary["entry_delay"] = overseer_scoring.delay_summary(
+        [o["entry_delay"] for o in objects if o.get("enter_frame") is not None]
+    )
+    summary["exit_delay"] = overseer_scoring.delay_summary(
+        [o["exit_delay"] for o in objects if o.get("exit_frame") is not None]
+    )
+    summary["relative_d98_mean"] = _mean_or_none([c.get("relative_d98_mean") for c in cases])  # type: ignore[misc]
+    gated = [c for c in cases if "gating" in c]
+    if gated:  # the mean over cases of each case's figure (each case weighs the same)
+        summary["gating"] = {
+            key: _mean_or_none([c["gating"][key] for c in gated])  # type: ignore[index]
+            for key in (
+                "beam_on_fraction",
+                "beam_on_outside_fraction",
+                "beam_hold_inside_fraction",
+                "beam_off_latency_ms",
+            )
+        }
+        summary["prediction"] = {
+            key: _mean_or_none([c["prediction"][key] for c in gated])  # type: ignore[index]
+            for key in ("horizon_ms_median", "error_mm_mean", "no_prediction_error_mm_mean")
+        }
     return summary
 
 
+def _outcome_fields(outcome: overseer_scoring.ObjectOutcome) -> dict[str, object]:
+    return {
+        "class": outcome.label,
+        "track_ids": outcome.track_ids,
+        "enter_frame": outcome.enter_frame,
+        "entry_delay": outcome.entry_delay,
+        "exit_frame": outcome.exit_frame,
+        "exit_delay": outcome.exit_delay,
+    }
+
+
 @contextmanager
-def connect(server: str | None, engine: str, engine_options: dict[str, str]) -> Iterator[TrackerClient]:
-    """A client for ``server``, or for a server started in-process on a free loopback port."""
+def connect(
+    server: str | None,
+    engine: str,
+    engine_options: dict[str, str],
+    overseer: str = "",
+    overseer_options: dict[str, str] | None = None,
+) -> Iterator[TrackerClient]:
+    """A client for ``server``, or for a server started in-process on a free loopback port.
+
+    ``overseer`` wraps the in-process engine (see :mod:`tracker.overseer.build`); a
+    remote server must have been started with its own overseer instead.
+    """
+    if server and overseer:
+        raise ValueError(
+            f"--overseer {overseer} needs the in-process server: the oracle reads this machine's"
+            " annotations and a detector must run inside the server; drop --server, or start the"
+            " remote server with its overseer (tracker serve --overseer ...)"
+        )
     if server:
         with TrackerClient(server) as client:
             client.wait_ready()
@@ -258,7 +492,14 @@ def connect(server: str | None, engine: str, engine_options: dict[str, str]) -> 
     from tracker.server.app import start_server
 
     name = engine or "flow"
-    running = start_server({name: create_engine(name, engine_options)}, host="127.0.0.1", port=0)
+    served = create_engine(name, engine_options)
+    if overseer:
+        from tracker.overseer.build import wrap_engine
+        from tracker.overseer.policy import PolicyConfig
+
+        policy = PolicyConfig.from_options(dict(overseer_options or {}))
+        served = wrap_engine(served, overseer, policy, allow_oracle_paths=True)
+    running = start_server({name: served}, host="127.0.0.1", port=0)
     try:
         with TrackerClient(running.address) as client:
             yield client
@@ -280,7 +521,9 @@ def replay(
     ]
     results: list[CaseResult] = []
     cases: list[dict[str, object]] = []
-    with connect(server, options.engine, options.engine_options) as client:
+    with connect(
+        server, options.engine, options.engine_options, options.overseer, options.overseer_options
+    ) as client:
         for sequence in tqdm(
             sequences, desc="replay", unit="case", disable=not options.progress or len(sequences) < 2
         ):
@@ -300,6 +543,8 @@ def replay(
             "rate": options.rate,
             "engine": options.engine or "flow",
             "server": server or "in-process",
+            "overseer": options.overseer or None,
+            "overseer_options": dict(options.overseer_options),
         },
     }
     if report_path is not None:

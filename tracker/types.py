@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # the gating types import these; annotations only here
+    from tracker.gating.gate import GatingConfig, GatingDecision
 
 
 class Modality(enum.Enum):
@@ -124,6 +128,7 @@ class ObjectPrompt:
     object_id: int  # the client's stable id; engines map it to their own slots
     prompt: Prompt
     label: str = ""  # optional class label, e.g. "tumour" or "grasper"
+    reference_mm: tuple[float, float, float] | None = None  # gating: planned position
 
 
 class UpdateAction(enum.Enum):
@@ -141,6 +146,7 @@ class PromptUpdate:
     prompt: Prompt | None = None  # required for ADD and CORRECT
     label: str = ""
     update_id: int = 0
+    reference_mm: tuple[float, float, float] | None = None  # gating: a new planned position
 
 
 @dataclass
@@ -182,6 +188,13 @@ class ObjectResult:
     box: tuple[float, float, float, float] | None  # (x0, y0, x1, y1), None when empty
     centroid_px: tuple[float, float] | None  # (x, y), None when empty
     centroid_mm: tuple[float, float, float] | None
+    # Gating sessions (cine-MRI): patient-space box corners (x0, y0) and (x1, y1), the
+    # displacement of the centroid from the object's reference, and the position
+    # predicted ``prediction_horizon_ms`` after acquisition.
+    box_mm: tuple[float, ...] | None = None
+    displacement_mm: tuple[float, float, float] | None = None
+    predicted_mm: tuple[float, float, float] | None = None
+    prediction_horizon_ms: float = 0.0
 
 
 @dataclass
@@ -196,6 +209,24 @@ class FrameTiming:
     since_acquisition_ms: float = 0.0  # acquisition until the answer; 0 when the frame had no timestamp
 
 
+@dataclass(frozen=True)
+class RepromptEvent:
+    """One decision of the overseer (:mod:`tracker.overseer`): what it changed on which object, and why.
+
+    Reported in the response of the frame on which the decision was taken; the
+    prompt update it implies applies to the next frame processed.
+    """
+
+    object_id: int
+    label: str = ""  # the object's class, e.g. "grasper"
+    reason: str = ""  # "enter", "leave", "drift", "duplicate" or "guard"
+    action: str = ""  # "add", "remove" or "correct"
+    observed_frame: int = 0  # the frame the overseer looked at (earlier than this one when it ran async)
+    score: float = 0.0  # the detection score behind the decision (0 when none)
+    iou: float = 0.0  # tracker/overseer mask agreement behind the decision (0 when none)
+    message: str = ""
+
+
 @dataclass
 class FrameResult:
     frame_index: int
@@ -206,6 +237,8 @@ class FrameResult:
     applied_update_ids: list[int] = field(default_factory=list)
     degradations: list[str] = field(default_factory=list)  # DEGRADE policy: steps in force, mildest first
     degradation_reason: str = ""
+    reprompts: list[RepromptEvent] = field(default_factory=list)  # overseer decisions
+    gating: GatingDecision | None = None  # gating sessions only
 
 
 @dataclass(frozen=True)
@@ -223,6 +256,7 @@ class SessionConfig:
     client_name: str = ""
     budget_policy: BudgetPolicy = BudgetPolicy.LATEST
     timestamp_clock: TimestampClock = TimestampClock.RELATIVE
+    gating: GatingConfig | None = None  # MR-linac beam gating; None: off
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ class GatingDecision:
 @dataclass(frozen=True)
 class GatingConfig:
     margin_mm: float = 3.0  # window: a sphere of this radius around each reference position
+    # The beam stays on only while the predicted position is this far inside the margin:
+    # a guard band for tracking and prediction error, traded against duty cycle.
+    guard_mm: float = 0.5
     window_mask: np.ndarray | None = None  # or: a mask in the image (bool H x W)
     min_inside_fraction: float = 0.95  # mask window: share of the object that must lie inside
     min_presence: float = 0.5  # presence score under which the object counts as lost
@@ -50,6 +53,10 @@ class GatingConfig:
     def __post_init__(self) -> None:
         if not np.isfinite(self.margin_mm) or self.margin_mm <= 0:
             raise ValueError(f"gating margin must be a positive number of mm, got {self.margin_mm}")
+        if not 0 <= self.guard_mm < self.margin_mm:
+            raise ValueError(
+                f"gating guard must lie in [0, margin), got {self.guard_mm} mm for {self.margin_mm} mm"
+            )
         if not 0 < self.min_inside_fraction <= 1:
             raise ValueError(f"min_inside_fraction must be in (0, 1], got {self.min_inside_fraction}")
         if self.stall_timeout_ms <= 0:
@@ -151,9 +158,12 @@ class Gate:
         reference = self._motion(obj.object_id).reference_mm
         assert reference is not None
         distance = float(np.linalg.norm(np.asarray(predicted) - reference))
-        if distance > self.config.margin_mm:
-            margin = self.config.margin_mm
-            return f"predicted {distance:.1f} mm from the reference, outside the {margin:.1f} mm margin"
+        if distance > self.config.margin_mm - self.config.guard_mm:
+            margin, guard = self.config.margin_mm, self.config.guard_mm
+            return (
+                f"predicted {distance:.1f} mm from the reference, outside the {margin:.1f} mm margin"
+                f" less its {guard:.1f} mm guard"
+            )
         return None
 
     def _outside_mask(self, obj: ObjectResult, predicted_mm: np.ndarray) -> str | None:

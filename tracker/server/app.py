@@ -175,9 +175,25 @@ def start_server(
     return running
 
 
-def serve(engine_names: list[str], engine_options: dict[str, str], options: ServerOptions) -> int:
+def serve(
+    engine_names: list[str],
+    engine_options: dict[str, str],
+    options: ServerOptions,
+    overseer: str = "",
+    overseer_options: dict[str, str] | None = None,
+) -> int:
     """Run until SIGINT/SIGTERM; then drain: finish what sessions hold, refuse new ones, exit 0."""
     engines = {name: create_engine(name, engine_options) for name in engine_names}
+    if overseer:
+        if overseer == "oracle":
+            raise ValueError(
+                "the oracle overseer reads local annotations: use it with `tracker replay --overseer`"
+            )
+        from tracker.overseer.build import wrap_engine
+        from tracker.overseer.policy import PolicyConfig
+
+        policy = PolicyConfig.from_options(overseer_options or {})
+        engines = {name: wrap_engine(engine, overseer, policy) for name, engine in engines.items()}
     running = start_server(engines, options=options)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError
 
 from engines.base import Engine, EngineInfo
 from tracker import __version__, convert
+from tracker.gating.gate import GatingDecision
 from tracker.server.session import (
     AcquisitionClock,
     Arrival,
@@ -243,6 +244,8 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                             result.timing.stages_ms,
                         )  # fmt: skip
                         yield pb.TrackResponse(frame=result)
+                    elif isinstance(out, GatingDecision):
+                        yield pb.TrackResponse(gating=convert.gating_decision_to_proto(out))
                     else:
                         self.telemetry.prompt_updates.labels(accepted=str(out.accepted).lower()).inc()
                         yield pb.TrackResponse(

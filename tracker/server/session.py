@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from engines.base import EngineSession
+from tracker.gating.gate import Gate, GatingDecision
 from tracker.masks import describe
 from tracker.types import (
     BudgetPolicy,
@@ -53,7 +54,7 @@ from tracker.types import (
 
 logger = logging.getLogger(__name__)
 
-Outgoing = FrameResult | PromptAck
+Outgoing = FrameResult | PromptAck | GatingDecision
 
 STRICT_MAX_WAITING_FRAMES = 8
 MAX_PENDING_ANSWERS = 256
@@ -373,6 +374,12 @@ class SessionRunner:
         )
         self._dropped_seen = 0
         self._compute_ms_estimate: float | None = None  # running estimate for the STRICT policy
+        self.gate = Gate(config.gating, config.geometry) if config.gating is not None else None
+        if self.gate is not None:
+            for obj in config.objects:
+                if obj.reference_mm is not None:
+                    self.gate.set_reference(obj.object_id, obj.reference_mm)
+        self._last_answer_mono = clock()
 
     def run(self) -> Iterator[Outgoing]:
         """Yield every answer until the client finishes or cancels.
@@ -381,10 +388,14 @@ class SessionRunner:
         :class:`SessionIdle` after ``idle_timeout_s`` without a request.
         """
         while True:
-            batch = self.inbox.take(self.idle_timeout_s)
+            batch = self._take()
+            if isinstance(batch, GatingDecision):  # the stream stalled: hold the beam
+                yield batch
+                continue
             if batch is None:  # cancelled: the client is gone, nobody to answer
                 return
-            yield from batch.answers
+            for answer in batch.answers:
+                yield self._gated(answer)
             if batch.failure is not None:
                 raise SessionFailed(batch.failure)
             applied: list[int] = []
@@ -406,15 +417,59 @@ class SessionRunner:
                     yield PromptAck(update.update_id, False, str(exc))
                 else:
                     applied.append(update.update_id)
+                    self._update_gate(update)
                     yield PromptAck(update.update_id, True, "applies to the next frame processed")
             if batch.frame is not None:
-                yield self.process(batch.frame, applied)
+                yield self._gated(self.process(batch.frame, applied), batch.frame)
             else:
                 self._carry_over.extend(applied)
             if batch.finished:
                 return
             if batch.shutdown is not None:
                 raise SessionShutdown(batch.shutdown)
+
+    def _take(self) -> Batch | GatingDecision | None:
+        """The next batch; with gating, a HOLD whenever the stream stays silent past the stall timeout."""
+        if self.gate is None:
+            return self.inbox.take(self.idle_timeout_s)
+        stall_s = self.gate.config.stall_timeout_ms / 1000.0
+        while True:
+            silent_s = self._clock() - self._last_answer_mono
+            held = self.gate.last_decision is not None and self.gate.last_decision.frame_index is None
+            waits = [] if held else [stall_s - silent_s]
+            if self.idle_timeout_s is not None:
+                waits.append(self.idle_timeout_s - silent_s)
+            try:
+                return self.inbox.take(max(0.0, min(waits)) if waits else None)
+            except SessionIdle:
+                silent_s = self._clock() - self._last_answer_mono
+                if self.idle_timeout_s is not None and silent_s >= self.idle_timeout_s:
+                    raise SessionIdle(f"no request for {self.idle_timeout_s:.0f} s") from None
+                hold = self.gate.stalled(silent_s * 1000.0)
+                if hold is not None:
+                    return hold
+
+    def _gated(self, answer: Outgoing, arrival: Arrival | None = None) -> Outgoing:
+        """Attach the gating decision to a frame's answer (gating sessions only)."""
+        if isinstance(answer, FrameResult):
+            self._last_answer_mono = self._clock()
+            if self.gate is not None:
+                timing = answer.timing
+                latency_ms = timing.since_acquisition_ms or timing.total_ms
+                if arrival is not None and arrival.frame.timestamp_s is not None:
+                    acquired_s = arrival.frame.timestamp_s
+                else:
+                    acquired_s = timing.receive_time_s
+                answer.gating = self.gate.observe(answer, acquired_s, latency_ms)
+        return answer
+
+    def _update_gate(self, update: PromptUpdate) -> None:
+        if self.gate is None:
+            return
+        if update.action is UpdateAction.REMOVE:
+            self.gate.forget(update.object_id)
+        elif update.reference_mm is not None:
+            self.gate.set_reference(update.object_id, update.reference_mm)
 
     def _cannot_make_it(self, arrival: Arrival, start: float) -> str | None:
         """STRICT policy: why this frame would miss its budget if processed now (None: it may not)."""

@@ -43,6 +43,12 @@ class TimestampClock(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RELATIVE: _ClassVar[TimestampClock]
     UNIX: _ClassVar[TimestampClock]
 
+class BeamState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BEAM_STATE_UNSPECIFIED: _ClassVar[BeamState]
+    BEAM_ON: _ClassVar[BeamState]
+    BEAM_HOLD: _ClassVar[BeamState]
+
 class MaskEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MASK_ENCODING_UNSPECIFIED: _ClassVar[MaskEncoding]
@@ -69,6 +75,9 @@ STRICT: BudgetPolicy
 TIMESTAMP_CLOCK_UNSPECIFIED: TimestampClock
 RELATIVE: TimestampClock
 UNIX: TimestampClock
+BEAM_STATE_UNSPECIFIED: BeamState
+BEAM_ON: BeamState
+BEAM_HOLD: BeamState
 MASK_ENCODING_UNSPECIFIED: MaskEncoding
 RLE: MaskEncoding
 PNG: MaskEncoding
@@ -138,17 +147,61 @@ class Prompt(_message.Message):
     def __init__(self, mask: _Optional[_Union[Mask, _Mapping]] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., points: _Optional[_Union[Points, _Mapping]] = ...) -> None: ...
 
 class ObjectPrompt(_message.Message):
-    __slots__ = ("object_id", "label", "prompt")
+    __slots__ = ("object_id", "label", "prompt", "reference_mm")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_MM_FIELD_NUMBER: _ClassVar[int]
     object_id: int
     label: str
     prompt: Prompt
-    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ...) -> None: ...
+    reference_mm: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., reference_mm: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GatingConfig(_message.Message):
+    __slots__ = ("enabled", "margin_mm", "window_mask", "min_inside_fraction", "min_presence", "stall_timeout_ms", "beam_latency_ms", "horizon_ms", "predictor", "object_ids", "guard_mm", "no_guard")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_MM_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_MASK_FIELD_NUMBER: _ClassVar[int]
+    MIN_INSIDE_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_PRESENCE_FIELD_NUMBER: _ClassVar[int]
+    STALL_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    BEAM_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_MS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTOR_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    GUARD_MM_FIELD_NUMBER: _ClassVar[int]
+    NO_GUARD_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    margin_mm: float
+    window_mask: Mask
+    min_inside_fraction: float
+    min_presence: float
+    stall_timeout_ms: float
+    beam_latency_ms: float
+    horizon_ms: float
+    predictor: str
+    object_ids: _containers.RepeatedScalarFieldContainer[int]
+    guard_mm: float
+    no_guard: bool
+    def __init__(self, enabled: _Optional[bool] = ..., margin_mm: _Optional[float] = ..., window_mask: _Optional[_Union[Mask, _Mapping]] = ..., min_inside_fraction: _Optional[float] = ..., min_presence: _Optional[float] = ..., stall_timeout_ms: _Optional[float] = ..., beam_latency_ms: _Optional[float] = ..., horizon_ms: _Optional[float] = ..., predictor: _Optional[str] = ..., object_ids: _Optional[_Iterable[int]] = ..., guard_mm: _Optional[float] = ..., no_guard: _Optional[bool] = ...) -> None: ...
+
+class GatingDecision(_message.Message):
+    __slots__ = ("state", "reason", "frame_index", "stalled", "decided_at_s")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    STALLED_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    state: BeamState
+    reason: str
+    frame_index: int
+    stalled: bool
+    decided_at_s: float
+    def __init__(self, state: _Optional[_Union[BeamState, str]] = ..., reason: _Optional[str] = ..., frame_index: _Optional[int] = ..., stalled: _Optional[bool] = ..., decided_at_s: _Optional[float] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
-    __slots__ = ("modality", "engine", "engine_options", "objects", "latency_budget_ms", "frame_rate_hz", "geometry", "mask_encoding", "client_name", "height", "width", "budget_policy", "timestamp_clock")
+    __slots__ = ("modality", "engine", "engine_options", "objects", "latency_budget_ms", "frame_rate_hz", "geometry", "mask_encoding", "client_name", "height", "width", "budget_policy", "timestamp_clock", "gating")
     class EngineOptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +222,7 @@ class SessionOpen(_message.Message):
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     BUDGET_POLICY_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    GATING_FIELD_NUMBER: _ClassVar[int]
     modality: Modality
     engine: str
     engine_options: _containers.ScalarMap[str, str]
@@ -182,7 +236,8 @@ class SessionOpen(_message.Message):
     width: int
     budget_policy: BudgetPolicy
     timestamp_clock: TimestampClock
-    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., engine: _Optional[str] = ..., engine_options: _Optional[_Mapping[str, str]] = ..., objects: _Optional[_Iterable[_Union[ObjectPrompt, _Mapping]]] = ..., latency_budget_ms: _Optional[float] = ..., frame_rate_hz: _Optional[float] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., mask_encoding: _Optional[_Union[MaskEncoding, str]] = ..., client_name: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., budget_policy: _Optional[_Union[BudgetPolicy, str]] = ..., timestamp_clock: _Optional[_Union[TimestampClock, str]] = ...) -> None: ...
+    gating: GatingConfig
+    def __init__(self, modality: _Optional[_Union[Modality, str]] = ..., engine: _Optional[str] = ..., engine_options: _Optional[_Mapping[str, str]] = ..., objects: _Optional[_Iterable[_Union[ObjectPrompt, _Mapping]]] = ..., latency_budget_ms: _Optional[float] = ..., frame_rate_hz: _Optional[float] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., mask_encoding: _Optional[_Union[MaskEncoding, str]] = ..., client_name: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., budget_policy: _Optional[_Union[BudgetPolicy, str]] = ..., timestamp_clock: _Optional[_Union[TimestampClock, str]] = ..., gating: _Optional[_Union[GatingConfig, _Mapping]] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("index", "timestamp_s", "height", "width", "channels", "pixel_type", "pixels")
@@ -255,7 +310,7 @@ class SessionStarted(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., server_version: _Optional[str] = ..., engine: _Optional[_Union[EngineInfo, _Mapping]] = ..., latency_budget_ms: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[str] = ...) -> None: ...
 
 class ObjectResult(_message.Message):
-    __slots__ = ("object_id", "label", "mask", "score", "present", "box", "centroid_x_px", "centroid_y_px", "centroid_mm", "area_px")
+    __slots__ = ("object_id", "label", "mask", "score", "present", "box", "centroid_x_px", "centroid_y_px", "centroid_mm", "area_px", "box_mm", "displacement_mm", "predicted_mm", "prediction_horizon_ms")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +321,10 @@ class ObjectResult(_message.Message):
     CENTROID_Y_PX_FIELD_NUMBER: _ClassVar[int]
     CENTROID_MM_FIELD_NUMBER: _ClassVar[int]
     AREA_PX_FIELD_NUMBER: _ClassVar[int]
+    BOX_MM_FIELD_NUMBER: _ClassVar[int]
+    DISPLACEMENT_MM_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_MM_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_HORIZON_MS_FIELD_NUMBER: _ClassVar[int]
     object_id: int
     label: str
     mask: Mask
@@ -276,7 +335,11 @@ class ObjectResult(_message.Message):
     centroid_y_px: float
     centroid_mm: _containers.RepeatedScalarFieldContainer[float]
     area_px: int
-    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., score: _Optional[float] = ..., present: _Optional[bool] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., centroid_x_px: _Optional[float] = ..., centroid_y_px: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., area_px: _Optional[int] = ...) -> None: ...
+    box_mm: _containers.RepeatedScalarFieldContainer[float]
+    displacement_mm: _containers.RepeatedScalarFieldContainer[float]
+    predicted_mm: _containers.RepeatedScalarFieldContainer[float]
+    prediction_horizon_ms: float
+    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., score: _Optional[float] = ..., present: _Optional[bool] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., centroid_x_px: _Optional[float] = ..., centroid_y_px: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., area_px: _Optional[int] = ..., box_mm: _Optional[_Iterable[float]] = ..., displacement_mm: _Optional[_Iterable[float]] = ..., predicted_mm: _Optional[_Iterable[float]] = ..., prediction_horizon_ms: _Optional[float] = ...) -> None: ...
 
 class FrameTiming(_message.Message):
     __slots__ = ("receive_time_s", "queue_ms", "compute_ms", "total_ms", "stages_ms", "since_acquisition_ms")
@@ -302,7 +365,7 @@ class FrameTiming(_message.Message):
     def __init__(self, receive_time_s: _Optional[float] = ..., queue_ms: _Optional[float] = ..., compute_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., stages_ms: _Optional[_Mapping[str, float]] = ..., since_acquisition_ms: _Optional[float] = ...) -> None: ...
 
 class FrameResult(_message.Message):
-    __slots__ = ("frame_index", "status", "message", "objects", "timing", "applied_update_ids", "degradations", "degradation_reason")
+    __slots__ = ("frame_index", "status", "message", "objects", "timing", "applied_update_ids", "degradations", "degradation_reason", "reprompts", "gating")
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +374,8 @@ class FrameResult(_message.Message):
     APPLIED_UPDATE_IDS_FIELD_NUMBER: _ClassVar[int]
     DEGRADATIONS_FIELD_NUMBER: _ClassVar[int]
     DEGRADATION_REASON_FIELD_NUMBER: _ClassVar[int]
+    REPROMPTS_FIELD_NUMBER: _ClassVar[int]
+    GATING_FIELD_NUMBER: _ClassVar[int]
     frame_index: int
     status: FrameStatus
     message: str
@@ -319,7 +384,29 @@ class FrameResult(_message.Message):
     applied_update_ids: _containers.RepeatedScalarFieldContainer[int]
     degradations: _containers.RepeatedScalarFieldContainer[str]
     degradation_reason: str
-    def __init__(self, frame_index: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., message: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., timing: _Optional[_Union[FrameTiming, _Mapping]] = ..., applied_update_ids: _Optional[_Iterable[int]] = ..., degradations: _Optional[_Iterable[str]] = ..., degradation_reason: _Optional[str] = ...) -> None: ...
+    reprompts: _containers.RepeatedCompositeFieldContainer[RepromptEvent]
+    gating: GatingDecision
+    def __init__(self, frame_index: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, str]] = ..., message: _Optional[str] = ..., objects: _Optional[_Iterable[_Union[ObjectResult, _Mapping]]] = ..., timing: _Optional[_Union[FrameTiming, _Mapping]] = ..., applied_update_ids: _Optional[_Iterable[int]] = ..., degradations: _Optional[_Iterable[str]] = ..., degradation_reason: _Optional[str] = ..., reprompts: _Optional[_Iterable[_Union[RepromptEvent, _Mapping]]] = ..., gating: _Optional[_Union[GatingDecision, _Mapping]] = ...) -> None: ...
+
+class RepromptEvent(_message.Message):
+    __slots__ = ("object_id", "label", "reason", "action", "observed_frame", "score", "iou", "message")
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_FRAME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    IOU_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    object_id: int
+    label: str
+    reason: str
+    action: str
+    observed_frame: int
+    score: float
+    iou: float
+    message: str
+    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., reason: _Optional[str] = ..., action: _Optional[str] = ..., observed_frame: _Optional[int] = ..., score: _Optional[float] = ..., iou: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class PromptAck(_message.Message):
     __slots__ = ("update_id", "accepted", "message")
@@ -332,14 +419,16 @@ class PromptAck(_message.Message):
     def __init__(self, update_id: _Optional[int] = ..., accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TrackResponse(_message.Message):
-    __slots__ = ("started", "frame", "prompt_ack")
+    __slots__ = ("started", "frame", "prompt_ack", "gating")
     STARTED_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     PROMPT_ACK_FIELD_NUMBER: _ClassVar[int]
+    GATING_FIELD_NUMBER: _ClassVar[int]
     started: SessionStarted
     frame: FrameResult
     prompt_ack: PromptAck
-    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., prompt_ack: _Optional[_Union[PromptAck, _Mapping]] = ...) -> None: ...
+    gating: GatingDecision
+    def __init__(self, started: _Optional[_Union[SessionStarted, _Mapping]] = ..., frame: _Optional[_Union[FrameResult, _Mapping]] = ..., prompt_ack: _Optional[_Union[PromptAck, _Mapping]] = ..., gating: _Optional[_Union[GatingDecision, _Mapping]] = ...) -> None: ...
 
 class GetInfoRequest(_message.Message):
     __slots__ = ()

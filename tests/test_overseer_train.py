@@ -1,0 +1,116 @@
+"""Training smoke test on CPU (tiny images, few iterations), resume, ONNX export parity, detectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+
+from tracker.overseer.train import TrainConfig, split, train  # noqa: E402
+from tracker.synth.surgical import write_sequence  # noqa: E402
+from tracker.types import Frame  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+CONFIG = TrainConfig(
+    arch="mbv3",
+    epochs=2,
+    batch_size=2,
+    val_fraction=0.1,
+    min_size=96,
+    max_size=128,
+    max_iters_per_epoch=4,
+    warmup_iters=3,
+    proposals=100,
+    progress=False,
+)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("overseer")
+    data = root / "seq"
+    write_sequence(data, 10, seed=3, height=96, width=128)
+    losses: list[float] = []
+    result = train(
+        data / "annotations.json", data, root / "w.pt", CONFIG, on_iteration=lambda _i, v: losses.append(v)
+    )
+    return root, data, result, losses
+
+
+def test_loss_falls_and_validation_runs(trained) -> None:
+    _, _, result, losses = trained
+    assert len(losses) == 8
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    assert [h.epoch for h in result.history] == [0, 1]
+    assert all(h.val_dice is not None and 0.0 <= h.val_dice <= 1.0 for h in result.history)
+    assert all(h.val_map is not None and 0.0 <= h.val_map <= 1.0 for h in result.history)
+
+
+def test_checkpoint_loads_weights_only_and_resumes(trained) -> None:
+    root, data, result, _ = trained
+    ckpt = torch.load(root / "w.pt", weights_only=True)
+    assert ckpt["spec"]["classes"] == list(result.classes) and ckpt["epoch"] == 1
+    assert "optimizer" in ckpt
+    resumed_path = root / "resumed.pt"
+    resumed_path.write_bytes((root / "w.pt").read_bytes())
+    more = TrainConfig(**{**CONFIG.__dict__, "epochs": 3, "max_iters_per_epoch": 1})
+    again = train(data / "annotations.json", data, resumed_path, more, resume=True)
+    assert [h.epoch for h in again.history] == [0, 1, 2]
+    assert torch.load(resumed_path, weights_only=True)["iteration"] == 9
+
+
+def test_onnx_export_matches_torchvision(trained) -> None:
+    from tracker.overseer.export import export_onnx, parity
+    from tracker.overseer.onnx_runner import OnnxMaskRCNNDetector
+
+    root, data, result, _ = trained
+    onnx_path = export_onnx(root / "w.pt", root / "w.onnx")
+    image = np.asarray(Image.open(data / "JPEGImages" / "00008.jpg"))
+    p = parity(root / "w.pt", onnx_path, image)
+    assert p.compared >= 5
+    assert p.max_box_px < 0.5 and p.max_score_diff < 1e-3 and p.min_mask_iou > 0.95, p
+    det = OnnxMaskRCNNDetector(onnx_path, score_threshold=0.0)
+    assert det.classes == result.classes
+    big = np.asarray(Image.fromarray(image).resize((256, 192)))  # other frame sizes are resized
+    found = det.detect(Frame(0, big))
+    assert found and all(d.mask.shape == (192, 256) and d.label in result.classes for d in found)
+
+
+def test_torch_detector_and_wrap_engine(trained) -> None:
+    from engines import create_engine
+    from tracker.overseer.build import load_detector, wrap_engine
+
+    root, data, _, _ = trained
+    det = load_detector(root / "w.pt", score_threshold=0.0)
+    image = np.asarray(Image.open(data / "JPEGImages" / "00003.jpg"))
+    assert all(d.mask.shape == (96, 128) for d in det.detect(Frame(0, image)))
+    engine = wrap_engine(create_engine("flow"), str(root / "w.pt"))
+    assert "overseer" in engine.info.capabilities
+    with pytest.raises(ValueError, match=r"\.pt"):
+        load_detector(root / "seq" / "annotations.json")
+
+
+def test_split_holds_out_the_last_frames() -> None:
+    assert split(10, 0.2) == (list(range(8)), [8, 9])
+    assert split(2, 0.9) == ([0], [1])
+    with pytest.raises(ValueError):
+        split(1, 0.2)
+
+
+def test_cli_group_parses(tmp_path: Path) -> None:
+    import argparse
+
+    from tracker.overseer.cli import add_cli
+
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["overseer", "train", "--coco", "a.json", "--images", "d", "--out", "w.pt"])
+    assert args.arch == "mbv3" and args.func.__name__ == "_cmd_train"
+    args = parser.parse_args(["overseer", "export", "w.pt", "--out", "w.onnx"])
+    assert args.func.__name__ == "_cmd_export"
