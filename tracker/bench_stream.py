@@ -349,10 +349,12 @@ def run_stream(settings: StreamSettings, server: str | None = None, seed: int = 
                     t.join()
             wall_s = time.monotonic() - t0
     finally:
-        if sampler is not None:
-            sampler.stop()
-        if process is not None:
-            process.stop()
+        try:
+            if sampler is not None:
+                sampler.stop()
+        finally:  # never leave a server process behind, whatever failed above
+            if process is not None:
+                process.stop()
     if len(outcomes) != total:
         raise RuntimeError(f"{total - len(outcomes)} frames unaccounted for (a session failed)")
     return build_report(settings, outcomes, sampler.samples if sampler else [], wall_s)
