@@ -9,8 +9,6 @@ its CPU and memory are measured apart from the load generator's.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import os
 import platform
@@ -489,55 +487,3 @@ def write_plots(report: dict[str, object], out_dir: Path, budget_ms: float | Non
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = subparsers.add_parser("stream", help="open-loop streaming load against a server")
-    p.add_argument("--engine", default="flow")
-    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--sessions", type=int, default=1)
-    p.add_argument("--rate", type=float, default=8.0, help="frames per second per session")
-    length = p.add_mutually_exclusive_group(required=True)
-    length.add_argument("--duration", type=float, help="seconds per session")
-    length.add_argument("--frames", type=int, help="frames per session")
-    p.add_argument(
-        "--source", action="append", default=[], help="recorded sequence(s); default: synthetic cine"
-    )
-    p.add_argument("--budget-ms", type=float, default=0.0, help="0: the modality's default")
-    p.add_argument("--policy", choices=[p.value for p in BudgetPolicy], default="latest")
-    p.add_argument("--server", default=None, help="HOST:PORT of a running server (no CPU/RSS figures)")
-    p.add_argument("--json", type=Path, required=True)
-    p.add_argument("--plots", type=Path, default=None)
-    p.set_defaults(func=_cmd_stream)
-
-
-def _cmd_stream(args: argparse.Namespace) -> int:
-    options = []
-    for pair in args.engine_option:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        options.append((key, value))
-    settings = StreamSettings(
-        engine=args.engine,
-        sessions=args.sessions,
-        rate_hz=args.rate,
-        duration_s=args.duration,
-        frames=args.frames,
-        budget_ms=args.budget_ms,
-        policy=BudgetPolicy(args.policy),
-        engine_options=tuple(options),
-        sources=tuple(args.source),
-    )
-    report = run_stream(settings, server=args.server)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    if args.plots is not None:
-        budget = args.budget_ms or (1000.0 if not args.source else None)
-        write_plots(report, args.plots, budget)
-    summary = {
-        k: report[k]
-        for k in ("frames", "late", "dropped", "errors", "latency_ms", "server_ms", "rss_mb_peak")
-    }
-    print(json.dumps(summary, indent=2))  # noqa: T201 - the command's output
-    return 0

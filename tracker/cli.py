@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_synth)
-    from tracker.synth.surgical import add_cli as add_surgical_cli
+    from tracker.synth.cli import add_cli as add_surgical_cli
 
     add_surgical_cli(synth)
     from tracker.overseer.cli import add_cli as add_overseer_cli
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: streaming load")
     bench = p.add_subparsers(dest="bench", required=True)
-    from tracker.bench_stream import add_cli as add_stream_cli
+    from tracker.bench_cli import add_cli as add_stream_cli
 
     add_stream_cli(bench)
 
