@@ -518,3 +518,30 @@ def test_load_checkpoint_truncated_and_not_a_state_dict(source_net: Net, tmp_pat
         load_checkpoint(Net(), path)
     with pytest.raises(FileNotFoundError):
         load_checkpoint(Net(), tmp_path / "absent.pt")
+
+
+def test_servers_load_only_listed_unchanged_checkpoints_from_model_dirs(tmp_path, monkeypatch):
+    from tracker.server.app import verified_engine_options
+    from tracker.weights import register_local, verify_model_file
+
+    monkeypatch.setenv("TRACKER_WEIGHTS_DIR", str(tmp_path / "cache"))
+    outside = tmp_path / "downloads" / "finetuned.pt"
+    outside.parent.mkdir()
+    outside.write_bytes(b"weights v1")
+    with pytest.raises(WeightsError, match="outside the model directories"):
+        verified_engine_options({"checkpoint": str(outside)}, [])
+    models = tmp_path / "models"
+    models.mkdir()
+    unlisted = models / "other.pt"
+    unlisted.write_bytes(b"x")
+    with pytest.raises(WeightsError, match="not listed in"):
+        verify_model_file(unlisted, [models])
+    registered = register_local(outside, models)
+    assert registered == models / "finetuned.pt"
+    options = verified_engine_options({"checkpoint": str(registered), "image_size": "512"}, [models])
+    assert options == {"checkpoint": str(registered.resolve()), "image_size": "512"}
+    registered.write_bytes(b"weights v2, tampered")
+    with pytest.raises(WeightsError, match="does not match its manifest"):
+        verified_engine_options({"checkpoint": str(registered)}, [models])
+    cached = register_local(outside)  # default: the weights cache, always a model directory
+    assert verified_engine_options({"checkpoint": str(cached)}, [])["checkpoint"] == str(cached.resolve())

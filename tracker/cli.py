@@ -61,7 +61,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     return serve(
-        engines, _key_values(args.engine_option), options, args.overseer, _key_values(args.overseer_option)
+        engines,
+        _key_values(args.engine_option),
+        options,
+        args.overseer,
+        _key_values(args.overseer_option),
+        args.model_dir,
     )
 
 
@@ -141,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-timeout-s", type=float, default=60.0, help="close sessions idle this long (0: never)"
     )
     p.add_argument("--overseer", default="", help="wrap the engines with an overseer: guard, W.pt or W.onnx")
+    p.add_argument(
+        "--model-dir",
+        action="append",
+        type=Path,
+        default=[],
+        help="directory checkpoints may be loaded from (besides the weights cache); its manifest.json"
+        " must list each file's SHA-256 (tracker weights add/fetch write it)",
+    )
     p.add_argument("--overseer-option", action="append", default=[], metavar="KEY=VALUE", help="policy knob")
     p.set_defaults(func=_cmd_serve)
 

@@ -42,10 +42,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -615,3 +616,71 @@ def add_cli(subparsers: Any) -> None:
     )
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_fetch)
+
+    s = weights.add_parser(
+        "add", help="record a local or fine-tuned checkpoint's SHA-256 so a server may load it"
+    )
+    s.add_argument("path", type=Path, help="the checkpoint file")
+    s.add_argument("--dir", type=Path, default=None, help="model directory (default: the weights cache)")
+    s.set_defaults(func=_cmd_add)
+
+
+def register_local(path: Path, dest_dir: Path | None = None) -> Path:
+    """Copy ``path`` into a model directory (unless already there) and record its SHA-256.
+
+    This is the explicit act of trust for checkpoints that have no published hash
+    (fine-tuned models, MedSAM2, ...): servers load checkpoints only from model
+    directories whose ``manifest.json`` lists them (see :func:`verify_model_file`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    dest = Path(dest_dir) if dest_dir is not None else default_weights_dir()
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / path.name
+    if target.resolve() != path.resolve():
+        shutil.copyfile(path, target)
+    size = target.stat().st_size
+    source_url = f"file://{path.resolve()}"  # its last component names the manifest entry
+    info = WeightInfo(name=path.stem, aliases=(), url=source_url, config="", size_bytes=size, sha256=None)
+    digest = sha256_file(target)
+    _record(dest, info, source_url, digest, "local")
+    logger.warning("recorded %s in %s as trusted (SHA-256 %s...)", target.name, dest, digest[:16])
+    return target
+
+
+def verify_model_file(path: Path, model_dirs: Iterable[Path]) -> Path:
+    """``path`` resolved, if it lies in one of ``model_dirs`` and matches that directory's manifest.
+
+    Raises WeightsError naming what is wrong: outside every model directory, not listed
+    in the manifest, or a SHA-256 that differs from the recorded one (a changed file).
+    """
+    resolved = Path(path).resolve()
+    dirs = [Path(d).resolve() for d in model_dirs]
+    home = next((d for d in dirs if resolved.is_relative_to(d)), None)
+    if home is None:
+        raise WeightsError(
+            f"{path} is outside the model directories ({', '.join(map(str, dirs)) or 'none'}); "
+            "put it there with `tracker weights add PATH` or serve with --model-dir"
+        )
+    if not resolved.is_file():
+        raise WeightsError(f"model file not found: {resolved}")
+    manifest = _read_manifest(resolved.parent)
+    entry = manifest.get(resolved.name)
+    if not isinstance(entry, dict) or "sha256" not in entry:
+        raise WeightsError(
+            f"{resolved.name} is not listed in {resolved.parent / MANIFEST_NAME}; "
+            "record it with `tracker weights add PATH` (or fetch it with `tracker weights fetch`)"
+        )
+    actual = sha256_file(resolved)
+    if actual != entry["sha256"]:
+        raise WeightsError(
+            f"{resolved} does not match its manifest: SHA-256 {actual} but {entry['sha256']} was recorded"
+        )
+    return resolved
+
+
+def _cmd_add(args: argparse.Namespace) -> int:
+    target = register_local(args.path, args.dir)
+    logger.info("ready to serve: --engine-option checkpoint=%s", target)
+    return 0

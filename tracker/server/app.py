@@ -15,6 +15,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -175,14 +176,35 @@ def start_server(
     return running
 
 
+MODEL_FILE_OPTIONS = ("checkpoint",)  # engine options that name a model file to load
+
+
+def verified_engine_options(engine_options: dict[str, str], model_dirs: list[Path]) -> dict[str, str]:
+    """``engine_options`` with every model file checked against its directory's manifest.
+
+    A server loads checkpoints only from its model directories (the weights cache and
+    each ``--model-dir``), and only files whose SHA-256 matches the manifest there;
+    anything else is refused before an engine starts (see tracker.weights.verify_model_file).
+    """
+    from tracker.weights import default_weights_dir, verify_model_file
+
+    checked = dict(engine_options)
+    for key in MODEL_FILE_OPTIONS:
+        if key in checked:
+            checked[key] = str(verify_model_file(Path(checked[key]), [default_weights_dir(), *model_dirs]))
+    return checked
+
+
 def serve(
     engine_names: list[str],
     engine_options: dict[str, str],
     options: ServerOptions,
     overseer: str = "",
     overseer_options: dict[str, str] | None = None,
+    model_dirs: list[Path] | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM; then drain: finish what sessions hold, refuse new ones, exit 0."""
+    engine_options = verified_engine_options(engine_options, list(model_dirs or []))
     engines = {name: create_engine(name, engine_options) for name in engine_names}
     if overseer:
         if overseer == "oracle":
