@@ -17,9 +17,16 @@ def _make_flow(options: dict[str, str]) -> Engine:
     return FlowEngine.from_options(options)
 
 
+def _make_sam2(options: dict[str, str]) -> Engine:
+    from engines.sam2 import make_engine
+
+    return make_engine(options)
+
+
 # name -> factory taking string options (from the command line or a config file)
 ENGINE_FACTORIES: dict[str, Callable[[dict[str, str]], Engine]] = {
     "flow": _make_flow,
+    "sam2": _make_sam2,
 }
 
 

@@ -162,3 +162,30 @@ def test_drift_guard_reanchors_a_jumping_engine() -> None:
         sess.step(Frame(i, shift(image, 0.5 * i, 0)))
         reasons += [(i, e.reason) for e in sess.drain_events()]
     assert reasons and reasons[0][1] == "guard" and reasons[0][0] in (4, 5)
+
+
+def test_degrading_skips_the_overseer_first_then_the_inner_engine():
+    import numpy as np
+
+    from engines import create_engine
+    from tracker.overseer.build import wrap_engine
+    from tracker.types import Frame, MaskPrompt, ObjectPrompt, SessionConfig
+
+    wrapped = wrap_engine(create_engine("flow"), "guard")
+    mask = np.zeros((64, 80), bool)
+    mask[20:40, 30:50] = True
+    session = wrapped.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(mask)),)))
+    assert session.degradations() == (
+        "skip the overseer",
+        "lower input resolution: optical flow at half the working size",
+    )
+    image = (np.random.default_rng(0).random((64, 80)) * 255).astype(np.uint8)
+    session.step(Frame(0, image))
+    session.step(Frame(1, image))
+    assert "overseer" in session.timer.results()
+    session.set_degradation(1)
+    session.step(Frame(2, image))
+    assert "overseer" not in session.timer.results() and session.inner.degradation_level == 0
+    session.set_degradation(2)
+    assert session.inner.degradation_level == 1
+    session.close()

@@ -29,6 +29,21 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=_cmd_stream)
 
 
+def add_reference_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "reference",
+        help="SAM2 engine vs sam2's SAM2VideoPredictor: ms/frame, RSS over time, parity",
+        add_help=False,
+    )
+    p.set_defaults(func=_cmd_reference, forward_unknown=True)
+
+
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from tracker.bench_reference import main
+
+    return main(args.forwarded)
+
+
 def _cmd_stream(args: argparse.Namespace) -> int:
     from tracker.bench_stream import StreamSettings, run_stream, write_plots
 

@@ -60,9 +60,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         allow_insecure_remote=args.insecure,
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
+    engine_options = _key_values(args.engine_option)
+    # SAM2 shorthands (issue #3's flags); the same settings as --engine-option KEY=VALUE.
+    for key, value in (
+        ("model", args.model),
+        ("checkpoint", args.checkpoint and str(args.checkpoint)),
+        ("random_weights", "true" if args.random_weights else None),
+        ("image_size", args.image_size and str(args.image_size)),
+        ("device", args.device),
+    ):
+        if value:
+            engine_options[key] = value
     return serve(
         engines,
-        _key_values(args.engine_option),
+        engine_options,
         options,
         args.overseer,
         _key_values(args.overseer_option),
@@ -146,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-timeout-s", type=float, default=60.0, help="close sessions idle this long (0: never)"
     )
     p.add_argument("--overseer", default="", help="wrap the engines with an overseer: guard, W.pt or W.onnx")
+    sam2 = p.add_argument_group("sam2 engine")
+    sam2.add_argument("--model", default=None, help="sam2.1_hiera_tiny|small|base_plus|large (or t/s/b+/l)")
+    weights = sam2.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", type=Path, default=None, help="checkpoint in a model directory")
+    weights.add_argument(
+        "--random-weights", action="store_true", help="untrained weights: tests and benchmarks only"
+    )
+    sam2.add_argument("--image-size", type=int, default=None, help="default: 1024 on cuda, 512 on cpu")
+    sam2.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.add_argument(
         "--model-dir",
         action="append",
@@ -208,11 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_weights_cli(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: streaming load")
+    p = sub.add_parser("bench", help="benchmarks: streaming load, SAM2 against its reference")
     bench = p.add_subparsers(dest="bench", required=True)
     from tracker.bench_cli import add_cli as add_stream_cli
+    from tracker.bench_cli import add_reference_cli
 
     add_stream_cli(bench)
+    add_reference_cli(bench)
 
     p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")
     p.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -225,7 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if getattr(args, "forward_unknown", False):  # `bench reference` has its own argument parser
+        args.forwarded = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_format == "json":
         from tracker.server.telemetry import JsonLogFormatter

@@ -114,11 +114,13 @@ class OverseenSession(EngineSession):
             self.timer = inner.timer  # the inner engine's stage timings reach the server as they are
 
     def degradations(self) -> tuple[str, ...]:
-        return self._inner.degradations()
+        # The overseer is the first thing to give up under load (issue #6), then the inner
+        # engine's own steps.
+        return ("skip the overseer", *self._inner.degradations())
 
     def set_degradation(self, level: int) -> None:
         super().set_degradation(level)
-        self._inner.set_degradation(level)
+        self._inner.set_degradation(max(0, level - 1))
 
     # -- public ---------------------------------------------------------------------------
 
@@ -144,6 +146,8 @@ class OverseenSession(EngineSession):
         start = time.perf_counter()
         tracks = self._inner.step(frame)
         self._step_ms = _ema(self._step_ms, (time.perf_counter() - start) * 1000.0)
+        if self.degradation_level >= 1:  # DEGRADE policy: the overseer is skipped
+            return tracks
         views = [TrackView(t.object_id, self._label(t.object_id), t.mask, t.score) for t in tracks]
 
         overseer_start = time.perf_counter()

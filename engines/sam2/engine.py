@@ -1,0 +1,474 @@
+"""The ``sam2`` engine: SAM 2.1 run causally, one frame at a time, at bounded memory.
+
+Meta's ``SAM2VideoPredictor`` is an offline tool: ``init_state`` loads a whole video,
+``propagate_in_video`` walks over it and every frame's outputs are kept to the end. This
+engine drives the same model (built by sam2's own ``build_sam2_video_predictor``, see
+:mod:`engines.sam2.model`) through ``SAM2Base``'s own methods, frame by frame:
+
+1. ``forward_image`` + ``_prepare_backbone_features`` once per frame; the features are
+   shared by every object of the session (batch size 1, as the reference runs objects).
+2. Prompt updates arriving with the frame are applied first. A prompted object (ADD, or
+   CORRECT, which makes the frame a conditioning frame of that object) runs ``track_step``
+   with ``is_init_cond_frame=True`` and ``run_mem_encoder=False``; a mask prompt goes
+   through ``_use_mask_as_output`` (``use_mask_input_as_output_without_sam``), points and
+   boxes through the SAM heads. Its memory is then encoded with ``_encode_new_memory``
+   from the (hole-filled) low-res logits upsampled to the model size, with
+   ``is_mask_from_pts=True`` (so binarised): exactly what the reference's
+   ``add_new_mask``/``add_new_points_or_box`` + ``propagate_in_video_preflight`` do.
+3. Every other object runs ``track_step(is_init_cond_frame=False, run_mem_encoder=True)``
+   against an ``output_dict`` built at the boundary from our per-object
+   :class:`~engines.sam2.memory.ObjectMemory`, which holds only what SAM2 can still read
+   (see :mod:`engines.sam2.memory` for the exact selection rule and what ``num_frames``
+   is passed).
+4. Mask features are stored in bfloat16 (as the reference stores them; halves memory).
+   The low-res logits are hole-filled as the reference does (``fill_hole_area``, when
+   sam2's CUDA kernel exists), upsampled to the frame (or crop window) with bilinear
+   ``F.interpolate`` and thresholded at 0; the presence score is
+   ``sigmoid(object_score_logits)``.
+
+Differences from the reference (all deliberate, all documented in the parity test):
+
+* A CORRECT is a conditioning frame (the reference's ``add_all_frames_to_correct_as_cond``
+  is False, but there a correction usually lands on an already-tracked frame; in a stream
+  the prompt arrives with the frame, before it is tracked, and the reference also makes
+  such a frame an initial conditioning frame). Older conditioning frames of the object
+  stay, as in the reference (``clear_non_cond_mem_around_input`` is False there too).
+* An object ADDed on frame k: the reference, asked to propagate from frame 0 after the
+  object was added at k, also produces masks for it on frames < k by attending to its
+  *future* conditioning memory, and those outputs then feed its memory after k. A causal
+  stream cannot do that; it matches the reference run as the stream experiences it:
+  propagate up to k - 1, add the object on k, propagate from k (tested).
+* ``num_frames`` is "unbounded" (see :mod:`engines.sam2.memory`): identical to the
+  reference for clips of at least ``max_obj_ptrs_in_encoder`` (16) frames.
+* Crop mode and the cine-MRI preset have no counterpart in the reference.
+
+Options, costs: see :mod:`engines.sam2.options`. Per frame: one image-encoder pass
+(dominant: ~0.5 s for tiny at 512 px on 2 CPU cores) plus, per object, memory attention
+over at most ``num_maskmem`` frames and ``max_obj_ptrs`` pointers, the SAM heads and the
+memory encoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from engines.base import Engine, EngineInfo, EngineSession
+from engines.sam2.memory import STREAM_NUM_FRAMES, MemoryFrame, MemoryPolicy, ObjectMemory
+from engines.sam2.options import Sam2Settings, parse_options
+from engines.sam2.preprocess import (
+    CropWindow,
+    frame_to_tensor,
+    full_window,
+    logits_to_mask,
+    logits_to_window,
+    mask_box,
+    mask_input,
+    point_inputs,
+    prompt_extent,
+    square_window_around,
+    union_box,
+)
+from engines.sam2.timing import instrument, timing_into
+from tracker.types import (
+    BoxPrompt,
+    Frame,
+    MaskPrompt,
+    ObjectTrack,
+    PointsPrompt,
+    Prompt,
+    PromptError,
+    PromptUpdate,
+    SessionConfig,
+    UpdateAction,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+ENGINE_VERSION = "0.1.0"
+
+CAPABILITIES = (
+    "mask_prompt",
+    "box_prompt",
+    "points_prompt",
+    "add_object",
+    "remove_object",
+    "correct_object",
+    "presence_score",
+    "multi_object",
+    "cine_mri_preset",
+    "crop",
+)
+
+
+def _sam2_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sam2")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class Sam2Engine(Engine):
+    """Shared, stateless part: the model and settings. Sessions hold all tracking state."""
+
+    def __init__(self, settings: Sam2Settings, model: Any | None = None) -> None:
+        """Build (or adopt) the model. ``model``: an already built SAM2 model with these
+        settings' config and image size (the parity test shares one with the reference)."""
+        import torch
+
+        from engines.sam2.model import build_model, fill_holes_available
+
+        self.settings = settings
+        self.model = model if model is not None else build_model(settings)
+        if int(self.model.image_size) != settings.image_size:
+            raise ValueError(
+                f"model image_size {self.model.image_size} differs from settings {settings.image_size}"
+            )
+        self.model.eval()
+        instrument(self.model)  # per-stage timings; numerics untouched (see engines.sam2.timing)
+        self.policy = MemoryPolicy.of(self.model)
+        self.fill_hole_area = int(getattr(self.model, "fill_hole_area", 0))
+        self.fill_holes = self.fill_hole_area > 0 and fill_holes_available()
+        if self.fill_hole_area > 0 and not self.fill_holes:
+            logger.info(
+                "sam2's hole-filling kernel (sam2._C) is not built: small holes in masks are not filled"
+                " (the reference predictor skips it the same way)"
+            )
+        warnings: tuple[str, ...] = ()
+        if settings.random_weights:
+            warnings = (
+                f"RANDOM WEIGHTS: the sam2 engine ({settings.model}) runs with untrained weights (seed"
+                f" {settings.seed}); its masks are meaningless; for tests and benchmarks only, not for"
+                " clinical use",
+            )
+        self.info = EngineInfo(
+            name="sam2",
+            version=(
+                f"{ENGINE_VERSION} ({settings.model} @{settings.image_size}px {settings.dtype},"
+                f" sam2 {_sam2_version()}, torch {torch.__version__})"
+            ),
+            capabilities=CAPABILITIES,
+            device=settings.device,
+            random_weights=settings.random_weights,
+            warnings=warnings,
+        )
+
+    @classmethod
+    def from_options(cls, options: dict[str, str]) -> Sam2Engine:
+        """Build from string options; see :data:`engines.sam2.options.OPTION_HELP`."""
+        return cls(parse_options(options))
+
+    def open_session(self, config: SessionConfig) -> Sam2Session:
+        return Sam2Session(config, self)
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]
+
+
+# -- session state ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Track:
+    """One tracked object: its client id, its tensor-side slot and its memory bank."""
+
+    object_id: int  # the client's id
+    slot: int  # the engine's own handle, never reused within a session
+    memory: ObjectMemory = field(default_factory=ObjectMemory)
+    last_logits: torch.Tensor | None = None  # (1, 1, S/4, S/4) low-res logits of the last frame
+    last_score: float = 0.0
+    last_box: tuple[int, int, int, int] | None = None  # full-frame bbox of the last mask
+
+
+@dataclass
+class _PromptInputs:
+    """One prompt as SAM2 takes it: a (1, 1, S, S) mask, or point coordinates and labels."""
+
+    masks: Any = None
+    points: dict[str, Any] | None = None
+
+
+@dataclass
+class _FrameFeatures:
+    """This frame's backbone features in the layout ``track_step`` expects (shared by objects)."""
+
+    vision_feats: list[Any]
+    vision_pos_embeds: list[Any]
+    feat_sizes: list[tuple[int, int]]
+
+
+class Sam2Session(EngineSession):
+    """One stream: per-object memories, the crop window, the frame counter."""
+
+    def __init__(self, config: SessionConfig, engine: Sam2Engine) -> None:
+        self._engine = engine
+        self._tracks: dict[int, _Track] = {}  # client id -> track, insertion-ordered
+        self._next_slot = 0
+        self._frame_idx = -1  # the session's own counter (client indices need not be unique)
+        self._window: CropWindow | None = None
+        self._window_set = False  # whether the window was set from prompts (crop mode)
+        self._maskmem_pos_enc: list[Any] | None = None  # same for every frame and object: kept once
+        super().__init__(config)
+        if engine.settings.device == "cuda":  # time GPU work with CUDA events, not host clocks
+            import torch
+
+            self.timer.cuda_device = torch.device("cuda")
+
+    # -- introspection (tests, benchmark) -------------------------------------------------
+
+    @property
+    def frame_idx(self) -> int:
+        """Index of the last frame processed (0-based), -1 before the first."""
+        return self._frame_idx
+
+    @property
+    def window(self) -> CropWindow | None:
+        return self._window
+
+    def memory_of(self, object_id: int) -> ObjectMemory:
+        return self._tracks[object_id].memory
+
+    def slot_of(self, object_id: int) -> int:
+        return self._tracks[object_id].slot
+
+    def last_logits(self, object_id: int, full_res: bool = False) -> torch.Tensor:
+        """Last frame's logits: low-res (1, 1, S/4, S/4), or upsampled to the frame/crop window."""
+        t = self._tracks[object_id]
+        if t.last_logits is None:
+            raise KeyError(f"object {object_id} has no output yet")
+        if not full_res:
+            return t.last_logits
+        assert self._window is not None
+        return logits_to_window(t.last_logits, self._window)
+
+    def storage_bytes(self) -> int:
+        """Tensor bytes held by all memories (excluding the shared positional encoding)."""
+        return sum(t.memory.storage_bytes() for t in self._tracks.values())
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if self._engine.settings.dtype == "bfloat16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _next_window(self, hw: tuple[int, int], prompts: dict[int, Prompt], removed: set[int]) -> CropWindow:
+        """The crop window for this frame, given the prompts arriving with it.
+
+        Without ``crop_margin_px`` the whole frame. Otherwise the window is set from the
+        prompts and then stays fixed: SAM2's spatial memory is encoded in crop
+        coordinates, so moving the crop under tracked objects would misalign their
+        memory. It is recomputed only when a new prompt does not fit (or nothing was
+        tracked any more); then it covers the new prompts and the other objects' last masks,
+        and a warning says those objects' memory was encoded in the old window.
+        """
+        margin = self._engine.settings.crop_margin_px
+        if margin is None:
+            return self._window or full_window(hw)
+        if not prompts:
+            return self._window or full_window(hw)
+        extents = [prompt_extent(p, hw) for p in prompts.values()]
+        kept = [t for oid, t in self._tracks.items() if oid not in removed]
+        others = [t.last_box for t in kept if t.object_id not in prompts and t.last_box]
+        fits = self._window is not None and all(self._window.contains(e) for e in extents)
+        if self._window is not None and self._window_set and kept and fits:
+            return self._window
+        new = square_window_around(union_box(extents + others), margin, hw)
+        if self._window is not None and others and new != self._window:
+            logger.warning(
+                "sam2 crop window moved from %s to %s for a new prompt; objects already tracked keep memory"
+                " encoded in the old window until they are prompted again",
+                self._window,
+                new,
+            )
+        return new
+
+    def _prompt_inputs(self, oid: int, prompt: Prompt, window: CropWindow) -> _PromptInputs:
+        """Model inputs for a prompt; PromptError (before any state changes) if unusable."""
+        model = self._engine.model
+        s = model.image_size
+        if isinstance(prompt, MaskPrompt):
+            masks = mask_input(prompt.mask, s, window).to(model.device)
+            if not bool(masks.any()):
+                raise PromptError(
+                    f"the mask prompt for object {oid} vanishes at the model's resolution ({s} px over a"
+                    f" {window.width}x{window.height} window); use a larger mask or crop_margin_px"
+                )
+            return _PromptInputs(masks=masks)
+        if isinstance(prompt, BoxPrompt | PointsPrompt):
+            pts = point_inputs(prompt, s, window)
+            return _PromptInputs(points={k: v.to(model.device) for k, v in pts.items()})
+        raise PromptError(f"unsupported prompt type {type(prompt).__name__}")
+
+    def _features(self, pixels: np.ndarray) -> _FrameFeatures:
+        model = self._engine.model
+        assert self._window is not None
+        with self.timer.stage("preprocess"):
+            img = frame_to_tensor(pixels, model.image_size, self._window)
+            img = img.to(model.device).unsqueeze(0)
+        with self.timer.stage("encoder"):
+            backbone_out = model.forward_image(img)
+            _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
+        return _FrameFeatures(feats, pos, sizes)
+
+    def _fill_holes(self, low_res: torch.Tensor) -> torch.Tensor:
+        if not self._engine.fill_holes:
+            return low_res
+        from sam2.utils.misc import fill_holes_in_mask_scores
+
+        return fill_holes_in_mask_scores(low_res, self._engine.fill_hole_area)
+
+    def _keep_pos_enc(self, pos_enc: list[Any]) -> list[Any]:
+        if self._maskmem_pos_enc is None:
+            self._maskmem_pos_enc = [x[0:1].clone() for x in pos_enc]
+        return self._maskmem_pos_enc
+
+    def _run_prompted(self, track: _Track, inputs: _PromptInputs, ff: _FrameFeatures) -> dict[str, Any]:
+        """A conditioning frame: SAM2 on the prompt alone, then its memory (as the reference)."""
+        import torch
+        import torch.nn.functional as F  # noqa: N812
+
+        model = self._engine.model
+        s = model.image_size
+        masks, points = inputs.masks, inputs.points
+        out = model.track_step(
+            frame_idx=self._frame_idx,
+            is_init_cond_frame=True,
+            current_vision_feats=ff.vision_feats,
+            current_vision_pos_embeds=ff.vision_pos_embeds,
+            feat_sizes=ff.feat_sizes,
+            point_inputs=points,
+            mask_inputs=masks,
+            output_dict={"cond_frame_outputs": {}, "non_cond_frame_outputs": {}},
+            num_frames=STREAM_NUM_FRAMES,
+            run_mem_encoder=False,
+        )
+        low_res = self._fill_holes(out["pred_masks"])
+        # propagate_in_video_preflight: memory from the stored low-res logits, upsampled.
+        high_res = F.interpolate(low_res, size=(s, s), mode="bilinear", align_corners=False)
+        feats, pos_enc = model._encode_new_memory(
+            current_vision_feats=ff.vision_feats,
+            feat_sizes=ff.feat_sizes,
+            pred_masks_high_res=high_res,
+            object_score_logits=out["object_score_logits"],
+            is_mask_from_pts=True,
+        )
+        self._keep_pos_enc(pos_enc)
+        track.memory.add_cond(MemoryFrame(self._frame_idx, out["obj_ptr"], feats.to(torch.bfloat16)))
+        return {"pred_masks": low_res, "object_score_logits": out["object_score_logits"]}
+
+    def _run_tracked(self, track: _Track, ff: _FrameFeatures) -> dict[str, Any]:
+        import torch
+
+        model = self._engine.model
+        pos_enc = self._maskmem_pos_enc
+        assert pos_enc is not None  # an object is always prompted (and encoded) before it is tracked
+        # DEGRADE policy, step 1: no new memory on alternate frames (halves the memory encoder's
+        # cost). The frame still answers but is not stored: an entry without mask features
+        # inside the mask-memory window would be read by SAM2 as one with them.
+        skip_memory = self.degradation_level >= 1 and self._frame_idx % 2 == 1
+        out = model.track_step(
+            frame_idx=self._frame_idx,
+            is_init_cond_frame=False,
+            current_vision_feats=ff.vision_feats,
+            current_vision_pos_embeds=ff.vision_pos_embeds,
+            feat_sizes=ff.feat_sizes,
+            point_inputs=None,
+            mask_inputs=None,
+            output_dict=track.memory.as_output_dict(pos_enc),
+            num_frames=STREAM_NUM_FRAMES,
+            run_mem_encoder=not skip_memory,
+        )
+        if not skip_memory:
+            feats = out["maskmem_features"].to(torch.bfloat16)
+            track.memory.add_non_cond(MemoryFrame(self._frame_idx, out["obj_ptr"], feats))
+        low_res = self._fill_holes(out["pred_masks"])
+        return {"pred_masks": low_res, "object_score_logits": out["object_score_logits"]}
+
+    # -- EngineSession ----------------------------------------------------------------------
+
+    def _step(self, frame: Frame, updates: list[PromptUpdate]) -> list[ObjectTrack]:
+        import torch
+
+        hw = frame.shape_hw
+        # Net effect of the updates, in arrival order: the last prompt for an object wins,
+        # a REMOVE cancels earlier prompts of this frame, a REMOVE + ADD starts afresh.
+        prompts: dict[int, Prompt] = {}
+        removed: set[int] = set()
+        fresh: set[int] = set()
+        for update in updates:
+            oid = update.object_id
+            if update.action is UpdateAction.REMOVE:
+                removed.add(oid)
+                prompts.pop(oid, None)
+                fresh.discard(oid)
+                continue
+            assert update.prompt is not None  # EngineSession.apply guarantees it
+            prompts[oid] = update.prompt
+            if update.action is UpdateAction.ADD or oid not in self._tracks or oid in removed:
+                fresh.add(oid)
+
+        # Everything that can fail on a bad prompt happens before any state changes.
+        window = self._next_window(hw, prompts, removed)
+        try:
+            inputs = {oid: self._prompt_inputs(oid, p, window) for oid, p in prompts.items()}
+        except PromptError:
+            for oid in fresh:  # a failed ADD leaves no half-made object behind
+                self._objects.pop(oid, None)
+            raise
+
+        for oid in removed:
+            self._tracks.pop(oid, None)  # its memory goes with it
+        for oid in prompts:
+            if oid in fresh:
+                self._tracks[oid] = _Track(oid, self._next_slot)
+                self._next_slot += 1
+        self._window = window
+        self._window_set = self._window_set or bool(prompts)
+        self._frame_idx += 1
+        results: list[ObjectTrack] = []
+        with torch.inference_mode(), self._autocast(), timing_into(self.timer):
+            ff = self._features(frame.pixels)
+            for oid, track in self._tracks.items():
+                if oid in inputs:
+                    out = self._run_prompted(track, inputs[oid], ff)
+                    logger.debug("object %d conditioned on frame %d", oid, self._frame_idx)
+                else:
+                    out = self._run_tracked(track, ff)
+                low_res = out["pred_masks"].float()
+                score = float(torch.sigmoid(out["object_score_logits"].float()).reshape(-1)[0])
+                with self.timer.stage("mask_upsample"):
+                    mask = logits_to_mask(low_res, self._window, hw)
+                track.last_logits = low_res
+                track.last_score = score
+                track.last_box = mask_box(mask)
+                track.memory.prune(self._frame_idx, self._engine.policy)
+                results.append(ObjectTrack(oid, mask, score))
+        return results
+
+    def degradations(self) -> tuple[str, ...]:
+        # A lower input resolution would need a second model built for it (the rotary
+        # tables and memory layout are sized at build time), so it is not offered here.
+        return ("skip the memory-encoder update on alternate frames",)
+
+    def _close(self) -> None:
+        self._tracks.clear()
+        self._maskmem_pos_enc = None
+        self._window = None
+        self._window_set = False
+
+
+def make_engine(options: dict[str, str]) -> Sam2Engine:
+    """Registry factory: ``ENGINE_FACTORIES["sam2"] = make_engine``."""
+    return Sam2Engine.from_options(options)
