@@ -17,8 +17,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker import __version__
+from tracker.bench_stream import machine_info
 from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
 from tracker.replay import ReplayOptions, connect, replay_sequence
 from tracker.synth.cine_mri import generate_case, random_case_params, write_cases
@@ -35,24 +33,9 @@ logger = logging.getLogger("bench_flow")
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import cv2
 
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "opencv": cv2.__version__,
-        "tracker": __version__,
-    }
+    return {**machine_info(), "opencv": cv2.__version__}
 
 
 def accuracy(n_cases: int, seed: int, workdir: Path) -> dict[str, object]:

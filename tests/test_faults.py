@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from engines import create_engine
 from engines.base import Engine, EngineInfo, EngineSession
-from tests.conftest import disk, textured_image
+from tests.conftest import disk, free_port, textured_image
 from tracker import convert
 from tracker.client import TrackerClient, TrackerError
 from tracker.convert import Limits
@@ -116,9 +115,7 @@ def test_frames_arriving_during_a_drain_are_answered_error():
 
 @pytest.mark.slow
 def test_sigterm_drains_and_exits_zero():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tracker.cli", "serve", "--engine", "flow", "--port", str(port)],
         stdout=subprocess.PIPE,
@@ -261,9 +258,7 @@ def test_health_is_not_serving_until_the_engine_has_warmed_up():
 def test_thousand_disconnect_cycles_leave_memory_flat():
     import psutil
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tracker.cli", "--log-level", "WARNING", "serve", "--port", str(port)],
         stderr=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from tests.conftest import free_port
 from tracker.cli import main as cli_main
 from tracker.io.trackrad import read_trackrad_case
 from tracker.replay import ReplayOptions, replay
@@ -81,11 +82,8 @@ def test_replay_davis_sequence(davis_dir, tmp_path):
 @pytest.mark.slow
 def test_realtime_replay_against_a_separate_server_process(cine_case, tmp_path):
     """`tracker serve` in its own process, `tracker replay --server` paced by acquisition time."""
-    import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tracker.cli", "serve", "--engine", "flow", "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import disk, textured_image
+from tests.conftest import disk, free_port, textured_image
 from tracker.client import TrackerClient
 from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
 
@@ -19,9 +18,7 @@ H, W = 120, 160
 
 @pytest.mark.slow
 def test_serve_sam2_with_random_weights_over_grpc():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tracker.cli", "serve", "--engine", "sam2", "--model", "sam2.1_hiera_tiny",
          "--random-weights", "--image-size", "256", "--device", "cpu", "--port", str(port)],
