@@ -23,10 +23,24 @@ def _make_sam2(options: dict[str, str]) -> Engine:
     return make_engine(options)
 
 
+def _make_onnx(options: dict[str, str]) -> Engine:
+    from engines.onnx import make_engine
+
+    return make_engine(options)
+
+
+def _make_tensorrt(options: dict[str, str]) -> Engine:
+    from engines.onnx import make_tensorrt_engine
+
+    return make_tensorrt_engine(options)
+
+
 # name -> factory taking string options (from the command line or a config file)
 ENGINE_FACTORIES: dict[str, Callable[[dict[str, str]], Engine]] = {
     "flow": _make_flow,
     "sam2": _make_sam2,
+    "onnx": _make_onnx,
+    "tensorrt": _make_tensorrt,
 }
 
 

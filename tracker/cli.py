@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_overseer_cli(sub)
 
+    from tracker.export import add_cli as add_export_cli
+
+    add_export_cli(sub)
     from tracker.live import add_cli as add_live_cli
 
     add_live_cli(sub)

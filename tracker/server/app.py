@@ -188,10 +188,19 @@ def verified_engine_options(engine_options: dict[str, str], model_dirs: list[Pat
     """
     from tracker.weights import default_weights_dir, verify_model_file
 
+    allowed = [default_weights_dir(), *model_dirs]
     checked = dict(engine_options)
     for key in MODEL_FILE_OPTIONS:
         if key in checked:
-            checked[key] = str(verify_model_file(Path(checked[key]), [default_weights_dir(), *model_dirs]))
+            checked[key] = str(verify_model_file(Path(checked[key]), allowed))
+    if "export_dir" in checked:  # ONNX exports: the engine checks every file against its manifest
+        export_dir = Path(checked["export_dir"]).resolve()
+        if not any(export_dir.is_relative_to(Path(d).resolve()) for d in allowed):
+            raise ValueError(
+                f"export directory {export_dir} is outside the model directories"
+                f" ({', '.join(str(Path(d).resolve()) for d in allowed)}); serve with --model-dir"
+            )
+        checked["export_dir"] = str(export_dir)
     return checked
 
 
