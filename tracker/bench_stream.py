@@ -142,10 +142,22 @@ class ServerProcess:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.address = f"127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
+    def wait_ready(self, timeout_s: float = 300.0) -> None:
+        """Until the server reports SERVING: its engines have run their warm-up frame."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
         client = TrackerClient(self.address)
         try:
             client.wait_ready(timeout_s)
+            deadline = time.monotonic() + timeout_s
+            with grpc.insecure_channel(self.address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                request = health_pb2.HealthCheckRequest()
+                while health.Check(request, timeout=10).status != health_pb2.HealthCheckResponse.SERVING:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"server not SERVING after {timeout_s:.0f} s (engine warm-up)")
+                    time.sleep(0.2)
         except Exception as exc:
             _, err = self.process.communicate(timeout=5) if self.process.poll() is not None else (b"", b"")
             raise RuntimeError(f"server did not start: {err.decode()[-2000:]}") from exc
