@@ -34,15 +34,7 @@ def overlay(
     bgr = cv2.cvtColor(to_display_rgb(frame), cv2.COLOR_RGB2BGR)
     thickness = max(1, round(max(bgr.shape[:2]) / 300))
     for labels, colour in ((truth, TRUTH_BGR), (prediction, PREDICTION_BGR)):
-        if labels is None:
-            continue
-        for value in np.unique(labels):
-            if value == 0:
-                continue
-            contours, _ = cv2.findContours(
-                (labels == value).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
-            )
-            cv2.drawContours(bgr, contours, -1, colour, thickness, lineType=cv2.LINE_AA)
+        _draw_contours(bgr, labels, colour, thickness)
     if caption:
         scale = max(0.4, bgr.shape[1] / 900)
         cv2.putText(
