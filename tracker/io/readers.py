@@ -844,11 +844,11 @@ def read_dicom(path: Path, frame_rate_hz: float | None = None) -> Sequence:
 # --------------------------------------------------------------------------- video
 
 
-class VideoFrames:
+class VideoFrames(LazyFrames):
     """Lazy RGB frames of a video file: sequential reads stream, jumps seek, recent frames cache.
 
-    OpenCV's capture is not thread-safe, so every access holds a lock. Short
-    forward jumps decode through (exact); long jumps use ``CAP_PROP_POS_FRAMES``.
+    OpenCV's capture is not thread-safe; :class:`LazyFrames` calls the loader under its
+    lock. Short forward jumps decode through (exact); long jumps use ``CAP_PROP_POS_FRAMES``.
     """
 
     _FORWARD_DECODE_LIMIT = 48
@@ -858,15 +858,11 @@ class VideoFrames:
         self._cap = cv2.VideoCapture(str(self.path))
         if not self._cap.isOpened():
             raise ValueError(f"{self.path}: OpenCV cannot open this video")
-        self._lock = threading.Lock()
         self._next = 0  # index the next cap.read() returns
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache_size = max(1, int(cache_size))
         width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        self._count = self._verified_count(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)))
-        self.shape = (self._count, height, width, 3)
-        self.dtype = np.dtype(np.uint8)
+        count = self._verified_count(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        super().__init__(count, self._decode, (height, width, 3), np.dtype(np.uint8), cache_size)
 
     def _verified_count(self, reported: int) -> int:
         """Containers estimate frame counts from duration; check the last one decodes, else count."""
@@ -898,31 +894,11 @@ class VideoFrames:
         self._next = index + 1
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        i = int(index)
-        if i < 0:
-            i += self._count
-        if not 0 <= i < self._count:
-            raise IndexError(f"frame index {index} out of range for {self._count} frames")
-        with self._lock:
-            cached = self._cache.get(i)
-            if cached is not None:
-                self._cache.move_to_end(i)
-                return cached
-            frame = self._read_at(i)
-            if frame is None:
-                raise IndexError(f"{self.path}: frame {i} could not be decoded")
-            self._cache[i] = frame
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-            return frame
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        """Decode every frame into one array (``np.asarray(frames)``); only for short videos."""
-        return np.stack([self[i] for i in range(self._count)]).astype(dtype or self.dtype, copy=False)
+    def _decode(self, index: int) -> np.ndarray:
+        frame = self._read_at(index)
+        if frame is None:
+            raise IndexError(f"{self.path}: frame {index} could not be decoded")
+        return frame
 
     def close(self) -> None:
         with self._lock:
