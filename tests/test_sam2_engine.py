@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from engines.sam2.memory import MemoryFrame, MemoryPolicy, ObjectMemory
-from engines.sam2.options import parse_options
+from engines.sam2.options import cpu_has_native_bf16, parse_options
 from engines.sam2.preprocess import CropWindow, frame_to_tensor, square_window_around, window_gray
 from tests.conftest import REPO_ROOT, disk, textured_image
 from tracker.types import (
@@ -68,7 +68,6 @@ def engine():
         ({"random_weights": "true", "image_size": "500"}, "image_size='500'"),
         ({"random_weights": "true", "image_size": "big"}, "image_size='big' is not an integer"),
         ({"random_weights": "true", "device": "tpu"}, "device='tpu'"),
-        ({"random_weights": "true", "device": "cpu", "dtype": "bfloat16"}, "needs device=cuda"),
         ({"random_weights": "true", "dtype": "float16"}, "dtype='float16'"),
         ({"random_weights": "true", "crop_margin_px": "-3"}, "crop_margin_px='-3'"),
         ({"random_weights": "maybe"}, "random_weights='maybe' is not a boolean"),
@@ -193,8 +192,55 @@ def test_pruning_keeps_exactly_what_sam2_reads(stride: int, max_cond: int) -> No
 # -- sessions -------------------------------------------------------------------------------
 
 
+def test_bfloat16_on_cpu_needs_native_bf16_instructions() -> None:
+    opts = {"random_weights": "true", "device": "cpu", "dtype": "bf16"}
+    with pytest.raises(ValueError, match="dtype='bf16' needs device=cuda or a CPU with native bfloat16"):
+        parse_options(opts, cpu_bf16=False)
+    assert parse_options(opts, cpu_bf16=True).dtype == "bfloat16"
+    zen4 = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+    skylake = "processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n"
+    sapphire = "flags\t\t: avx512f amx_bf16 amx_tile\n"
+    assert cpu_has_native_bf16(zen4) and cpu_has_native_bf16(sapphire)
+    assert not cpu_has_native_bf16(skylake) and not cpu_has_native_bf16("")
+
+
 def _logits(session, oid: int):
     return session.last_logits(oid).clone()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not cpu_has_native_bf16(),
+    reason="this CPU has no native bfloat16 (avx512_bf16/amx_bf16), so the engine refuses bf16 on it",
+)
+def test_bfloat16_autocast_on_cpu_tracks_like_float32() -> None:
+    """bf16 on CPU is a speed option: it must run the whole stream (memory bank included)
+    in bf16 and give masks close to float32's, not identical (sharpened random weights)."""
+    import torch
+
+    from engines.sam2.engine import Sam2Engine
+    from engines.sam2.parity import mask_iou, sharpen_random_logits
+
+    base = {"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"}
+    engines = {d: Sam2Engine.from_options({**base, "dtype": d}) for d in ("float32", "bfloat16")}
+    frames = _rgb_frames(6)
+    worst, largest_diff = 1.0, 0.0
+    sessions = {}
+    for d, e in engines.items():
+        sharpen_random_logits(e.model)
+        sessions[d] = e.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(_disc())),)))
+    assert "bfloat16" in engines["bfloat16"].info.version
+    for i, frame in enumerate(frames):
+        out = {d: s.step(Frame(i, frame)) for d, s in sessions.items()}
+        a, b = (_logits(sessions[d], 1).float() for d in ("float32", "bfloat16"))
+        assert bool(torch.isfinite(b).all())
+        largest_diff = max(largest_diff, float((a - b).abs().max()))
+        worst = min(worst, mask_iou(a.numpy()[0, 0] > 0, b.numpy()[0, 0] > 0))
+        assert [t.object_id for t in out["bfloat16"]] == [1]
+    assert worst >= 0.95, worst
+    assert largest_diff > 0.0  # bf16 really ran: float32 would agree bit for bit
+    for s in sessions.values():
+        s.close()
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -230,7 +231,14 @@ def _worker(kind: str, spec_path: Path) -> int:
             bar.update()
         session.close()
     else:
-        with torch.inference_mode():
+        # The reference under the same precision as ours: sam2's README wraps its
+        # predictor in torch.autocast(..., dtype=torch.bfloat16) for bf16.
+        autocast = (
+            torch.autocast(spec["options"]["device"], dtype=torch.bfloat16)
+            if spec["options"].get("dtype") == "bfloat16"
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
             t0 = time.perf_counter()
             state = model.init_state(str(folder))
             init_s = time.perf_counter() - t0
@@ -308,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--checkpoint", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="bfloat16: both runs under bf16 autocast (the reference the way sam2's README runs it)",
+    )
     p.add_argument("--objects", type=int, default=1)
     p.add_argument("--data", type=Path, default=None, help="a DAVIS sequence folder (default: blackswan)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -327,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "image_size": str(args.image_size),
         "device": args.device,
+        "dtype": args.dtype,
         "seed": str(args.seed),
     }
     if args.checkpoint is not None:
@@ -379,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "weights": str(args.checkpoint) if args.checkpoint else f"random (seed {args.seed})",
         "random_logit_sharpening": _SHARPEN if settings.random_weights else None,
         "device": settings.device,
+        "dtype": settings.dtype,
         "objects": args.objects,
         "clip": desc,
         "video_size_hw": list(masks[0].shape),

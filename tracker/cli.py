@@ -68,6 +68,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ("random_weights", "true" if args.random_weights else None),
         ("image_size", args.image_size and str(args.image_size)),
         ("device", args.device),
+        ("dtype", args.dtype),
     ):
         if value:
             engine_options[key] = value
@@ -166,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sam2.add_argument("--image-size", type=int, default=None, help="default: 1024 on cuda, 512 on cpu")
     sam2.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    sam2.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default=None,
+        help="bfloat16: autocast (cuda, or a CPU with avx512_bf16/amx_bf16); default float32",
+    )
     p.add_argument(
         "--model-dir",
         action="append",

@@ -259,8 +259,13 @@ class Sam2Session(EngineSession):
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         import torch
 
-        if self._engine.settings.dtype == "bfloat16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        settings = self._engine.settings
+        if settings.dtype == "bfloat16":
+            # On CPU this pays only where the CPU multiplies bf16 natively (the option
+            # checks): measured on a 2-core Zen 4, tiny @512 runs 1.4x faster per frame,
+            # the encoder ~1.9x; memory attention gains little (its softmax-attention
+            # kernel does not speed up in bf16 on CPU).
+            return torch.autocast(settings.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _next_window(self, hw: tuple[int, int], prompts: dict[int, Prompt], removed: set[int]) -> CropWindow:

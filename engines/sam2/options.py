@@ -35,7 +35,8 @@ OPTION_HELP: dict[str, str] = {
     "image_size": f"a multiple of 32 in [{_MIN_IMAGE_SIZE}, {_MAX_IMAGE_SIZE}]"
     " (default 1024 on cuda, 512 on cpu)",
     "device": "cpu | cuda (default cuda when available)",
-    "dtype": "float32 | bfloat16 (bfloat16 autocast on cuda only)",
+    "dtype": "float32 | bfloat16 (bfloat16 autocast; on cpu only where the CPU has native bfloat16,"
+    " i.e. avx512_bf16 or amx_bf16)",
     "crop_margin_px": "an integer >= 0 (track in a square crop around the prompts plus this margin), or off",
 }
 
@@ -87,11 +88,37 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def parse_options(options: dict[str, str], *, cuda_available: bool | None = None) -> Sam2Settings:
+# CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bfloat16 natively.
+_NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16).
+
+    Without those instructions oneDNN emulates bfloat16 with float32 arithmetic plus
+    conversions, so bfloat16 autocast would cost accuracy *and* time; the option refuses
+    it there instead. Read from /proc/cpuinfo (Linux); elsewhere the answer is False.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return bool(_NATIVE_BF16_FLAGS & set(line.split(":", 1)[-1].split()))
+    return False
+
+
+def parse_options(
+    options: dict[str, str], *, cuda_available: bool | None = None, cpu_bf16: bool | None = None
+) -> Sam2Settings:
     """Validate string options into :class:`Sam2Settings`; ValueError names the bad option.
 
-    ``cuda_available`` is for tests; by default torch is asked (which imports torch) only
-    when ``device`` is not given or is ``cuda``.
+    ``cuda_available`` and ``cpu_bf16`` are for tests; by default torch is asked (which
+    imports torch) only when ``device`` is not given or is ``cuda``, and /proc/cpuinfo only
+    when bfloat16 is asked for on the CPU.
     """
     unknown = sorted(set(options) - set(OPTION_HELP))
     if unknown:
@@ -140,8 +167,15 @@ def parse_options(options: dict[str, str], *, cuda_available: bool | None = None
     )
     if not dtype:
         raise _bad("dtype", dtype_text, "is not allowed")
-    if dtype == "bfloat16" and device != "cuda":
-        raise _bad("dtype", dtype_text, "needs device=cuda (bfloat16 autocast is not used on cpu)")
+    if dtype == "bfloat16" and device == "cpu":
+        native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
+        if not native:
+            raise _bad(
+                "dtype",
+                dtype_text,
+                "needs device=cuda or a CPU with native bfloat16 (avx512_bf16 or amx_bf16); this CPU"
+                " would emulate it, slower than float32",
+            )
 
     size_text = options.get("image_size")
     if size_text is None:
