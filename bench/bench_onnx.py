@@ -23,88 +23,14 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from interleaved import clip, compare_logits, run_interleaved  # noqa: E402
+
 logger = logging.getLogger("bench_onnx")
-
-STAGES = ("preprocess", "encoder", "memory_attention", "decoder", "memory_encoder", "mask_upsample")
-WARMUP = 2
-
-
-def _clip(n: int) -> tuple[list[np.ndarray], np.ndarray]:
-    import cv2
-
-    from engines.sam2.parity import jpeg_paths, read_rgb
-
-    src = REPO.parent / "shared" / "data" / "davis2016" / "blackswan"
-    if (src / "JPEGImages").is_dir():
-        frames = [read_rgb(p) for p in jpeg_paths(src / "JPEGImages")[:n]]
-        mask = cv2.imread(str(src / "Annotations" / "00000.png"), cv2.IMREAD_GRAYSCALE) > 127
-        return frames, mask
-    rng = np.random.default_rng(0)
-    h, w = 480, 854
-    tex = (cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 2.0) * 255).astype(np.uint8)
-    yy, xx = np.mgrid[:h, :w]
-    frames = []
-    for i in range(n):
-        img = tex.copy()
-        img[(xx - 300 - 4 * i) ** 2 + (yy - 240) ** 2 <= 60**2] = (230, 60, 40)
-        frames.append(img)
-    return frames, (xx - 300) ** 2 + (yy - 240) ** 2 <= 60**2
-
-
-def _run_interleaved(
-    engines: dict[str, Any], frames: list[np.ndarray], mask: np.ndarray
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
-    """Stream the clip through one session per engine, alternating engines frame by frame.
-
-    Interleaving keeps the comparison fair on a shared machine: load from other
-    processes hits both engines alike instead of whichever ran during it.
-    """
-    import time
-
-    from tracker.types import BoxPrompt, Frame, MaskPrompt, PromptUpdate, SessionConfig, UpdateAction
-
-    h, w = mask.shape
-    sessions = {}
-    for name, engine in engines.items():
-        session = engine.open_session(SessionConfig())
-        session.apply(PromptUpdate(UpdateAction.ADD, 1, MaskPrompt(mask)))
-        session.apply(PromptUpdate(UpdateAction.ADD, 2, BoxPrompt(0.05 * w, 0.05 * h, 0.3 * w, 0.25 * h)))
-        sessions[name] = session
-    per_frame: dict[str, list[float]] = {n: [] for n in engines}
-    stages: dict[str, dict[str, list[float]]] = {n: {s: [] for s in STAGES} for n in engines}
-    logits: dict[str, dict[int, dict]] = {n: {} for n in engines}
-    for f, pixels in enumerate(frames):
-        for name, session in sessions.items():
-            t0 = time.perf_counter()
-            tracks = session.step(Frame(f, pixels))
-            ms = (time.perf_counter() - t0) * 1000.0
-            logits[name][f] = {t.object_id: session.last_logits(t.object_id).clone() for t in tracks}
-            if f >= WARMUP:
-                per_frame[name].append(ms)
-                res = session.timer.results()
-                for s in STAGES:
-                    stages[name][s].append(res.get(s, 0.0))
-    results = {}
-    for name, session in sessions.items():
-        session.close()
-        arr = np.asarray(per_frame[name])
-        results[name] = {
-            "ms_per_frame_p50": round(float(np.percentile(arr, 50)), 1),
-            "ms_per_frame_p95": round(float(np.percentile(arr, 95)), 1),
-            "ms_per_frame_mean": round(float(arr.mean()), 1),
-            "stage_ms_p50": {s: round(float(np.median(v)), 1) for s, v in stages[name].items()},
-            "frames_timed": len(arr),
-            "info": engines[name].info.version,
-        }
-    return results, logits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from engines.onnx.manifest import MANIFEST_NAME
     from engines.sam2.engine import Sam2Engine
     from engines.sam2.options import parse_options
-    from engines.sam2.parity import mask_iou, sharpen_random_logits
+    from engines.sam2.parity import sharpen_random_logits
     from tracker.export import export_main
 
     torch.set_num_threads(args.threads)
@@ -145,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                 "40",
             ]
         )
-    frames, mask = _clip(args.frames)
+    frames, mask = clip(args.frames)
     torch_engine = Sam2Engine(
         parse_options({"random_weights": "true", "image_size": str(args.image_size), "device": "cpu"})
     )
@@ -160,15 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     )
-    res, lo = _run_interleaved({"ours": torch_engine, "onnx": onnx_engine}, frames, mask)
+    res, lo = run_interleaved({"ours": torch_engine, "onnx": onnx_engine}, frames, mask)
     ours, onnx = res["ours"], res["onnx"]
-    lo_t, lo_o = lo["ours"], lo["onnx"]
-    diff, iou = 0.0, 1.0
-    for f in lo_t:
-        for oid, a in lo_t[f].items():
-            b = lo_o[f][oid]
-            diff = max(diff, float((a - b).abs().max()))
-            iou = min(iou, mask_iou(a.numpy()[0, 0] > 0, b.numpy()[0, 0] > 0))
+    diff, iou = compare_logits(lo["ours"], lo["onnx"])
     result = {
         "model": "sam2.1_hiera_tiny (random weights, seed 0, logits x40)",
         "image_size": args.image_size,
