@@ -18,7 +18,6 @@ engines alternate frame by frame, so load from other processes hits both alike.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from interleaved import clip, compare_logits, run_interleaved  # noqa: E402
+from interleaved import clip, compare_logits, run_interleaved, write_result  # noqa: E402
 
 logger = logging.getLogger("bench_onnx")
 
@@ -52,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from engines.sam2.engine import Sam2Engine
     from engines.sam2.options import parse_options
     from engines.sam2.parity import sharpen_random_logits
+    from tracker.bench_stream import machine_info
     from tracker.export import export_main
 
     torch.set_num_threads(args.threads)
@@ -96,16 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         "objects": 2,
         "threads": args.threads,
         "torch_version": torch.__version__,
+        "machine": machine_info(),
         "ours": ours,
         "onnx": onnx,
         "speedup_p50": round(ours["ms_per_frame_p50"] / onnx["ms_per_frame_p50"], 3),
         "parity": {"max_abs_logit_diff": diff, "min_iou": iou},
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
+    write_result(result, args.out)
     return 0
 
 

@@ -16,7 +16,6 @@ elsewhere, and so does this script.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from interleaved import clip, compare_logits, run_interleaved  # noqa: E402
+from interleaved import clip, compare_logits, run_interleaved, write_result  # noqa: E402
 
 logger = logging.getLogger("bench_precision")
 
@@ -72,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_p50": round(res["float32"]["ms_per_frame_p50"] / res["bfloat16"]["ms_per_frame_p50"], 3),
         "agreement": {"max_abs_logit_diff": diff, "min_iou": iou},
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
+    write_result(result, args.out)
     return 0
 
 

@@ -6,6 +6,8 @@ other processes hits every engine alike instead of whichever ran during it.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,12 @@ def compare_logits(a: dict[int, dict], b: dict[int, dict]) -> tuple[float, float
             diff = max(diff, float((x - y).abs().max()))
             iou = min(iou, mask_iou(x.numpy()[0, 0] > 0, y.numpy()[0, 0] > 0))
     return diff, iou
+
+
+def write_result(result: dict[str, Any], out: Path | None) -> None:
+    """Print ``result`` as JSON and, with ``out``, write it there too."""
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    sys.stdout.write(text + "\n")
