@@ -1,4 +1,4 @@
-"""engines.onnx.rope: the real-arithmetic RoPE equals sam2's complex RoPEAttention (GitHub #4)."""
+"""engines.sam2.rope: the real-arithmetic RoPE equals sam2's complex RoPEAttention (GitHub #4)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
-from engines.onnx.rope import RealMemoryAttention, RealRoPEAttention  # noqa: E402
+from engines.sam2.rope import RealMemoryAttention, RealRoPEAttention  # noqa: E402
 
 TOL = 1e-5
 

@@ -35,7 +35,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -81,29 +80,13 @@ def _proc_status_mb(key: str) -> float:
 
 
 def machine_info() -> dict[str, Any]:
+    """The harness's machine record plus what this benchmark depends on (threads, sam2)."""
     import torch
 
     from engines.sam2.engine import _sam2_version
+    from tracker.bench_stream import machine_info as base_info
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu": cpu,
-        "cores": cores,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "sam2": _sam2_version(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    return {**base_info(), "torch_threads": torch.get_num_threads(), "sam2": _sam2_version()}
 
 
 # -- clip preparation --------------------------------------------------------------------------

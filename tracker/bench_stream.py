@@ -91,6 +91,8 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def machine_info() -> dict[str, object]:
+    from engines.sam2.options import cpu_has_native_bf16  # torch-free
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -105,6 +107,7 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "tracker": __version__,
+        "cpu_native_bf16": cpu_has_native_bf16(),
     }
     gpu = _gpu_name()
     if gpu:

@@ -2,7 +2,7 @@
 
 Importing this package imports neither torch, sam2 nor onnxruntime; building an engine does.
 See :mod:`engines.onnx.engine` (the engine), :mod:`engines.onnx.export` (``tracker export``)
-and :mod:`engines.onnx.rope` (the complex-free rotary attention).
+and :mod:`engines.sam2.rope` (the complex-free rotary attention).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ tensor programs:
 * image encoder: trunk + FPN neck + the SAM decoder's ``conv_s0``/``conv_s1`` (what
   ``forward_image`` computes); the sine position encodings depend only on shapes and are
   computed once in torch by the runtime instead of being copied out every frame;
-* memory attention: :class:`engines.onnx.rope.RealMemoryAttention` (dynamic memory length
+* memory attention: :class:`engines.sam2.rope.RealMemoryAttention` (dynamic memory length
   and number of object-pointer tokens);
 * memory encoder: ``MemoryEncoder.forward(pix_feat, mask, skip_mask_sigmoid=True)``, as
   ``_encode_new_memory`` calls it;
@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engines.onnx.rope import RealMemoryAttention, _module_base
+from engines.sam2.rope import RealMemoryAttention, _module_base
 
 if TYPE_CHECKING:
     import torch
@@ -142,7 +142,7 @@ class ImageEncoderGraph(_module_base()):  # type: ignore[misc]
 
 
 class MemoryAttentionGraph(RealMemoryAttention):
-    """The memory attention with real RoPE (see :mod:`engines.onnx.rope`)."""
+    """The memory attention with real RoPE (see :mod:`engines.sam2.rope`)."""
 
 
 class MemoryEncoderGraph(_module_base()):  # type: ignore[misc]

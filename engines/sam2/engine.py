@@ -125,6 +125,7 @@ class Sam2Engine(Engine):
         settings' config and image size (the parity test shares one with the reference)."""
         import torch
 
+        from engines.sam2.accel import apply_fast_paths
         from engines.sam2.model import build_model, fill_holes_available
 
         self.settings = settings
@@ -134,6 +135,7 @@ class Sam2Engine(Engine):
                 f"model image_size {self.model.image_size} differs from settings {settings.image_size}"
             )
         self.model.eval()
+        apply_fast_paths(self.model, settings)  # see engines.sam2.accel: exact except bf16 on CPU
         instrument(self.model)  # per-stage timings; numerics untouched (see engines.sam2.timing)
         self.policy = MemoryPolicy.of(self.model)
         self.fill_hole_area = int(getattr(self.model, "fill_hole_area", 0))

@@ -9,15 +9,21 @@ interleaved pairs sam2 uses, the cos/sin tables are real buffers taken from sam2
 keys are rotated with ``position % HW`` tables and the last ``num_k_exclude_rope`` of
 them are put back unrotated with a ``where``, so the memory length *and* the number of
 pointer tokens are dynamic axes of one graph. The installed package is not edited; these
-modules borrow the original layers' weights.
+modules borrow the original layers' weights. The export uses them (engines/onnx/), and so
+does the PyTorch engine's bf16 CPU path, which swaps in a faster attention core
+(engines/sam2/accel.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+
+    # (q, k, v) -> attention output, each (B, heads, N, D); the default is SDPA.
+    AttentionCore = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _module_base() -> type:
@@ -46,12 +52,14 @@ class RealRoPEAttention(_module_base()):  # type: ignore[misc]
     Built from an existing ``RoPEAttention`` (shares its projection weights). The query
     grid (``feat_sizes``) is fixed at construction, as in an exported graph; keys may be
     any whole number of query grids plus the excluded tail (``rope_k_repeat``).
+    ``attention`` replaces the softmax-attention core (default: SDPA, as sam2 calls it).
     """
 
-    def __init__(self, original: Any) -> None:
+    def __init__(self, original: Any, attention: AttentionCore | None = None) -> None:
         import torch
 
         super().__init__()
+        self.attention = attention
         self.q_proj = original.q_proj
         self.k_proj = original.k_proj
         self.v_proj = original.v_proj
@@ -92,7 +100,7 @@ class RealRoPEAttention(_module_base()):  # type: ignore[misc]
         n_ex = torch.as_tensor(num_k_exclude_rope, device=k.device).reshape(())
         keep_plain = (pos >= (n_k - n_ex)).reshape(1, 1, n_k, 1)
         k = torch.where(keep_plain, k, k_rot)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v) if self.attention is None else self.attention(q, k, v)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
