@@ -22,6 +22,12 @@ With random weights the decoder's mask logits are sharpened by the same factor i
 runs (:func:`engines.sam2.parity.sharpen_random_logits`) so the parity figures mean
 something; timings are unaffected.
 
+``--interleaved N`` adds a speed A/B that a shared machine cannot blur: one more process
+builds two models from the same weights, one for the engine and one for the reference,
+and advances them one frame each in turn over the first N frames (the reference's
+``propagate_in_video`` generator is resumed for one frame at a time). It reports both
+medians and the median of the per-frame ratios reference/ours under ``interleaved``.
+
 Usage::
 
     python -m tracker.bench_reference --frames 120 --model tiny --image-size 512 \\
@@ -157,6 +163,67 @@ def _build_model(spec: dict[str, Any]) -> Any:
     return model
 
 
+def _interleaved_worker(spec: dict[str, Any], out_dir: Path) -> int:
+    """Ours and the reference in one process, one frame each in turn (see module docstring)."""
+    import torch
+    from tqdm import tqdm
+
+    from engines.sam2.engine import Sam2Engine
+    from engines.sam2.options import parse_options
+    from engines.sam2.parity import _apply_reference, jpeg_paths, read_rgb
+    from tracker.types import Frame, MaskPrompt, PromptUpdate, SessionConfig, UpdateAction
+
+    n = spec["interleaved_frames"]
+    folder = Path(spec["frames_dir"])
+    prompts = np.load(spec["prompts"])["masks"]
+    updates = [PromptUpdate(UpdateAction.ADD, j + 1, MaskPrompt(prompts[j])) for j in range(len(prompts))]
+    engine = Sam2Engine(parse_options(spec["options"]), model=_build_model(spec))
+    reference = _build_model(spec)  # the same weights; a model of its own, as sam2 ships it
+    session = engine.open_session(SessionConfig())
+    for u in updates:
+        session.apply(u)
+    bf16 = spec["options"].get("dtype") == "bfloat16"
+
+    def ref_context() -> contextlib.AbstractContextManager[Any]:
+        if bf16:
+            return torch.autocast(spec["options"]["device"], dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    ours_ms, ref_ms = np.full(n, np.nan), np.full(n, np.nan)
+    with torch.inference_mode():
+        state = reference.init_state(str(folder))
+        with ref_context():
+            for u in updates:
+                _apply_reference(reference, state, 0, u)
+        frames = reference.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=n - 1)
+        paths = jpeg_paths(folder)[:n]
+        for f in tqdm(range(n), desc="interleaved A/B", unit="frame"):
+            pixels = read_rgb(paths[f])
+            t0 = time.perf_counter()
+            session.step(Frame(f, pixels))
+            ours_ms[f] = (time.perf_counter() - t0) * 1e3
+            t0 = time.perf_counter()
+            with ref_context():
+                done = next(frames)[0]
+            ref_ms[f] = (time.perf_counter() - t0) * 1e3
+            if done != f:
+                raise RuntimeError(f"reference yielded frame {done}, expected {f}")
+    session.close()
+    # Frame 0 is the prompt frame for both (different work: ours answers from the prompt,
+    # the reference consolidates it), so the comparison starts at frame 1.
+    ratio = ref_ms[1:] / ours_ms[1:]
+    result = {
+        "frames": n,
+        "ours_ms_p50": round(float(np.median(ours_ms[1:])), 1),
+        "reference_ms_p50": round(float(np.median(ref_ms[1:])), 1),
+        "ratio_reference_over_ours_p50": round(float(np.median(ratio)), 3),
+        "frames_ours_faster": int((ratio > 1.0).sum()),
+        "frames_compared": int(ratio.size),
+    }
+    (out_dir / "interleaved_result.json").write_text(json.dumps(result))
+    return 0
+
+
 def _worker(kind: str, spec_path: Path) -> int:
     import torch
     from tqdm import tqdm
@@ -166,6 +233,8 @@ def _worker(kind: str, spec_path: Path) -> int:
 
     spec = json.loads(spec_path.read_text())
     folder, out_dir = Path(spec["frames_dir"]), Path(spec["out_dir"])
+    if kind == "interleaved":
+        return _interleaved_worker(spec, out_dir)
     n, s = spec["frames"], spec["image_size"]
     prompts = np.load(spec["prompts"])["masks"]
     k = len(prompts)
@@ -309,7 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None, help="a DAVIS sequence folder (default: blackswan)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--keep", type=Path, default=None, help="keep the frames and outputs in this folder")
-    p.add_argument("--_worker", choices=("ours", "reference"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--interleaved",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also an A/B over N frames, frame by frame in turn",
+    )
+    p.add_argument("--_worker", choices=("ours", "reference", "interleaved"), help=argparse.SUPPRESS)
     p.add_argument("--_spec", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
@@ -366,6 +442,14 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
             results[kind] = json.loads((work / f"{kind}_result.json").read_text())
         results["parity"] = _parity(work, args.frames, args.objects, masks[0].shape)
+        if args.interleaved:
+            spec["interleaved_frames"] = min(args.interleaved, args.frames)
+            (work / "spec.json").write_text(json.dumps(spec))
+            logger.info("running the interleaved A/B over %d frames", spec["interleaved_frames"])
+            cmd = [sys.executable, "-m", "tracker.bench_reference", "--_worker", "interleaved"]
+            cmd += ["--_spec", str(work / "spec.json")]
+            subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
+            results["interleaved"] = json.loads((work / "interleaved_result.json").read_text())
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -401,6 +485,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     par = results["parity"]
     logger.info("parity: max |logit diff| %.3g, min IoU %.6f", par["max_abs_logit_diff"], par["min_iou"])
+    if "interleaved" in results:
+        ab = results["interleaved"]
+        logger.info(
+            "interleaved: ours %.1f ms/frame p50, reference %.1f; per-frame reference/ours p50 %.3f",
+            ab["ours_ms_p50"],
+            ab["reference_ms_p50"],
+            ab["ratio_reference_over_ours_p50"],
+        )
     return 0
 
 
