@@ -25,6 +25,9 @@ engine drives the same model (built by sam2's own ``build_sam2_video_predictor``
    sam2's CUDA kernel exists), upsampled to the frame (or crop window) with bilinear
    ``F.interpolate`` and thresholded at 0; the presence score is
    ``sigmoid(object_score_logits)``.
+5. At build, :mod:`engines.sam2.accel` installs per-frame savings on this engine's model
+   instance: the neck's position encodings are computed once (exact), and with bf16 on
+   CPU memory attention uses a bf16 matrix-product attention core.
 
 Differences from the reference (all deliberate, all documented in the parity test):
 
