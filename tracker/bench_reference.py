@@ -22,6 +22,12 @@ With random weights the decoder's mask logits are sharpened by the same factor i
 runs (:func:`engines.sam2.parity.sharpen_random_logits`) so the parity figures mean
 something; timings are unaffected.
 
+``--engine onnx`` adds the ONNX Runtime engine as a third run (its own subprocess, the
+same weights exported with ``tracker export`` into the work folder, or ``--export-dir``):
+its JSON entry ``onnx`` has the same keys as ``ours`` plus ``parity`` against the PyTorch
+engine. ``ours`` and ``onnx`` also report per-stage medians (``stage_ms_p50``: encoder,
+memory attention, decoder, memory encoder, ...), as the engines time them.
+
 ``--interleaved N`` adds a speed A/B that a shared machine cannot blur: one more process
 builds two models from the same weights, one for the engine and one for the reference,
 and advances them one frame each in turn over the first N frames (the reference's
@@ -224,6 +230,19 @@ def _interleaved_worker(spec: dict[str, Any], out_dir: Path) -> int:
     return 0
 
 
+def _streaming_engine(kind: str, spec: dict[str, Any], model: Any) -> Any:
+    """The PyTorch engine on ``model`` (``ours``), or the ONNX Runtime engine on the export."""
+    from engines.sam2.engine import Sam2Engine
+    from engines.sam2.options import parse_options
+
+    if kind == "ours":
+        return Sam2Engine(parse_options(spec["options"]), model=model)
+    from engines.onnx.engine import OnnxEngine
+    from engines.onnx.engine import parse_options as onnx_options
+
+    return OnnxEngine(onnx_options({"export_dir": spec["export_dir"], "providers": spec["providers"]}))
+
+
 def _worker(kind: str, spec_path: Path) -> int:
     import torch
     from tqdm import tqdm
@@ -239,7 +258,7 @@ def _worker(kind: str, spec_path: Path) -> int:
     prompts = np.load(spec["prompts"])["masks"]
     k = len(prompts)
     low = s // 4
-    model = _build_model(spec)
+    model = _build_model(spec) if kind != "onnx" else None
     # Outputs kept for the parity comparison are streamed to files as they come: held in
     # memory (or in a written memory map, whose dirty pages count as resident) they would
     # grow this process's RSS by ~117 MB over 1000 frames and hide whether the engine is flat.
@@ -260,11 +279,9 @@ def _worker(kind: str, spec_path: Path) -> int:
 
     init_s = 0.0
     bar = tqdm(total=n, desc=f"{kind} ({k} object{'s' if k > 1 else ''}, {s}px)", unit="frame")
-    if kind == "ours":
-        from engines.sam2.engine import Sam2Engine
-        from engines.sam2.options import parse_options
-
-        engine = Sam2Engine(parse_options(spec["options"]), model=model)
+    stages: dict[str, list[float]] = {}
+    if kind in ("ours", "onnx"):
+        engine = _streaming_engine(kind, spec, model)
         session = engine.open_session(SessionConfig())
         for u in updates:
             session.apply(u)
@@ -273,6 +290,8 @@ def _worker(kind: str, spec_path: Path) -> int:
             t0 = time.perf_counter()
             tracks = session.step(Frame(f, pixels))
             ms[f] = (time.perf_counter() - t0) * 1e3
+            for stage, stage_ms in session.timer.results().items():
+                stages.setdefault(stage, []).append(stage_ms)
             record(
                 f,
                 {
@@ -326,6 +345,9 @@ def _worker(kind: str, spec_path: Path) -> int:
         "init_s": round(init_s, 2),
         "frames": int(np.isfinite(ms).sum()),
     }
+    if stages:
+        result["stage_ms_p50"] = {k: round(float(np.median(v)), 1) for k, v in stages.items()}
+        result["engine"] = engine.info.version
     (out_dir / f"{kind}_result.json").write_text(json.dumps(result))
     np.save(out_dir / f"{kind}_ms.npy", ms)
     return 0
@@ -334,15 +356,17 @@ def _worker(kind: str, spec_path: Path) -> int:
 # -- driver ---------------------------------------------------------------------------------------
 
 
-def _parity(out_dir: Path, n: int, k: int, shape: tuple[int, int]) -> dict[str, Any]:
+def _parity(
+    out_dir: Path, n: int, k: int, shape: tuple[int, int], runs: tuple[str, str] = ("ours", "reference")
+) -> dict[str, Any]:
     from engines.sam2.parity import mask_iou
 
-    a = np.load(out_dir / "ours_logits.npy", mmap_mode="r")
-    b = np.load(out_dir / "reference_logits.npy", mmap_mode="r")
+    a = np.load(out_dir / f"{runs[0]}_logits.npy", mmap_mode="r")
+    b = np.load(out_dir / f"{runs[1]}_logits.npy", mmap_mode="r")
     max_diff = 0.0
     for f in range(n):
         max_diff = max(max_diff, float(np.abs(a[f] - b[f]).max()))
-    ma, mb = np.load(out_dir / "ours_masks.npy"), np.load(out_dir / "reference_masks.npy")
+    ma, mb = np.load(out_dir / f"{runs[0]}_masks.npy"), np.load(out_dir / f"{runs[1]}_masks.npy")
     size = shape[0] * shape[1]
     ious = [
         mask_iou(np.unpackbits(x)[:size].astype(bool), np.unpackbits(y)[:size].astype(bool))
@@ -356,6 +380,19 @@ def _parity(out_dir: Path, n: int, k: int, shape: tuple[int, int]) -> dict[str, 
         "logits_compared_at": "low-res (image_size/4 square), after sam2's hole filling",
         "iou_at": "video resolution, logits > 0",
     }
+
+
+def _export(args: argparse.Namespace, out: Path, random_weights: bool) -> None:
+    """``tracker export`` of the benchmark's weights (random ones sharpened as in the runs)."""
+    from tracker.export import export_main
+
+    argv = ["--model", args.model, "--image-size", str(args.image_size), "--out", str(out)]
+    if random_weights:
+        argv += ["--random-weights", "--seed", str(args.seed), "--sharpen-logits", str(_SHARPEN)]
+    else:
+        argv += ["--checkpoint", str(args.checkpoint)]
+    logger.info("exporting the ONNX graphs to %s", out)
+    export_main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,7 +422,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also an A/B over N frames, frame by frame in turn",
     )
-    p.add_argument("--_worker", choices=("ours", "reference", "interleaved"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--engine",
+        default="sam2",
+        choices=("sam2", "onnx"),
+        help="onnx: also run the ONNX Runtime engine on an export of the same weights",
+    )
+    p.add_argument("--export-dir", type=Path, default=None, help="with --engine onnx: reuse this export")
+    p.add_argument("--providers", default="cpu", help="with --engine onnx: ONNX Runtime providers")
+    p.add_argument("--_worker", choices=("ours", "reference", "interleaved", "onnx"), help=argparse.SUPPRESS)
     p.add_argument("--_spec", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args._worker:
@@ -410,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     from engines.sam2.options import parse_options
 
     settings = parse_options(options)  # fail on bad options before writing anything
+    if args.engine == "onnx" and settings.dtype != "float32":
+        p.error("--engine onnx compares float32 graphs: leave --dtype at float32")
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="sam2_bench_"))
     frames_dir = work / "frames"
@@ -425,10 +472,17 @@ def main(argv: list[str] | None = None) -> int:
         "options": options,
         "prompts": str(work / "prompts.npz"),
     }
+    kinds = ["ours", "reference"]
+    if args.engine == "onnx":
+        spec["export_dir"] = str(args.export_dir or work / "export")
+        spec["providers"] = args.providers
+        kinds.append("onnx")
     (work / "spec.json").write_text(json.dumps(spec))
     results: dict[str, Any] = {}
     try:
-        for kind in ("ours", "reference"):
+        if args.engine == "onnx" and args.export_dir is None:
+            _export(args, work / "export", settings.random_weights)
+        for kind in kinds:
             logger.info("running %s in a subprocess", kind)
             cmd = [
                 sys.executable,
@@ -442,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
             results[kind] = json.loads((work / f"{kind}_result.json").read_text())
         results["parity"] = _parity(work, args.frames, args.objects, masks[0].shape)
+        if "onnx" in results:
+            results["onnx"]["parity"] = _parity(
+                work, args.frames, args.objects, masks[0].shape, ("onnx", "ours")
+            )
         if args.interleaved:
             spec["interleaved_frames"] = min(args.interleaved, args.frames)
             (work / "spec.json").write_text(json.dumps(spec))
@@ -473,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
-    for kind in ("ours", "reference"):
+    for kind in kinds:
         r = results[kind]
         logger.info(
             "%-9s %7.1f ms/frame p50, %7.1f p95; RSS %s MB; peak %.0f MB",
