@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from engines.sam2.options import cpu_has_native_bf16
 from tests.conftest import disk, free_port, textured_image
 from tracker.client import TrackerClient
 from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
@@ -17,11 +18,21 @@ H, W = 120, 160
 
 
 @pytest.mark.slow
-def test_serve_sam2_with_random_weights_over_grpc():
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "float32",
+        pytest.param(
+            "bfloat16",
+            marks=pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16"),
+        ),
+    ],
+)
+def test_serve_sam2_with_random_weights_over_grpc(dtype: str):
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tracker.cli", "serve", "--engine", "sam2", "--model", "sam2.1_hiera_tiny",
-         "--random-weights", "--image-size", "256", "--device", "cpu", "--port", str(port)],
+         "--random-weights", "--image-size", "256", "--device", "cpu", "--dtype", dtype, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -46,6 +57,7 @@ def test_serve_sam2_with_random_weights_over_grpc():
                 SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(disk(H, W, 60, 60, 15))),))
             )
             assert session.started.engine.name == "sam2" and session.started.engine.random_weights
+            assert f"@256px {dtype}" in session.started.engine.version  # --dtype reached the engine
             assert any("RANDOM WEIGHTS" in w for w in session.started.warnings)
             results = []
             for i in range(3):
