@@ -179,16 +179,16 @@ class ImageEncoderShell(_shell_base()):  # type: ignore[misc]
     """
 
     def __init__(self, graph: OrtGraph, position_encoding: Any) -> None:
+        from engines.sam2.accel import CachedPositionEncoding
+
         super().__init__()
         self.graph = graph
-        self.position_encoding = position_encoding
-        self._pos: list[torch.Tensor] | None = None
+        self.position_encoding = CachedPositionEncoding(position_encoding)
 
     def forward(self, image: torch.Tensor) -> dict[str, Any]:
         fpn = [x.to(image.device) for x in self.graph(image.float())]
-        if self._pos is None or self._pos[0].device != image.device:
-            self._pos = [self.position_encoding(x).to(x.dtype) for x in fpn]
-        return {"vision_features": fpn[-1], "vision_pos_enc": list(self._pos), "backbone_fpn": fpn}
+        pos = [self.position_encoding(x).to(x.dtype) for x in fpn]
+        return {"vision_features": fpn[-1], "vision_pos_enc": pos, "backbone_fpn": fpn}
 
 
 class MemoryAttentionShell(_shell_base()):  # type: ignore[misc]

@@ -30,13 +30,9 @@ if TYPE_CHECKING:
 
     from engines.sam2.options import Sam2Settings
 
+from engines.sam2.rope import _module_base
+
 logger = logging.getLogger(__name__)
-
-
-def _module_base() -> type:
-    import torch
-
-    return torch.nn.Module
 
 
 class CachedPositionEncoding(_module_base()):  # type: ignore[misc]
@@ -86,7 +82,7 @@ def apply_fast_paths(model: Any, settings: Sam2Settings) -> list[str]:
 
     from engines.sam2.rope import RealRoPEAttention
 
-    done = []
+    done: list[str] = []
     neck = getattr(getattr(model, "image_encoder", None), "neck", None)
     if neck is not None and isinstance(getattr(neck, "position_encoding", None), PositionEmbeddingSine):
         neck.position_encoding = CachedPositionEncoding(neck.position_encoding)

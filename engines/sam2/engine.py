@@ -267,9 +267,9 @@ class Sam2Session(EngineSession):
         settings = self._engine.settings
         if settings.dtype == "bfloat16":
             # On CPU this pays only where the CPU multiplies bf16 natively (the option
-            # checks): measured on a 2-core Zen 4, tiny @512 runs 1.4x faster per frame,
-            # the encoder ~1.9x; memory attention gains little (its softmax-attention
-            # kernel does not speed up in bf16 on CPU).
+            # checks); memory attention then needs engines.sam2.accel's attention core,
+            # since PyTorch's CPU SDPA does not speed up in bf16. Figures: README,
+            # "Precision" (bench/bench_precision.py).
             return torch.autocast(settings.device, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
