@@ -9,23 +9,24 @@ its CPU and memory are measured apart from the load generator's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import platform
 import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from tracker import __version__
 from tracker.client import ClientResult, TrackerClient
 from tracker.io.sequence import Sequence
+from tracker.provenance import machine_info as provenance_machine_info
+from tracker.provenance import provenance
 from tracker.timing import PIPELINE_STAGES
 from tracker.types import BudgetPolicy, FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
 
@@ -93,42 +94,10 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 def machine_info() -> dict[str, object]:
     from engines.sam2.options import cpu_has_native_bf16  # torch-free
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, object] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "tracker": __version__,
-        "cpu_native_bf16": cpu_has_native_bf16(),
-    }
-    gpu = _gpu_name()
-    if gpu:
-        info["gpu"] = gpu
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:
-        pass
+    info: dict[str, object] = {**provenance_machine_info(), "cpu_native_bf16": cpu_has_native_bf16()}
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        info["torch"] = metadata.version("torch")
     return info
-
-
-def _gpu_name() -> str | None:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return str(pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0)))
-    except Exception:  # no NVIDIA driver here: no GPU figures
-        return None
 
 
 class ServerProcess:
@@ -330,6 +299,7 @@ def _run_session(
 
 def run_stream(settings: StreamSettings, server: str | None = None, seed: int = 0) -> dict[str, object]:
     """Run the load and return the report (see the module docstring)."""
+    run_provenance = provenance(seed=seed)  # at the start: the load average is the run's starting load
     sequences = load_sources(settings, seed)
     process = None
     if server is None:
@@ -370,11 +340,15 @@ def run_stream(settings: StreamSettings, server: str | None = None, seed: int = 
                 process.stop()
     if len(outcomes) != total:
         raise RuntimeError(f"{total - len(outcomes)} frames unaccounted for (a session failed)")
-    return build_report(settings, outcomes, sampler.samples if sampler else [], wall_s)
+    return build_report(settings, outcomes, sampler.samples if sampler else [], wall_s, run_provenance)
 
 
 def build_report(
-    settings: StreamSettings, outcomes: list[FrameOutcome], samples: list[Sample], wall_s: float
+    settings: StreamSettings,
+    outcomes: list[FrameOutcome],
+    samples: list[Sample],
+    wall_s: float,
+    run_provenance: dict[str, object] | None = None,
 ) -> dict[str, object]:
     measured = [o for o in outcomes if o.index >= settings.warmup_frames]
     answered = [o for o in measured if o.status in (FrameStatus.OK, FrameStatus.LATE)]
@@ -408,6 +382,7 @@ def build_report(
         ),
         "cpu_percent_mean": float(np.mean([s.cpu_percent for s in samples])) if samples else None,
         "gpu": _gpu_summary(samples),
+        "provenance": run_provenance or provenance(),
         "machine": machine_info(),
         "settings": {
             "engine": settings.engine,
