@@ -67,7 +67,7 @@ def run_interleaved(
     for f, pixels in enumerate(frames):
         for name, session in sessions.items():
             t0 = time.perf_counter()
-            tracks = session.step(Frame(f, pixels))
+            tracks = session.step(Frame(f, pixels)).tracks
             ms = (time.perf_counter() - t0) * 1000.0
             logits[name][f] = {t.object_id: session.last_logits(t.object_id).clone() for t in tracks}
             if f >= WARMUP:

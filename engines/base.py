@@ -10,11 +10,19 @@ validates an update and queues it; the next :meth:`EngineSession.step` applies
 every queued update to its frame (so a correction drawn on frame *t* conditions
 frame *t*'s answer) before tracking the remaining objects. The initial objects
 of a session are applied the same way, on the first frame.
+
+A step returns everything it found out about the frame in one
+:class:`StepOutput` (tracks, per-stage times, overseer events): nothing is read
+from the session afterwards. An engine that can run frames of several sessions
+in one call (the SAM2 image encoder on a batch) overrides
+:meth:`Engine.step_batch` and :meth:`Engine.batch_key`; the scheduler
+(:mod:`tracker.server.scheduler`) groups frames by that key.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +38,7 @@ from tracker.types import (
     PointsPrompt,
     PromptError,
     PromptUpdate,
+    RepromptEvent,
     SessionConfig,
     UpdateAction,
 )
@@ -43,6 +52,15 @@ class EngineInfo:
     device: str = "cpu"
     random_weights: bool = False
     warnings: tuple[str, ...] = ()
+
+
+@dataclass
+class StepOutput:
+    """Everything one step found out about one frame."""
+
+    tracks: list[ObjectTrack]  # one per tracked object, in the session's object order
+    stages_ms: dict[str, float] = field(default_factory=dict)  # the engine's own stages ("encoder", ...)
+    events: list[RepromptEvent] = field(default_factory=list)  # overseer decisions taken on this frame
 
 
 @dataclass
@@ -67,7 +85,7 @@ class EngineSession(abc.ABC):
         self._pending = PendingPrompts()
         self._image_size: tuple[int, int] | None = config.image_size
         # Engines time their own stages ("preprocess", "encoder", ...) with this; the
-        # serving loop reads it after each step. Reset at the start of every step.
+        # step returns what it collected. Reset at the start of every step.
         self.timer = StageTimer()
         self.degradation_level = 0
         for obj in config.objects:
@@ -105,14 +123,23 @@ class EngineSession(abc.ABC):
         elif update.label:
             self._objects[update.object_id].label = update.label
 
-    def step(self, frame: Frame) -> list[ObjectTrack]:
+    def step(self, frame: Frame) -> StepOutput:
         """Apply the queued updates to ``frame``, track every object, return one entry each."""
+        updates = self.begin_step(frame)
+        return self.finish_step(self._step(frame, updates))
+
+    def begin_step(self, frame: Frame) -> list[PromptUpdate]:
+        """Check ``frame`` against the session, reset the timer, hand over the queued updates.
+
+        The first half of :meth:`step`, for engines whose :meth:`Engine.step_batch`
+        runs parts of several sessions' steps together.
+        """
         hw = frame.shape_hw
         if self._image_size is None:
             self._image_size = hw
         elif hw != self._image_size:
             raise FrameError(
-                f"frame is {hw[0]}x{hw[1]} but this session's frames are"
+                f"frame is {hw[0]}x{hw[1]} (height x width) but this session's frames are"
                 f" {self._image_size[0]}x{self._image_size[1]}"
             )
         self.timer.reset()
@@ -120,9 +147,17 @@ class EngineSession(abc.ABC):
         for update in updates:
             if update.prompt is not None:
                 check_prompt_fits(update.prompt, hw, update.object_id)
-        tracks = self._step(frame, updates)
+        return updates
+
+    def finish_step(self, tracks: list[ObjectTrack]) -> StepOutput:
+        """The second half of :meth:`step`: tracks in object order, with the stage times and events."""
         order = {oid: i for i, oid in enumerate(self._objects)}
-        return sorted((t for t in tracks if t.object_id in order), key=lambda t: order[t.object_id])
+        ordered = sorted((t for t in tracks if t.object_id in order), key=lambda t: order[t.object_id])
+        return StepOutput(ordered, self.timer.results(), self._step_events())
+
+    def _step_events(self) -> list[RepromptEvent]:
+        """Events decided on the frame just stepped (the overseer has some)."""
+        return []
 
     def degradations(self) -> tuple[str, ...]:
         """Ways this session can trade accuracy for time, mildest first (the DEGRADE policy).
@@ -162,6 +197,30 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def open_session(self, config: SessionConfig) -> EngineSession:
         """A fresh session; its initial objects apply on the first frame."""
+
+    def batch_key(self, session: EngineSession, frame: Frame) -> Hashable | None:
+        """Frames whose keys are equal (and not None) may share one :meth:`step_batch` call.
+
+        The default, None, never batches: engines whose step has nothing to share
+        across sessions (the flow engine) run one frame per call.
+        """
+        return None
+
+    def step_batch(self, work: Sequence[tuple[EngineSession, Frame]]) -> list[StepOutput | Exception]:
+        """Step one frame of each of several distinct sessions; one outcome per item, in order.
+
+        An item's exception is returned in its place, so that one session's fault
+        costs that session's frame and not its batch-mates'. The default steps the
+        items one by one; batching engines override it and must give the same
+        results as one by one (within their stated tolerance).
+        """
+        outcomes: list[StepOutput | Exception] = []
+        for session, frame in work:
+            try:
+                outcomes.append(session.step(frame))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def warm_up(self) -> None:
         """Run two synthetic frames through a throwaway session before real traffic.

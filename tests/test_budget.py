@@ -179,7 +179,7 @@ def test_flow_degradation_halves_the_working_size():
     session.set_degradation(0)
     session.step(Frame(0, image))
     session.set_degradation(1)
-    assert session.step(Frame(1, image))[0].present
+    assert session.step(Frame(1, image)).tracks[0].present
 
 
 def test_inbox_applies_back_pressure_when_answers_are_not_read():

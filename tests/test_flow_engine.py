@@ -165,10 +165,10 @@ def test_to_gray8_rejects_non_images(bad: np.ndarray) -> None:
 def test_translation_is_tracked(shift: tuple[int, int]) -> None:
     dx, dy = shift
     s = _session({1: TARGET})
-    first = s.step(Frame(0, _u16(SCENE)))
+    first = s.step(Frame(0, _u16(SCENE))).tracks
     assert np.array_equal(first[0].mask, TARGET) and first[0].score == 1.0
     img, (gt,) = _moved(dx, dy, translation_only=True)
-    (track,) = s.step(Frame(1, _u16(img)))
+    (track,) = s.step(Frame(1, _u16(img))).tracks
     assert _dice(track.mask, gt) >= 0.95
     assert np.linalg.norm(_centroid(track.mask) - _centroid(gt)) <= 0.5
     assert track.score > 0.8
@@ -178,7 +178,7 @@ def test_smooth_deformation_is_tracked() -> None:
     s = _session({1: TARGET})
     s.step(Frame(0, SCENE))
     img, (gt,) = _moved(8, -12, bulge=0.08)  # ~8 % local expansion on top of a 14 px move
-    (track,) = s.step(Frame(1, img))
+    (track,) = s.step(Frame(1, img)).tracks
     assert gt.sum() > 1.1 * TARGET.sum()  # the test motion really deforms the target
     assert _dice(track.mask, gt) >= 0.95
 
@@ -191,7 +191,7 @@ def test_anchoring_prevents_drift_over_back_and_forth_motion() -> None:
     for t in range(50):
         phase = np.sin(2 * np.pi * t / 7.3)
         img, (gt,) = _moved(0.3 * 15 * phase, 15 * phase, 0.04 * phase, noise=6.0, rng=rng)
-        (track,) = s.step(Frame(t, _u16(img * (1.0 + 0.2 * np.sin(t)))))  # intensity drift too
+        (track,) = s.step(Frame(t, _u16(img * (1.0 + 0.2 * np.sin(t))))).tracks  # intensity drift too
         dices.append(_dice(track.mask, gt))
     # Chaining frame-to-frame flow alone (anchor_weight=0) ends near 0.955 with a
     # minimum near 0.95 on this sequence; anchored tracking stays above 0.98 throughout.
@@ -206,8 +206,8 @@ def test_adding_an_object_mid_stream_leaves_the_others_unchanged() -> None:
     for t, (img, (_gt_t, gt_d)) in enumerate(frames):
         if t == 4:
             both.apply(PromptUpdate(UpdateAction.ADD, 2, MaskPrompt(gt_d)))
-        a = alone.step(Frame(t, img))
-        b = both.step(Frame(t, img))
+        a = alone.step(Frame(t, img)).tracks
+        b = both.step(Frame(t, img)).tracks
         assert np.array_equal(a[0].mask, b[0].mask)
         assert [tr.object_id for tr in b] == ([1, 2] if t >= 4 else [1])
         if t > 4:
@@ -225,7 +225,7 @@ def test_remove_drops_the_object_and_its_anchor() -> None:
     s.step(Frame(2, img2))
     assert s.held_frames() == 3  # frame 0 (object 1), frame 1 (object 2), frame 2 (previous)
     s.apply(PromptUpdate(UpdateAction.REMOVE, 2))
-    tracks = s.step(Frame(3, _moved(0, 4)[0]))
+    tracks = s.step(Frame(3, _moved(0, 4)[0])).tracks
     assert [t.object_id for t in tracks] == [1]
     assert s.held_frames() == 2  # object 2's anchor frame is released with it
     with pytest.raises(PromptError):
@@ -240,7 +240,7 @@ def test_correct_reanchors_the_object() -> None:
         img, (gt,) = _moved(0, 10 * np.sin(t))
         if t == 6:
             s.apply(PromptUpdate(UpdateAction.CORRECT, 1, MaskPrompt(gt)))
-        (track,) = s.step(Frame(t, img))
+        (track,) = s.step(Frame(t, img)).tracks
         if t == 6:
             assert np.array_equal(track.mask, gt) and track.score == 1.0
         (before if t < 6 else after).append(_dice(track.mask, gt))
@@ -266,10 +266,10 @@ def test_memory_is_bounded_over_long_streams_with_many_prompts() -> None:
 def test_score_drops_when_the_scene_no_longer_matches() -> None:
     s = _session({1: TARGET})
     s.step(Frame(0, SCENE))
-    (good,) = s.step(Frame(1, _moved(0, 6)[0]))
+    (good,) = s.step(Frame(1, _moved(0, 6)[0])).tracks
     other, _, _ = _scene(seed=7)
     other = np.roll(other, 60, axis=0)  # unrelated anatomy: nothing registers
-    (bad,) = s.step(Frame(2, other))
+    (bad,) = s.step(Frame(2, other)).tracks
     assert good.score > 0.8
     assert bad.score < good.score - 0.2
     assert 0.0 <= bad.score <= 1.0
@@ -289,7 +289,7 @@ def test_input_dtypes_track(convert: Callable[[np.ndarray], np.ndarray]) -> None
     s = _session({1: TARGET})
     s.step(Frame(0, convert(SCENE)))
     img, (gt,) = _moved(4, 10)
-    (track,) = s.step(Frame(1, convert(img)))
+    (track,) = s.step(Frame(1, convert(img))).tracks
     assert _dice(track.mask, gt) >= 0.95
 
 
@@ -297,7 +297,7 @@ def test_farneback_tracks_a_large_shift() -> None:
     s = _session({1: TARGET}, algorithm="farneback")
     s.step(Frame(0, SCENE))
     img, (gt,) = _moved(0, 15)
-    (track,) = s.step(Frame(1, img))
+    (track,) = s.step(Frame(1, img)).tracks
     assert _dice(track.mask, gt) >= 0.93
 
 
@@ -309,7 +309,7 @@ def test_downscaled_flow_on_large_frames() -> None:
     gt_big = cv2.resize(gt.astype(np.uint8), None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST) > 0
     s = _session({1: big_mask}, max_side="270")  # flow at 270x270, masks at 540x540
     s.step(Frame(0, big))
-    (track,) = s.step(Frame(1, img_big))
+    (track,) = s.step(Frame(1, img_big)).tracks
     assert track.mask.shape == (2 * SIZE, 2 * SIZE)
     assert _dice(track.mask, gt_big) >= 0.95
 
@@ -363,9 +363,9 @@ def test_box_and_points_prompts_drive_tracking() -> None:
             )
         )
     )
-    first = s.step(Frame(0, SCENE))
+    first = s.step(Frame(0, SCENE)).tracks
     img, (gt_t, gt_d) = _moved(2, 9, masks=(TARGET, DISK))
-    second = s.step(Frame(1, img))
+    second = s.step(Frame(1, img)).tracks
     assert _dice(second[0].mask, gt_t) >= 0.88
     assert _dice(second[1].mask, gt_d) >= 0.85
     assert _dice(first[1].mask, DISK) >= 0.85

@@ -58,9 +58,9 @@ def test_inline_run_adds_entering_object_on_the_frame_after_m_runs() -> None:
     sess = session(Scripted({i: [det] for i in range(2, 20)}), m=2)
     seen: dict[int, list] = {}
     for i in range(5):
-        tracks = sess.step(Frame(i, image))
-        seen[i] = [t.object_id for t in tracks]
-        events = sess.drain_events()
+        out = sess.step(Frame(i, image))
+        seen[i] = [t.object_id for t in out.tracks]
+        events = out.events
         if i == 3:
             (ev,) = events
             assert (ev.action, ev.reason, ev.label, ev.observed_frame) == ("add", "enter", "hook", 3)
@@ -80,9 +80,9 @@ def test_slow_detector_runs_beside_the_frame_path() -> None:
     added_at = None
     for i in range(12):
         t0 = time.perf_counter()
-        tracks = sess.step(Frame(i, image))
+        out = sess.step(Frame(i, image))
+        tracks, events = out.tracks, out.events
         step_ms.append((time.perf_counter() - t0) * 1000)
-        events = sess.drain_events()
         if events and added_at is None:
             added_at = i
             assert events[0].observed_frame < i  # the decision came from an earlier frame
@@ -109,8 +109,9 @@ def test_client_updates_pass_through_and_removed_objects_are_not_corrected() -> 
     assert sess.object_ids == []
     events = []
     for i in range(2, 7):
-        assert all(t.object_id != 1 for t in sess.step(Frame(i, image)))
-        events += sess.drain_events()
+        out = sess.step(Frame(i, image))
+        assert all(t.object_id != 1 for t in out.tracks)  # may be empty until the re-find
+        events += out.events
     assert all(e.object_id != 1 for e in events)
     assert [(e.action, e.reason) for e in events] == [("add", "enter")]  # the grasper is re-found
     with pytest.raises(PromptError):
@@ -159,8 +160,8 @@ def test_drift_guard_reanchors_a_jumping_engine() -> None:
     sess = engine.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(disk(H, W, 40, 40, 10))),)))
     reasons = []
     for i in range(8):
-        sess.step(Frame(i, shift(image, 0.5 * i, 0)))
-        reasons += [(i, e.reason) for e in sess.drain_events()]
+        out = sess.step(Frame(i, shift(image, 0.5 * i, 0)))
+        reasons += [(i, e.reason) for e in out.events]
     assert reasons and reasons[0][1] == "guard" and reasons[0][0] in (4, 5)
 
 

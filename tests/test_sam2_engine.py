@@ -231,7 +231,7 @@ def test_bfloat16_autocast_on_cpu_tracks_like_float32() -> None:
         sessions[d] = e.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(_disc())),)))
     assert "bfloat16" in engines["bfloat16"].info.version
     for i, frame in enumerate(frames):
-        out = {d: s.step(Frame(i, frame)) for d, s in sessions.items()}
+        out = {d: s.step(Frame(i, frame)).tracks for d, s in sessions.items()}
         a, b = (_logits(sessions[d], 1).float() for d in ("float32", "bfloat16"))
         assert bool(torch.isfinite(b).all())
         largest_diff = max(largest_diff, float((a - b).abs().max()))
@@ -291,7 +291,7 @@ def test_add_remove_correct_leave_other_objects_alone(engine) -> None:
                 s.apply(PromptUpdate(UpdateAction.CORRECT, 1, MaskPrompt(corrected)))
         if i == 5:
             busy.apply(PromptUpdate(UpdateAction.REMOVE, 2))
-        a, b = solo.step(Frame(i, img)), busy.step(Frame(i, img))
+        a, b = solo.step(Frame(i, img)).tracks, busy.step(Frame(i, img)).tracks
         assert torch.equal(_logits(solo, 1), _logits(busy, 1)), f"frame {i}"
         assert [t.object_id for t in b] == ([1, 2] if i < 2 else [1, 2, 3] if i < 5 else [1, 3])
         assert np.array_equal(a[0].mask, b[0].mask)
@@ -310,11 +310,11 @@ def test_add_remove_correct_leave_other_objects_alone(engine) -> None:
 def test_presence_score_is_reported(engine) -> None:
     frames = _rgb_frames(3)
     session = engine.open_session(SessionConfig(objects=(ObjectPrompt(7, MaskPrompt(_disc())),)))
-    first = session.step(Frame(0, frames[0]))[0]
+    first = session.step(Frame(0, frames[0])).tracks[0]
     assert first.object_id == 7 and first.mask.shape == (H, W) and first.mask.dtype == bool
     assert first.score == pytest.approx(1 / (1 + np.exp(-10.0)), abs=1e-6)  # sigmoid of the +10 mask logit
     for i in (1, 2):
-        t = session.step(Frame(i, frames[i]))[0]
+        t = session.step(Frame(i, frames[i])).tracks[0]
         assert 0.0 <= t.score <= 1.0
         assert t.present == (t.score >= 0.5 and bool(t.mask.any()))
         assert session.memory_of(7).non_cond[i].obj_ptr.shape[-1] == engine.model.hidden_dim
@@ -365,7 +365,7 @@ def test_cine_mri_uint16_session(engine) -> None:
         f[target] += 3000
     session = engine.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(target)),)))
     for i, f in enumerate(frames):
-        (track,) = session.step(Frame(i, f))
+        (track,) = session.step(Frame(i, f)).tracks
         assert track.mask.shape == (H, W)
     assert session.frame_idx == 2
 
@@ -391,14 +391,14 @@ def test_crop_mode_maps_masks_back_to_the_full_frame() -> None:
     target = disk(big_h, big_w, 310, 220, 12)  # a small target far from the centre
     base[target] = (250, 250, 250)
     session = eng.open_session(SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(target)),)))
-    (first,) = session.step(Frame(0, base))
+    (first,) = session.step(Frame(0, base)).tracks
     win = session.window
     assert win is not None and win.contains((298, 208, 323, 233))
     assert (win.width, win.height) == (45, 45)  # 25 px target + 2 x 10 px margin
     assert first.mask.shape == (big_h, big_w)
     iou = (first.mask & target).sum() / (first.mask | target).sum()
     assert iou > 0.9  # the prompt frame answers with the prompt, in full-frame coordinates
-    (second,) = session.step(Frame(1, base))
+    (second,) = session.step(Frame(1, base)).tracks
     outside = np.ones((big_h, big_w), bool)
     outside[win.y0 : win.y1, win.x0 : win.x1] = False
     assert not (second.mask & outside).any()
@@ -421,7 +421,7 @@ def test_a_prompt_that_vanishes_at_model_resolution_changes_nothing(engine) -> N
         session.step(Frame(1, frame))
     assert session.object_ids == [1]
     assert session.frame_idx == 0  # the frame was not consumed
-    (track,) = session.step(Frame(1, frame))
+    (track,) = session.step(Frame(1, frame)).tracks
     assert track.object_id == 1 and set(session.memory_of(1).non_cond) == {1}
 
 
@@ -448,7 +448,7 @@ def test_degradation_skips_the_memory_update_on_alternate_frames(engine) -> None
     frames = _rgb_frames(5)
     for i, frame in enumerate(frames):
         full.step(Frame(i, frame))
-        answer = degraded.step(Frame(i, frame))
+        answer = degraded.step(Frame(i, frame)).tracks
         assert answer[0].mask.shape == frame.shape[:2]  # every frame still answered
     # Frames 1 and 3 (odd) kept no memory in the degraded session.
     assert sorted(full.memory_of(1).non_cond) == [1, 2, 3, 4]

@@ -288,9 +288,10 @@ def _worker(kind: str, spec_path: Path) -> int:
         for f, path in enumerate(jpeg_paths(folder)[:n]):
             pixels = read_rgb(path)
             t0 = time.perf_counter()
-            tracks = session.step(Frame(f, pixels))
+            out = session.step(Frame(f, pixels))
+            tracks = out.tracks
             ms[f] = (time.perf_counter() - t0) * 1e3
-            for stage, stage_ms in session.timer.results().items():
+            for stage, stage_ms in out.stages_ms.items():
                 stages.setdefault(stage, []).append(stage_ms)
             record(
                 f,

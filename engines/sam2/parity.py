@@ -127,7 +127,7 @@ def run_ours(
         for f, pixels in enumerate(frames):
             for u in schedule.get(f, []):
                 session.apply(u)
-            tracks = session.step(Frame(f, pixels))
+            tracks = session.step(Frame(f, pixels)).tracks
             outs: FrameOutputs = {
                 t.object_id: (
                     session.last_logits(t.object_id),

@@ -14,9 +14,8 @@ it
    per-frame path never waits for the detector);
 4. queues the decisions as prompt updates for the next frame (``apply`` on
    itself, so ``label_of``/``object_ids`` and the client see the new objects)
-   and records them as :class:`~tracker.types.RepromptEvent`\\ s, which
-   :meth:`OverseenSession.drain_events` hands to the server for this frame's
-   response.
+   and records them as :class:`~tracker.types.RepromptEvent` s, which this
+   frame's :class:`~engines.base.StepOutput` carries to the server.
 
 Execution: ``inline`` (detector on the frame path: fast detectors, the
 oracle), ``thread`` (always beside it) or ``auto`` (the first run goes to the
@@ -110,8 +109,6 @@ class OverseenSession(EngineSession):
         self.runs = 0
         self.async_runs = 0
         super().__init__(config)
-        if hasattr(inner, "timer"):
-            self.timer = inner.timer  # the inner engine's stage timings reach the server as they are
 
     def degradations(self) -> tuple[str, ...]:
         # The overseer is the first thing to give up under load (issue #6), then the inner
@@ -124,8 +121,8 @@ class OverseenSession(EngineSession):
 
     # -- public ---------------------------------------------------------------------------
 
-    def drain_events(self) -> list[RepromptEvent]:
-        """The re-prompt events decided since the last call (the frame just processed)."""
+    def _step_events(self) -> list[RepromptEvent]:
+        """The re-prompt events decided since the last step (returned with this frame's output)."""
         with self._events_lock:
             events, self._events = self._events, []
         return events
@@ -144,7 +141,10 @@ class OverseenSession(EngineSession):
             if update.action is not UpdateAction.ADD and self._guard is not None:
                 self._guard.forget(update.object_id)
         start = time.perf_counter()
-        tracks = self._inner.step(frame)
+        inner = self._inner.step(frame)
+        tracks = inner.tracks
+        for stage, ms in inner.stages_ms.items():  # the inner engine's stages, as they are
+            self.timer.add(stage, ms)
         self._step_ms = _ema(self._step_ms, (time.perf_counter() - start) * 1000.0)
         if self.degradation_level >= 1:  # DEGRADE policy: the overseer is skipped
             return tracks
@@ -153,7 +153,7 @@ class OverseenSession(EngineSession):
         overseer_start = time.perf_counter()
         decisions: list[Decision] = []
         if self._guard is not None and self._guard_session is not None:
-            references = {t.object_id: t.mask for t in self._guard_session.step(frame)}
+            references = {t.object_id: t.mask for t in self._guard_session.step(frame).tracks}
             decisions += self._guard.decide(frame.index, views, references)
         if self._detector is not None:
             decisions += self._collect()
@@ -161,9 +161,7 @@ class OverseenSession(EngineSession):
             if reason is not None:
                 decisions += self._run(frame, views, reason)
         self._enact(decisions, frame.index, views)
-        add = getattr(getattr(self, "timer", None), "add", None)
-        if add is not None:
-            add("overseer", (time.perf_counter() - overseer_start) * 1000.0)
+        self.timer.add("overseer", (time.perf_counter() - overseer_start) * 1000.0)
         return tracks
 
     def _close(self) -> None:

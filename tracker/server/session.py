@@ -504,10 +504,11 @@ class SessionRunner:
             if dropped_now:
                 self._set_degradation(self.degrade.update(frame.index, 0.0, dropped_now))
         try:
-            tracks = self.engine_session.step(frame)
+            out = self.engine_session.step(frame)
             inferred = self._clock()
             objects = [
-                describe(t, self.engine_session.label_of(t.object_id), self.config.geometry) for t in tracks
+                describe(t, self.engine_session.label_of(t.object_id), self.config.geometry)
+                for t in out.tracks
             ]
         except FrameError as exc:
             result = FrameResult(frame.index, FrameStatus.ERROR, message=str(exc))
@@ -522,7 +523,7 @@ class SessionRunner:
             result = FrameResult(frame.index, FrameStatus.ERROR, message=message)
             return self._finish(result, arrival, start, timing)
         done = self._clock()
-        engine_stages = self.engine_session.timer.results()
+        engine_stages = out.stages_ms
         timing.stages_ms = {
             "queue": timing.queue_ms,
             "decode": arrival.decode_ms,
@@ -536,12 +537,9 @@ class SessionRunner:
             if self._compute_ms_estimate is None
             else 0.8 * self._compute_ms_estimate + 0.2 * compute_ms
         )
-        result = FrameResult(frame.index, FrameStatus.OK, objects=objects, applied_update_ids=update_ids)
-        # --- overseer (tracker.overseer): this frame's re-prompt decisions -------------------
-        drain_events = getattr(self.engine_session, "drain_events", None)
-        if drain_events is not None:
-            result.reprompts = drain_events()
-        # --- end overseer ---------------------------------------------------------------------
+        result = FrameResult(
+            frame.index, FrameStatus.OK, objects=objects, applied_update_ids=update_ids, reprompts=out.events
+        )
         result = self._finish(result, arrival, start, timing)
         if self.degrade is not None:
             if self.degrade.active:
