@@ -198,6 +198,20 @@ class Engine(abc.ABC):
     def open_session(self, config: SessionConfig) -> EngineSession:
         """A fresh session; its initial objects apply on the first frame."""
 
+    def default_workers(self, cores: int) -> int:
+        """Scheduler workers for this engine on ``cores`` cores (``tracker serve --workers``).
+
+        The default, one worker whose library thread pools get every core, suits
+        engines that parallelise inside each call and batch across sessions.
+        """
+        return 1
+
+    def set_intra_op_threads(self, threads: int) -> None:  # noqa: B027 - optional hook
+        """Size the engine's library thread pools; called by each scheduler worker thread.
+
+        Workers x threads must not exceed the cores, or every call oversubscribes them.
+        """
+
     def batch_key(self, session: EngineSession, frame: Frame) -> Hashable | None:
         """Frames whose keys are equal (and not None) may share one :meth:`step_batch` call.
 

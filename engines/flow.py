@@ -451,6 +451,14 @@ class FlowEngine(Engine):
     def open_session(self, config: SessionConfig) -> FlowSession:
         return FlowSession(config, self.settings)
 
+    def default_workers(self, cores: int) -> int:
+        # One frame's flow is too small to spread over cores well; frames of
+        # different sessions in parallel, one OpenCV thread each, use them all.
+        return cores
+
+    def set_intra_op_threads(self, threads: int) -> None:
+        cv2.setNumThreads(threads)
+
 
 # -- session state ----------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from tests.conftest import disk, textured_image
 from tracker import convert
 from tracker.client import ClientResult, TrackerClient
 from tracker.server.app import start_server
-from tracker.server.session import AcquisitionClock, Arrival, DegradeController, SessionInbox, SessionRunner
+from tracker.server.runner import DegradeController, SessionRunner
+from tracker.server.session import AcquisitionClock, Arrival, SessionInbox
 from tracker.types import (
     BudgetPolicy,
     Frame,

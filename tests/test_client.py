@@ -33,6 +33,7 @@ from tracker.client import (
 )
 from tracker.convert import Limits
 from tracker.server.app import start_server
+from tracker.server.host import SessionHost
 from tracker.server.servicer import TrackerServicer
 from tracker.types import (
     BoxPrompt,
@@ -282,13 +283,15 @@ def tls_server(tmp_path_factory) -> Iterator[tuple[str, Path, _TokenCheck]]:
     )  # fmt: skip
     interceptor = _TokenCheck()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), interceptors=[interceptor])
-    servicer = TrackerServicer({"flow": create_engine("flow")}, "flow", Limits())
+    host = SessionHost({"flow": create_engine("flow")}, "flow", Limits().max_sessions)
+    servicer = TrackerServicer(host, Limits())
     pb_grpc.add_TrackerServicer_to_server(servicer, server)
     credentials = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
     port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     yield f"localhost:{port}", cert, interceptor
     server.stop(0)
+    host.close()
 
 
 def test_tls_with_token_round_trips(tls_server):

@@ -150,7 +150,7 @@ def test_idle_session_is_closed_with_a_clear_status():
         assert (
             err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and "no request for 0 s" in err.value.details
         )
-        assert running.servicer.slots.open == 0
+        assert running.host.slots.open == 0
     finally:
         running.stop(0)
 

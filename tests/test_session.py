@@ -9,7 +9,8 @@ import numpy as np
 from engines import create_engine
 from engines.base import Engine, EngineInfo, EngineSession
 from tests.conftest import disk, textured_image
-from tracker.server.session import Arrival, SessionInbox, SessionRunner
+from tracker.server.runner import SessionRunner
+from tracker.server.session import Arrival, SessionInbox
 from tracker.types import (
     Frame,
     FrameResult,

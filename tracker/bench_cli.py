@@ -1,4 +1,4 @@
-"""``tracker bench stream``: kept apart from the harness so that building the CLI stays light."""
+"""``tracker bench stream`` and ``capacity``: apart from the harnesses, so building the CLI stays light."""
 
 from __future__ import annotations
 
@@ -29,6 +29,77 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=_cmd_stream)
 
 
+def add_capacity_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "capacity", help="the most sessions a server holds at a rate within a p99 latency target"
+    )
+    p.add_argument("--engine", default="flow")
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--rate", type=float, default=8.0, help="frames per second per session")
+    p.add_argument("--p99-ms", type=float, required=True, help="end-to-end p99 latency target")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of the confirming run")
+    p.add_argument("--probe-duration", type=float, default=15.0, help="seconds of each search probe")
+    p.add_argument("--max-sessions", type=int, default=64, help="upper end of the search")
+    p.add_argument("--policy", choices=[p.value for p in BudgetPolicy], default="latest")
+    p.add_argument("--budget-ms", type=float, default=0.0, help="0: the modality's default")
+    p.add_argument(
+        "--source", action="append", default=[], help="recorded sequence(s); default: synthetic cine"
+    )
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="FLAG[=VALUE]",
+        help="extra `tracker serve` flag for the measured server, e.g. --serve-arg=--max-batch=8",
+    )
+    p.add_argument(
+        "--compare-per-session",
+        action="store_true",
+        help="also measure `tracker serve --scheduler per-session` in this run, and the ratio",
+    )
+    p.add_argument("--json", type=Path, required=True)
+    p.set_defaults(func=_cmd_capacity)
+
+
+def _cmd_capacity(args: argparse.Namespace) -> int:
+    from tracker.bench_capacity import CapacitySettings, run_capacity, write
+    from tracker.bench_stream import StreamSettings
+
+    settings = CapacitySettings(
+        stream=StreamSettings(
+            engine=args.engine,
+            rate_hz=args.rate,
+            budget_ms=args.budget_ms,
+            policy=BudgetPolicy(args.policy),
+            engine_options=tuple(_key_value(pair) for pair in args.engine_option),
+            sources=tuple(args.source),
+        ),
+        p99_ms=args.p99_ms,
+        duration_s=args.duration,
+        probe_s=args.probe_duration,
+        max_sessions=args.max_sessions,
+        serve_args=tuple(args.serve_arg),
+    )
+    report = run_capacity(settings, args.compare_per_session)
+    write(report, args.json)
+    keys = (
+        "capacity_sessions",
+        "baseline_capacity_sessions",
+        "ratio",
+        "p99_ms_at_capacity",
+        "cpu_percent_mean",
+    )
+    print(json.dumps({k: report.get(k) for k in keys}, indent=2))  # noqa: T201 - the command's output
+    return 0
+
+
+def _key_value(pair: str) -> tuple[str, str]:
+    key, sep, value = pair.partition("=")
+    if not sep:
+        raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+    return key, value
+
+
 def add_reference_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "reference",
@@ -47,12 +118,7 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 def _cmd_stream(args: argparse.Namespace) -> int:
     from tracker.bench_stream import StreamSettings, run_stream, write_plots
 
-    options = []
-    for pair in args.engine_option:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        options.append((key, value))
+    options = [_key_value(pair) for pair in args.engine_option]
     settings = StreamSettings(
         engine=args.engine,
         sessions=args.sessions,

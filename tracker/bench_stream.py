@@ -73,6 +73,7 @@ class FrameOutcome:
     latency_ms: float  # scheduled send time -> answer received
     server_ms: float
     stages_ms: dict[str, float]
+    batch_size: int = 0  # frames in the engine call that computed this one (0: not computed)
 
 
 def stage_order(name: str) -> int:
@@ -103,12 +104,18 @@ def machine_info() -> dict[str, object]:
 class ServerProcess:
     """``tracker serve`` in a child process on a free loopback port."""
 
-    def __init__(self, engine: str, engine_options: tuple[tuple[str, str], ...], max_sessions: int) -> None:
+    def __init__(
+        self,
+        engine: str,
+        engine_options: tuple[tuple[str, str], ...],
+        max_sessions: int,
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         args = [sys.executable, "-m", "tracker.cli", "--log-level", "WARNING", "serve", "--engine", engine]
-        args += ["--port", str(self.port), "--max-sessions", str(max(32, max_sessions))]
+        args += ["--port", str(self.port), "--max-sessions", str(max(32, max_sessions)), *serve_args]
         for key, value in engine_options:
             args += ["--engine-option", f"{key}={value}"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -291,21 +298,34 @@ def _run_session(
                 latency_ms=(answer.received_mono - scheduled[i]) * 1000.0,
                 server_ms=r.timing.total_ms,
                 stages_ms=dict(r.timing.stages_ms),
+                batch_size=r.timing.batch_size,
             )
         )
     with lock:
         outcomes.extend(rows)
 
 
-def run_stream(settings: StreamSettings, server: str | None = None, seed: int = 0) -> dict[str, object]:
-    """Run the load and return the report (see the module docstring)."""
+def run_stream(
+    settings: StreamSettings,
+    server: str | None = None,
+    seed: int = 0,
+    process: ServerProcess | None = None,
+) -> dict[str, object]:
+    """Run the load and return the report (see the module docstring).
+
+    ``server``: the address of a running server (no CPU/RSS figures); ``process``:
+    a server this harness may sample but does not own (it is left running);
+    neither: a server process is started for this run and stopped after it.
+    """
     run_provenance = provenance(seed=seed)  # at the start: the load average is the run's starting load
     sequences = load_sources(settings, seed)
-    process = None
-    if server is None:
+    owned = process is None and server is None
+    if owned:
         process = ServerProcess(settings.engine, settings.engine_options, settings.sessions)
         process.wait_ready()
+    if process is not None:
         server = process.address
+    assert server is not None
     sampler = Sampler(process.process.pid) if process is not None else None
     outcomes: list[FrameOutcome] = []
     lock = threading.Lock()
@@ -336,7 +356,7 @@ def run_stream(settings: StreamSettings, server: str | None = None, seed: int = 
             if sampler is not None:
                 sampler.stop()
         finally:  # never leave a server process behind, whatever failed above
-            if process is not None:
+            if owned and process is not None:
                 process.stop()
     if len(outcomes) != total:
         raise RuntimeError(f"{total - len(outcomes)} frames unaccounted for (a session failed)")
@@ -382,6 +402,7 @@ def build_report(
         ),
         "cpu_percent_mean": float(np.mean([s.cpu_percent for s in samples])) if samples else None,
         "gpu": _gpu_summary(samples),
+        "batch_size": batch_summary([o.batch_size for o in answered]),
         "provenance": run_provenance or provenance(),
         "machine": machine_info(),
         "settings": {
@@ -411,6 +432,19 @@ def build_report(
         ],
     }
     return report
+
+
+def batch_summary(sizes: list[int]) -> dict[str, object] | None:
+    """How many frames shared an engine call with each answered frame."""
+    computed = [b for b in sizes if b > 0]
+    if not computed:
+        return None
+    counts = np.bincount(computed)
+    return {
+        "mean": float(np.mean(computed)),
+        "max": int(max(computed)),
+        "frames_by_size": {str(size): int(n) for size, n in enumerate(counts) if n},
+    }
 
 
 def _gpu_summary(samples: list[Sample]) -> dict[str, float] | None:

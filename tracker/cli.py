@@ -26,6 +26,7 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from tracker.convert import Limits
     from tracker.server.app import ServerOptions, is_loopback, serve
+    from tracker.server.scheduler import SchedulerConfig
     from tracker.server.security import TlsFiles, load_tokens
 
     tls = None
@@ -58,6 +59,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         auth_tokens=tokens,
         metrics_port=args.metrics_port,
         allow_insecure_remote=args.insecure,
+        scheduler=SchedulerConfig(args.scheduler, args.workers, args.max_batch, args.max_queue_delay_ms),
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     engine_options = _key_values(args.engine_option)
@@ -158,6 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-timeout-s", type=float, default=60.0, help="close sessions idle this long (0: never)"
     )
     p.add_argument("--overseer", default="", help="wrap the engines with an overseer: guard, W.pt or W.onnx")
+    sched = p.add_argument_group("compute scheduling (docs/scheduler.md)")
+    sched.add_argument(
+        "--scheduler",
+        choices=["edf", "per-session"],
+        default="edf",
+        help="edf: worker threads, earliest deadline first across sessions, batching;"
+        " per-session: each session computes on its own thread (the earlier design, for comparison)",
+    )
+    sched.add_argument(
+        "--workers", type=int, default=None, help="compute workers per engine (default: the engine's own)"
+    )
+    sched.add_argument("--max-batch", type=int, default=4, help="frames of several sessions per engine call")
+    sched.add_argument(
+        "--max-queue-delay-ms",
+        type=float,
+        default=2.0,
+        help="how long a worker may wait to fill a batch (never past a frame's deadline)",
+    )
     sam2 = p.add_argument_group("sam2 engine")
     sam2.add_argument("--model", default=None, help="sam2.1_hiera_tiny|small|base_plus|large (or t/s/b+/l)")
     weights = sam2.add_mutually_exclusive_group()
@@ -238,12 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_weights_cli(sub)
 
-    p = sub.add_parser("bench", help="benchmarks: streaming load, SAM2 against its reference")
+    p = sub.add_parser("bench", help="benchmarks: streaming load, capacity, SAM2 against its reference")
     bench = p.add_subparsers(dest="bench", required=True)
+    from tracker.bench_cli import add_capacity_cli, add_reference_cli
     from tracker.bench_cli import add_cli as add_stream_cli
-    from tracker.bench_cli import add_reference_cli
 
     add_stream_cli(bench)
+    add_capacity_cli(bench)
     add_reference_cli(bench)
 
     p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")

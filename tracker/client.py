@@ -147,10 +147,26 @@ class EngineInfo:
     capabilities: tuple[str, ...] = ()
     device: str = ""
     random_weights: bool = False  # True: NOT for clinical use; results are meaningless
+    scheduler: str = ""  # "edf" or "per-session" (tracker serve --scheduler)
+    workers: int = 0
+    max_batch: int = 1
+    max_queue_delay_ms: float = 0.0
+    threads_per_worker: int = 0
 
     @classmethod
     def from_proto(cls, msg: pb.EngineInfo) -> EngineInfo:
-        return cls(msg.name, msg.version, tuple(msg.capabilities), msg.device, msg.random_weights)
+        return cls(
+            msg.name,
+            msg.version,
+            tuple(msg.capabilities),
+            msg.device,
+            msg.random_weights,
+            msg.scheduler,
+            msg.workers,
+            msg.max_batch,
+            msg.max_queue_delay_ms,
+            msg.threads_per_worker,
+        )
 
 
 @dataclass(frozen=True)

@@ -570,6 +570,7 @@ def frame_result_to_proto(
             total_ms=t.total_ms,
             stages_ms=t.stages_ms,
             since_acquisition_ms=t.since_acquisition_ms,
+            batch_size=t.batch_size,
         ),
         applied_update_ids=result.applied_update_ids,
         degradations=result.degradations,
@@ -605,7 +606,13 @@ def frame_result_from_proto(msg: pb.FrameResult) -> FrameResult:
         status=_STATUS_FROM_PB.get(msg.status, FrameStatus.ERROR),
         objects=[object_result_from_proto(o) for o in msg.objects],
         timing=FrameTiming(
-            t.receive_time_s, t.queue_ms, t.compute_ms, t.total_ms, dict(t.stages_ms), t.since_acquisition_ms
+            t.receive_time_s,
+            t.queue_ms,
+            t.compute_ms,
+            t.total_ms,
+            dict(t.stages_ms),
+            t.since_acquisition_ms,
+            t.batch_size,
         ),
         message=msg.message,
         applied_update_ids=list(msg.applied_update_ids),

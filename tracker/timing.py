@@ -18,6 +18,7 @@ from typing import Any
 PIPELINE_STAGES = (
     "receive",
     "queue",
+    "schedule",
     "decode",
     "preprocess",
     "encoder",

@@ -207,6 +207,7 @@ class FrameTiming:
     total_ms: float = 0.0  # arrival until the answer was ready
     stages_ms: dict[str, float] = field(default_factory=dict)
     since_acquisition_ms: float = 0.0  # acquisition until the answer; 0 when the frame had no timestamp
+    batch_size: int = 0  # frames in the engine call that computed this one; 0: not computed
 
 
 @dataclass(frozen=True)

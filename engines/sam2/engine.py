@@ -172,6 +172,12 @@ class Sam2Engine(Engine):
         """Build from string options; see :data:`engines.sam2.options.OPTION_HELP`."""
         return cls(parse_options(options))
 
+    def set_intra_op_threads(self, threads: int) -> None:
+        import torch
+
+        if self.model.device.type == "cpu":
+            torch.set_num_threads(threads)
+
     def open_session(self, config: SessionConfig) -> Sam2Session:
         return Sam2Session(config, self)
 

@@ -329,6 +329,12 @@ class OverseenEngine(Engine):
 
             self._guard_engine = FlowEngine()
 
+    def default_workers(self, cores: int) -> int:
+        return self.inner.default_workers(cores)
+
+    def set_intra_op_threads(self, threads: int) -> None:
+        self.inner.set_intra_op_threads(threads)
+
     def open_session(self, config: SessionConfig) -> OverseenSession:
         own = {
             k[len(OPTION_PREFIX) :]: v

@@ -24,6 +24,8 @@ from grpc_reflection.v1alpha import reflection
 from engines import create_engine
 from engines.base import Engine
 from tracker.convert import Limits
+from tracker.server.host import SessionHost
+from tracker.server.scheduler import SchedulerConfig
 from tracker.server.security import BearerTokenInterceptor, TlsFiles
 from tracker.server.servicer import TrackerServicer, add_to_server
 from tracker.server.telemetry import AccessLogInterceptor, Telemetry
@@ -45,13 +47,14 @@ class ServerOptions:
     metrics_port: int | None = None  # Prometheus /metrics; None: off, 0: a free port
     warm_up: bool = True
     allow_insecure_remote: bool = False
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
 
 @dataclass
 class RunningServer:
     server: grpc.Server
     port: int
-    servicer: TrackerServicer
+    host: SessionHost
     health: health.HealthServicer
     telemetry: Telemetry
     metrics_port: int | None = None
@@ -68,9 +71,9 @@ class RunningServer:
         (rather than a refused connection) and new sessions get a clear UNAVAILABLE.
         """
         self.health.enter_graceful_shutdown()
-        self.servicer.drain("the server is shutting down")
+        self.host.drain("the server is shutting down")
         deadline = time.monotonic() + grace_s
-        while self.servicer.slots.open and time.monotonic() < deadline:
+        while self.host.slots.open and time.monotonic() < deadline:
             time.sleep(0.02)
         self.server.stop(1.0).wait()
         self._release()
@@ -81,7 +84,8 @@ class RunningServer:
         self._release()
 
     def _release(self) -> None:
-        for engine in self.servicer.engines.values():
+        self.host.close()
+        for engine in self.host.engines.values():
             engine.close()
         self.telemetry.close()
 
@@ -121,7 +125,16 @@ def start_server(
     limits = options.limits
     default_engine = default_engine or next(iter(engines))
     telemetry = Telemetry()
-    servicer = TrackerServicer(engines, default_engine, limits, options.idle_timeout_s, telemetry)
+    host = SessionHost(
+        engines,
+        default_engine,
+        limits.max_sessions,
+        limits.max_objects_per_session,
+        options.idle_timeout_s,
+        telemetry,
+        options.scheduler,
+    )
+    servicer = TrackerServicer(host, limits)
     interceptors: list[grpc.ServerInterceptor] = [AccessLogInterceptor()]
     if options.auth_tokens:
         interceptors.insert(0, BearerTokenInterceptor(options.auth_tokens))
@@ -155,7 +168,7 @@ def start_server(
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
     metrics_port = telemetry.serve_http(options.metrics_port) if options.metrics_port is not None else None
-    running = RunningServer(server, bound, servicer, health_servicer, telemetry, metrics_port)
+    running = RunningServer(server, bound, host, health_servicer, telemetry, metrics_port)
 
     def warm_up() -> None:
         for name, engine in engines.items():

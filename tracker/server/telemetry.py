@@ -54,6 +54,13 @@ class Telemetry:
         self.prompt_updates = Counter(
             "tracker_prompt_updates", "Prompt updates, by outcome", ["accepted"], registry=self.registry
         )
+        self.batch_size = Histogram(
+            "tracker_batch_size",
+            "Frames (of any sessions) per engine call",
+            ["engine"],
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+            registry=self.registry,
+        )
         self.engine_info = Info("tracker_engine", "Engines served", ["engine"], registry=self.registry)
         self.server_info = Info("tracker_server", "Server version", registry=self.registry)
         self.server_info.info({"version": __version__})

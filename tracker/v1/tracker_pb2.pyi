@@ -280,18 +280,28 @@ class TrackRequest(_message.Message):
     def __init__(self, open: _Optional[_Union[SessionOpen, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ..., prompt_update: _Optional[_Union[PromptUpdate, _Mapping]] = ...) -> None: ...
 
 class EngineInfo(_message.Message):
-    __slots__ = ("name", "version", "capabilities", "device", "random_weights")
+    __slots__ = ("name", "version", "capabilities", "device", "random_weights", "scheduler", "workers", "max_batch", "max_queue_delay_ms", "threads_per_worker")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     RANDOM_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    THREADS_PER_WORKER_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     device: str
     random_weights: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., random_weights: _Optional[bool] = ...) -> None: ...
+    scheduler: str
+    workers: int
+    max_batch: int
+    max_queue_delay_ms: float
+    threads_per_worker: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., device: _Optional[str] = ..., random_weights: _Optional[bool] = ..., scheduler: _Optional[str] = ..., workers: _Optional[int] = ..., max_batch: _Optional[int] = ..., max_queue_delay_ms: _Optional[float] = ..., threads_per_worker: _Optional[int] = ...) -> None: ...
 
 class SessionStarted(_message.Message):
     __slots__ = ("session_id", "server_version", "engine", "latency_budget_ms", "warnings", "protocol_version")
@@ -342,7 +352,7 @@ class ObjectResult(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., score: _Optional[float] = ..., present: _Optional[bool] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., centroid_x_px: _Optional[float] = ..., centroid_y_px: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., area_px: _Optional[int] = ..., box_mm: _Optional[_Iterable[float]] = ..., displacement_mm: _Optional[_Iterable[float]] = ..., predicted_mm: _Optional[_Iterable[float]] = ..., prediction_horizon_ms: _Optional[float] = ...) -> None: ...
 
 class FrameTiming(_message.Message):
-    __slots__ = ("receive_time_s", "queue_ms", "compute_ms", "total_ms", "stages_ms", "since_acquisition_ms")
+    __slots__ = ("receive_time_s", "queue_ms", "compute_ms", "total_ms", "stages_ms", "since_acquisition_ms", "batch_size")
     class StagesMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -356,13 +366,15 @@ class FrameTiming(_message.Message):
     TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
     STAGES_MS_FIELD_NUMBER: _ClassVar[int]
     SINCE_ACQUISITION_MS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     receive_time_s: float
     queue_ms: float
     compute_ms: float
     total_ms: float
     stages_ms: _containers.ScalarMap[str, float]
     since_acquisition_ms: float
-    def __init__(self, receive_time_s: _Optional[float] = ..., queue_ms: _Optional[float] = ..., compute_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., stages_ms: _Optional[_Mapping[str, float]] = ..., since_acquisition_ms: _Optional[float] = ...) -> None: ...
+    batch_size: int
+    def __init__(self, receive_time_s: _Optional[float] = ..., queue_ms: _Optional[float] = ..., compute_ms: _Optional[float] = ..., total_ms: _Optional[float] = ..., stages_ms: _Optional[_Mapping[str, float]] = ..., since_acquisition_ms: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class FrameResult(_message.Message):
     __slots__ = ("frame_index", "status", "message", "objects", "timing", "applied_update_ids", "degradations", "degradation_reason", "reprompts", "gating")
