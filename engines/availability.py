@@ -135,9 +135,34 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def nvml_gpus() -> list[str]:
+    """GPUs the NVIDIA driver reports (via nvidia-ml-py, when installed), whatever the engines load."""
+    if not module_present("pynvml"):
+        return []
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver, or no GPU: nothing to list
+        return []
+    try:
+        gpus = []
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            memory_gib = pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30
+            gpus.append(f"gpu{index} {name} ({memory_gib:.0f} GiB, driver {driver})")
+        return gpus
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def devices() -> list[str]:
     """Compute devices seen by the libraries already loaded (never imports torch or onnxruntime)."""
     found = [f"cpu ({os.cpu_count()} cores)"]
+    found += nvml_gpus()
     torch = sys.modules.get("torch")
     if torch is not None:
         try:

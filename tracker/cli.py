@@ -271,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
 
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
+    from tracker.weights import WeightsError  # already loaded by build_parser
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, WeightsError) as exc:
         logger.error("%s", exc)
         return 2
     except ModuleNotFoundError as exc:  # an optional extra that this install lacks
