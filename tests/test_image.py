@@ -172,6 +172,11 @@ def test_both_targets_exist_and_gpu_is_the_default(stages):
     assert stages[CPU_TARGET].base.startswith("python:3.11-slim")
 
 
+def test_build_context_leaves_out_the_venv_and_git():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".git", "**/__pycache__"} <= ignored
+
+
 def test_every_install_uses_the_constraints_file(stages):
     count = 0
     for stage in stages.values():
