@@ -9,16 +9,20 @@ DEMO_OUT ?= demo-output
 
 .PHONY: demo test test-deps lint format proto bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version' 
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	# Every install takes its versions from constraints.txt, the one pin list (the Dockerfile
+	# uses it too; tests/test_packaging.py checks that pyproject.toml agrees with it).
+	$(PY) -m pip install --quiet -c constraints.txt --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt setuptools wheel
 	# torch first (a large CUDA build; it also runs on CPU), then sam2 built against it:
 	# sam2's sdist declares torch as a build requirement, so an isolated build would
 	# download a second torch. SAM2_BUILD_CUDA=0 skips its optional CUDA extension.
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet --no-build-isolation sam2==1.1.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt torch torchvision
+	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet -c constraints.txt --no-build-isolation sam2
+	# [all]: every extra (io, sam2, onnx, overseer, bench); [dev]: tests and linters.
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -58,6 +58,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         tls=tls,
         auth_tokens=tokens,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         allow_insecure_remote=args.insecure,
         scheduler=SchedulerConfig(args.scheduler, args.workers, args.max_batch, args.max_queue_delay_ms),
     )
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bearer tokens, one per line (also read from $TRACKER_AUTH_TOKENS); health stays open",
     )
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address /metrics listens on (plain HTTP)")
     p.add_argument("--max-sessions", type=int, default=32)
     p.add_argument("--max-frame-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-objects", type=int, default=64, help="objects per session")
@@ -290,10 +292,20 @@ def main(argv: list[str] | None = None) -> int:
 
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
+    from tracker.weights import WeightsError  # already loaded by build_parser
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, WeightsError) as exc:
         logger.error("%s", exc)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional extra that this install lacks
+        from engines.availability import missing_module_message
+
+        message = missing_module_message(exc)
+        if message is None:
+            raise
+        logger.error("%s", message)
         return 2
 
 

@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engines import create_engine
+from engines import availability, create_engine
 from engines.base import Engine
 from tracker.convert import Limits
 from tracker.server.host import SessionHost
@@ -45,6 +45,7 @@ class ServerOptions:
     tls: TlsFiles | None = None
     auth_tokens: tuple[str, ...] = ()
     metrics_port: int | None = None  # Prometheus /metrics; None: off, 0: a free port
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, where a scraper connects from outside
     warm_up: bool = True
     allow_insecure_remote: bool = False
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -167,7 +168,9 @@ def start_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
-    metrics_port = telemetry.serve_http(options.metrics_port) if options.metrics_port is not None else None
+    metrics_port = None
+    if options.metrics_port is not None:
+        metrics_port = telemetry.serve_http(options.metrics_port, options.metrics_host)
     running = RunningServer(server, bound, host, health_servicer, telemetry, metrics_port)
 
     def warm_up() -> None:
@@ -226,8 +229,12 @@ def serve(
     model_dirs: list[Path] | None = None,
 ) -> int:
     """Run until SIGINT/SIGTERM; then drain: finish what sessions hold, refuse new ones, exit 0."""
+    # Engines whose libraries are missing are left out here, with a logged reason, rather
+    # than failing at import (or worse, at the first session).
+    selection = availability.select(engine_names)
     engine_options = verified_engine_options(engine_options, list(model_dirs or []))
-    engines = {name: create_engine(name, engine_options) for name in engine_names}
+    engines = {name: create_engine(name, engine_options) for name in selection.serve}
+    availability.log_report(list(engines), selection.absent)
     if overseer:
         if overseer == "oracle":
             raise ValueError(
