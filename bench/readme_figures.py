@@ -139,10 +139,7 @@ def _figs_readme() -> list[Fig]:
     return [
         *figs(
             "flow.json",
-            (
-                "flow: median Dice, 10 synthetic cine-MRI cases (pooled frames)",
-                "accuracy.dice_median_all_frames",
-            ),
+            ("flow: median Dice, 10 synthetic cine-MRI cases", "accuracy.dice_median_all_frames"),
             ("flow: mean of per-case mean Dice", "accuracy.dice_mean_of_cases"),
             ("flow: mean centroid error", "accuracy.centroid_mm_mean_of_cases", ".2f", " mm"),
             ("flow: server latency per 270×270 frame, median", "latency.server_ms_median", ".1f", MS),
@@ -155,11 +152,7 @@ def _figs_readme() -> list[Fig]:
         ),
         *figs(
             "reference_1000.json",
-            (
-                "sam2 vs SAM2VideoPredictor, 1,000 frames: max abs logit difference",
-                "parity.max_abs_logit_diff",
-                ".1f",
-            ),
+            ("sam2 vs SAM2VideoPredictor: max logit difference", "parity.max_abs_logit_diff", ".1f"),
             ("sam2 RSS at frame 1,000 (flat)", "ours.rss_mb_at.1000", ",.0f", MB),
             ("SAM2VideoPredictor RSS at frame 1,000 (grows)", "reference.rss_mb_at.1000", ",.0f", MB),
         ),
@@ -169,13 +162,7 @@ def _figs_readme() -> list[Fig]:
         ),
         *figs(
             "gating.json",
-            (
-                "gating: beam-on time with the target outside a 3 mm window",
-                "gating.beam_on_outside_fraction",
-                ".1f",
-                PCT,
-                100.0,
-            ),
+            ("gating: beam on, target outside 3 mm", "gating.beam_on_outside_fraction", ".1f", PCT, 100.0),
         ),
         *figs(
             "overseer.json",
@@ -189,27 +176,14 @@ def _figs_readme() -> list[Fig]:
 def _figs_flow() -> list[Fig]:
     return figs(
         "flow.json",
-        (
-            "median Dice over all scored frames (the target's statistic; target ≥ 0.90)",
-            "accuracy.dice_median_all_frames",
-        ),
+        ("median Dice, pooled frames (target ≥ 0.90)", "accuracy.dice_median_all_frames"),
         ("mean of per-case mean Dice", "accuracy.dice_mean_of_cases"),
         ("scored frames", "accuracy.frames_scored", "d"),
         ("mean centroid error (target ≤ 1.0 mm)", "accuracy.centroid_mm_mean_of_cases", ".2f", " mm"),
-        (
-            "server latency, 270×270 frame, 1 object, median (target ≤ 15 ms)",
-            "latency.server_ms_median",
-            ".1f",
-            MS,
-        ),
+        ("server ms/frame, 270×270, median (target ≤ 15 ms)", "latency.server_ms_median", ".1f", MS),
         ("server latency, p95", "latency.server_ms_p95", ".1f", MS),
         ("frames timed", "latency.frames", "d"),
-        (
-            "gRPC overhead (client end-to-end − server total), median (target ≤ 3 ms)",
-            "latency.grpc_overhead_ms_median",
-            ".2f",
-            MS,
-        ),
+        ("gRPC overhead, median (target ≤ 3 ms)", "latency.grpc_overhead_ms_median", ".2f", MS),
         ("gRPC overhead, p95", "latency.grpc_overhead_ms_p95", ".2f", MS),
     )
 
@@ -235,21 +209,16 @@ def _figs_gating(root: Path) -> list[Fig]:
     return [
         *figs(
             "gating.json",
+            ("error at the horizon, Kalman", "prediction_at_horizon.error_mm_mean", ".2f", " mm"),
             (
-                "position error at the horizon, Kalman (mean of cases)",
-                "prediction_at_horizon.error_mm_mean",
-                ".2f",
-                " mm",
-            ),
-            (
-                "position error at the horizon, no prediction",
+                "error at the horizon, no prediction",
                 "prediction_at_horizon.no_prediction_error_mm_mean",
                 ".2f",
                 " mm",
             ),
             ("horizon, median", "prediction_at_horizon.horizon_ms_median", ".0f", MS),
             (
-                "beam-on time with the true target outside the 3 mm window (target ≤ 1 %)",
+                "beam on, target outside 3 mm (target ≤ 1 %)",
                 "gating.beam_on_outside_fraction",
                 ".1f",
                 PCT,
@@ -377,7 +346,7 @@ def _figs_interleaved() -> list[Fig]:
             (f"{name}: masks, min IoU", "parity.min_iou"),
         )
     init = (
-        "reference `init_state` for a 120-frame clip (paid before frame 0)",
+        "reference `init_state`, 120 frames",
         "reference.init_s",
         ".2f",
         " s",
@@ -393,11 +362,7 @@ def _figs_onnx() -> list[Fig]:
             (f"{seq}: PyTorch engine ms/frame p50", "ours.ms_per_frame_p50", ",.0f", MS),
             (f"{seq}: reference ms/frame p50", "reference.ms_per_frame_p50", ",.0f", MS),
             (f"{seq}: ONNX Runtime ms/frame p50", "onnx.ms_per_frame_p50", ",.0f", MS),
-            (
-                "beside the reference: ONNX vs PyTorch, max abs logit difference",
-                "onnx.parity.max_abs_logit_diff",
-                ".1e",
-            ),
+            ("sequential: ONNX vs PyTorch max logit difference", "onnx.parity.max_abs_logit_diff", ".1e"),
         ),
         *figs(
             "onnx_cpu.json",
@@ -556,17 +521,31 @@ def prose_citation_problems(root: Path, text: str, where: str) -> Iterator[str]:
             yield f"{where}: prose citation {m.group(0)}: {exc}"
 
 
+def anchors(text: str) -> set[str]:
+    """GitHub's heading ids: lower case, punctuation dropped, spaces to hyphens, repeats numbered."""
+    ids: set[str] = set()
+    counts: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} (.+)$", re.sub(r"```.*?```", "", text, flags=re.S), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        n = counts.get(slug, 0)
+        counts[slug] = n + 1
+        ids.add(f"{slug}-{n}" if n else slug)
+    return ids
+
+
 def link_problems(root: Path, path: Path, text: str) -> Iterator[str]:
     for m in LINK_RE.finditer(re.sub(r"```.*?```", "", text, flags=re.S)):
-        target = m.group(1).split("#", 1)[0]
-        if not target or re.match(r"[a-z][\w+.-]*:", target):
-            continue  # in-page anchor, URL or mailto
-        resolved = (path.parent / target).resolve()
-        rel = (
-            resolved.relative_to(root.resolve()).as_posix() if resolved.is_relative_to(root.resolve()) else ""
-        )
-        if not resolved.exists() and rel not in FUTURE_DOCS:
+        target, _, fragment = m.group(1).partition("#")
+        if re.match(r"[a-z][\w+.-]*:", target):
+            continue  # URL or mailto
+        resolved = (path.parent / target).resolve() if target else path.resolve()
+        inside = resolved.is_relative_to(root.resolve())
+        if inside and resolved.relative_to(root.resolve()).as_posix() in FUTURE_DOCS:
+            continue
+        if not resolved.exists():
             yield f"{path.relative_to(root)}: link to missing file {m.group(1)}"
+        elif fragment and resolved.suffix == ".md" and fragment not in anchors(resolved.read_text()):
+            yield f"{path.relative_to(root)}: link to missing heading {m.group(1)}"
 
 
 def check(root: Path = REPO) -> list[str]:

@@ -152,6 +152,20 @@ def test_a_broken_relative_link_fails(tree: Path) -> None:
     assert any("link to missing file ../tracker/nothing.py" in p for p in problems)
 
 
+def test_a_link_to_a_missing_heading_fails(tree: Path) -> None:
+    page = tree / "docs" / "gating.md"
+    page.write_text(
+        page.read_text() + "\n[ok](engines.md#precision-float32-and-bf16) [bad](engines.md#no-such-part)\n"
+    )
+    problems = figures.check(tree)
+    assert problems == ["docs/gating.md: link to missing heading engines.md#no-such-part"]
+
+
+def test_heading_ids_follow_github() -> None:
+    text = "# A `b`: C 2.1, d\n```\n# not a heading\n```\n## Same\n## Same\n"
+    assert figures.anchors(text) == {"a-b-c-21-d", "same", "same-1"}
+
+
 def test_provenance_names_machine_and_commit_and_old_files_are_marked() -> None:
     machine = {"cpu": "AMD EPYC", "cores": 2, "ram_gib": 23.4}
     new = {"provenance": {"commit": "0123456789abcdef", "dirty": True, "machine": machine}}
