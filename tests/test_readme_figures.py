@@ -1,0 +1,185 @@
+"""Every figure in README.md and docs/ traces to a result file; the README stays short; links resolve.
+
+The first test checks the committed pages. The others copy the pages and the result files to
+a temporary tree, break one thing, and require ``bench/readme_figures.py``'s check to name it:
+a check that cannot fail would prove nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("readme_figures", REPO / "bench" / "readme_figures.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+figures = _load_module()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of the pages, the result files and the scripts the check reads."""
+    shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    shutil.copytree(REPO / "docs", tmp_path / "docs")
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    for name in ("readme_figures.py", "stream_suite.py"):
+        shutil.copy(REPO / "bench" / name, tmp_path / "bench" / name)
+    for path in (REPO / "bench" / "results").iterdir():
+        if path.suffix in (".json", ".md"):
+            shutil.copy(path, tmp_path / "bench" / "results" / path.name)
+    assert figures.check(tmp_path) == [], "the copy must start clean"
+    return tmp_path
+
+
+def _edit_json(path: Path, edit) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def test_committed_pages_trace_every_figure_and_link() -> None:
+    problems = figures.check(REPO)
+    assert problems == [], "\n".join(problems)
+    readme = (REPO / "README.md").read_text()
+    # The blocks are really there and filled, not vacuously absent.
+    assert figures.BLOCK_RE.search(readme) is not None
+    n_rows = sum(
+        line.startswith("| ") and "`" in line
+        for path in figures.doc_files(REPO)
+        for m in figures.BLOCK_RE.finditer(path.read_text())
+        for line in m.group(2).splitlines()
+    )
+    assert n_rows >= 100
+    assert "make demo" in readme and "make test" in readme
+
+
+def test_a_result_that_changed_fails(tree: Path) -> None:
+    _edit_json(tree / "bench/results/flow.json", lambda d: d["accuracy"].update(dice_median_all_frames=0.5))
+    problems = figures.check(tree)
+    assert any("stale" in p for p in problems)
+    assert any("'0.954' differs from flow.json:accuracy.dice_median_all_frames = 0.5" in p for p in problems)
+
+
+def test_a_figure_edited_by_hand_fails(tree: Path) -> None:
+    readme = tree / "README.md"
+    text = readme.read_text()
+    row = "| 4,375 MB | `reference_1000.json:reference.rss_mb_at.1000`"
+    assert row in text
+    readme.write_text(text.replace(row, row.replace("4,375", "4,000")))
+    problems = figures.check(tree)
+    assert any("'4,000 MB' differs from reference_1000.json:reference.rss_mb_at.1000" in p for p in problems)
+
+
+def test_a_scaled_figure_is_checked_after_scaling(tree: Path) -> None:
+    _edit_json(
+        tree / "bench/results/gating.json", lambda d: d["gating"].update(beam_on_outside_fraction=0.04)
+    )
+    problems = figures.check(tree)
+    assert any(
+        "'0.4 %' differs from gating.json:gating.beam_on_outside_fraction = 0.04 ×100" in p for p in problems
+    )
+
+
+def test_a_missing_key_fails(tree: Path) -> None:
+    _edit_json(tree / "bench/results/soak.json", lambda d: d.pop("unaccounted"))
+    problems = figures.check(tree)
+    assert any("key 'unaccounted' not found" in p for p in problems)
+
+
+def test_a_missing_result_file_fails(tree: Path) -> None:
+    (tree / "bench/results/overseer.json").unlink()
+    problems = figures.check(tree)
+    assert any("overseer.json" in p and "does not exist" in p for p in problems)
+
+
+def test_a_row_without_a_source_fails(tree: Path) -> None:
+    page = tree / "docs" / "gating.md"
+    text = page.read_text()
+    page.write_text(
+        text.replace("<!-- /figures:gating -->", "| made-up figure | 42 mm | | |\n<!-- /figures:gating -->")
+    )
+    problems = figures.check(tree)
+    assert any("figure row without a source: | made-up figure" in p for p in problems)
+
+
+def test_a_streaming_row_that_matches_no_result_fails(tree: Path) -> None:
+    _edit_json(tree / "bench/results/stream_flow_8x8hz.json", lambda d: d.update(ok=7000))
+    problems = figures.check(tree)
+    assert any("stream row 'cine load' differs from stream_flow_8x8hz.json" in p for p in problems)
+    with pytest.raises(figures.FigureError, match="matches no bench/results/stream_"):
+        figures.stream_block(tree)
+
+
+def test_a_prose_citation_must_resolve(tree: Path) -> None:
+    page = tree / "docs" / "engines.md"
+    page.write_text(page.read_text() + "\nSee `precision_cpu.json:bfloat16.no_such_key`.\n")
+    problems = figures.check(tree)
+    assert any("prose citation `precision_cpu.json:bfloat16.no_such_key`" in p for p in problems)
+
+
+def test_a_long_readme_fails(tree: Path) -> None:
+    readme = tree / "README.md"
+    lines = readme.read_text().splitlines()
+    readme.write_text("\n".join(lines + ["filler"] * (251 - len(lines))) + "\n")
+    assert any("README.md has 251 lines (at most 250)" in p for p in figures.check(tree))
+    readme.write_text("\n".join(lines + ["filler"] * (250 - len(lines))) + "\n")
+    assert figures.check(tree) == []
+
+
+def test_a_broken_relative_link_fails(tree: Path) -> None:
+    page = tree / "docs" / "overseer.md"
+    page.write_text(
+        page.read_text() + "\nSee [training](training.md) and [the code](../tracker/nothing.py).\n"
+    )
+    problems = figures.check(tree)
+    assert any("docs/overseer.md: link to missing file training.md" in p for p in problems)
+    assert any("link to missing file ../tracker/nothing.py" in p for p in problems)
+
+
+def test_a_link_to_a_missing_heading_fails(tree: Path) -> None:
+    page = tree / "docs" / "gating.md"
+    page.write_text(
+        page.read_text() + "\n[ok](engines.md#precision-float32-and-bf16) [bad](engines.md#no-such-part)\n"
+    )
+    problems = figures.check(tree)
+    assert problems == ["docs/gating.md: link to missing heading engines.md#no-such-part"]
+
+
+def test_heading_ids_follow_github() -> None:
+    text = "# A `b`: C 2.1, d\n```\n# not a heading\n```\n## Same\n## Same\n"
+    assert figures.anchors(text) == {"a-b-c-21-d", "same", "same-1"}
+
+
+def test_provenance_names_machine_and_commit_and_old_files_are_marked() -> None:
+    machine = {"cpu": "AMD EPYC", "cores": 2, "ram_gib": 23.4}
+    new = {"provenance": {"commit": "0123456789abcdef", "dirty": True, "machine": machine}}
+    assert figures.run_tag(new) == "AMD EPYC, 2 cores, 23.4 GiB, no GPU · `0123456` (dirty)"
+    assert figures.run_tag({"machine": machine}) == "AMD EPYC, 2 cores, 23.4 GiB, no GPU · **no provenance**"
+    assert "**no provenance**" in figures.run_tag({})
+
+
+def test_check_command_exits_non_zero_and_rewrite_fixes_stale_blocks(tree: Path) -> None:
+    _edit_json(tree / "bench/results/flow.json", lambda d: d["latency"].update(server_ms_median=9.96))
+    script = [sys.executable, str(tree / "bench" / "readme_figures.py")]
+    failed = subprocess.run([*script, "--check"], capture_output=True, text=True, cwd=tree, timeout=120)
+    assert failed.returncode == 1 and "flow.json:latency.server_ms_median" in failed.stdout
+    subprocess.run(script, check=True, capture_output=True, cwd=tree, timeout=120)
+    assert "| 10.0 ms | `flow.json:latency.server_ms_median`" in (tree / "README.md").read_text()
+    passed = subprocess.run([*script, "--check"], capture_output=True, text=True, cwd=tree, timeout=120)
+    assert passed.returncode == 0, passed.stdout
