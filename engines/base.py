@@ -84,6 +84,7 @@ class EngineSession(abc.ABC):
         self._objects: dict[int, _ObjectEntry] = {}  # client id -> entry, insertion-ordered
         self._pending = PendingPrompts()
         self._image_size: tuple[int, int] | None = config.image_size
+        self._stepped = False  # a frame has been accepted
         # Engines time their own stages ("preprocess", "encoder", ...) with this; the
         # step returns what it collected. Reset at the start of every step.
         self.timer = StageTimer()
@@ -138,10 +139,18 @@ class EngineSession(abc.ABC):
         if self._image_size is None:
             self._image_size = hw
         elif hw != self._image_size:
+            expected = f"{self._image_size[0]}x{self._image_size[1]}"
+            if not self._stepped:
+                # The session was opened for another size (declared, or that of its mask
+                # prompts): nothing it was asked to track fits any frame like this one.
+                raise PromptError(
+                    f"the first frame is {hw[0]}x{hw[1]} (height x width) but the session was opened"
+                    f" for {expected} frames (its declared size or its mask prompts' size)"
+                )
             raise FrameError(
-                f"frame is {hw[0]}x{hw[1]} (height x width) but this session's frames are"
-                f" {self._image_size[0]}x{self._image_size[1]}"
+                f"frame is {hw[0]}x{hw[1]} (height x width) but this session's frames are {expected}"
             )
+        self._stepped = True
         self.timer.reset()
         updates, self._pending.updates = self._pending.updates, []
         for update in updates:

@@ -206,3 +206,13 @@ def test_a_broken_session_does_not_affect_another(server):
         result = healthy.recv_frame().result
         healthy.close()
     assert result.status is FrameStatus.OK and result.objects[0].present
+
+
+def test_first_frame_of_another_size_than_the_mask_prompts_ends_the_session_clearly(server):
+    # The prompts say 64x80; a first frame of 48x60 can never be tracked: refuse, do not ERROR forever.
+    frame = convert.frame_to_proto(textured_image(48, 60), 0)
+    err = _abort_of(
+        server, [pb.TrackRequest(open=convert.session_open_to_proto(_config())), pb.TrackRequest(frame=frame)]
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the first frame is 48x60 (height x width) but the session was opened for 64x80" in err.details()
