@@ -293,7 +293,25 @@ def _cmd_envoy_config(args: argparse.Namespace) -> int:
         health_interval_s=args.health_interval_s,
         expected_replicas=args.expected_replicas,
     )
-    config = render_config(settings)
+    command = ["tracker", "envoy-config"]
+    for replica in args.replica:
+        command += ["--replica", replica]
+    if args.expected_replicas is not None:
+        command += ["--expected-replicas", str(args.expected_replicas)]
+    command += ["--listen", args.listen, "--admin", args.admin, "--max-sessions", str(args.max_sessions)]
+    command += [
+        "--idle-timeout-s",
+        f"{args.idle_timeout_s:g}",
+        "--health-interval-s",
+        f"{args.health_interval_s:g}",
+    ]
+    body = render_config(settings)
+    # The template's own header says how to render it; the rendered file says how it was.
+    body = body[body.index("admin:") :]
+    config = (
+        "# Rendered from deploy/envoy/envoy.yaml.tmpl (docs/scale-out.md explains it); regenerate with\n"
+        f"#   {' '.join(command)} --out FILE\n{body}"
+    )
     if not args.no_validate:
         validate_config(config)
     if args.out is None:
