@@ -23,6 +23,10 @@ K8S_VERSION = "1.32.0"  # what current managed clusters run; native gRPC probes 
 OVERLAYS = ["cpu", "gpu"]
 
 
+def _named(docs: list[dict], kind: str, prefix: str) -> dict:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(prefix))
+
+
 def _validate_all(docs: list[dict]) -> list[str]:
     kinds = []
     for doc in docs:
@@ -42,11 +46,12 @@ def _kustomize(path: Path) -> list[dict]:
 
 def test_base_files_validate_offline() -> None:
     kustomization = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
-    docs = [d for f in kustomization["resources"] for d in yaml.safe_load_all((K8S / "base" / f).read_text()) if d]
+    docs = [
+        d for f in kustomization["resources"] for d in yaml.safe_load_all((K8S / "base" / f).read_text()) if d
+    ]
     kinds = _validate_all(docs)
-    assert sorted(kinds) == sorted(
-        ["Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy", "Deployment", "Service"]
-    )
+    expected = ["Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"]
+    assert sorted(kinds) == sorted([*expected, "Deployment", "Service"])
 
 
 def test_validation_catches_a_bad_manifest() -> None:
@@ -76,13 +81,13 @@ def test_overlay_renders_and_validates(overlay: str) -> None:
     gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
     assert (gpus == "1") == (overlay == "gpu")
     assert container["image"].startswith("ghcr.io/OWNER/rt-tracker:") and container["image"].endswith(overlay)
-    options = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("tracker-options"))
+    options = _named(docs, "ConfigMap", "tracker-options")
     assert options["data"]["ENGINE"] == ("sam2" if overlay == "gpu" else "flow")
     hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "tracker_sessions_open"
-    headless = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "tracker-replicas")
+    headless = _named(docs, "Service", "tracker-replicas")
     assert headless["spec"]["clusterIP"] == "None"
-    envoy_cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("envoy-config"))
+    envoy_cm = _named(docs, "ConfigMap", "envoy-config")
     assert envoy_cm["data"]["envoy.yaml"] == (K8S / "base" / "envoy.yaml").read_text()
 
 
@@ -94,7 +99,8 @@ def test_envoy_config_in_step_with_options_and_template(tmp_path: Path) -> None:
     out = tmp_path / "envoy.yaml"
     args = [sys.executable, "-m", "tracker.cli", "--log-level", "WARNING", *command[1:-2], "--out", str(out)]
     subprocess.run(args, check=True, timeout=120, cwd=ROOT)  # also `envoy --mode validate`s it
-    assert out.read_text() == committed, "deploy/k8s/base/envoy.yaml is stale: re-run the command in its header"
+    stale = "deploy/k8s/base/envoy.yaml is stale: re-run the command in its header"
+    assert out.read_text() == committed, stale
     options = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())["configMapGenerator"][0]
     literals = dict(item.split("=", 1) for item in options["literals"])
     assert command[command.index("--max-sessions") + 1] == literals["MAX_SESSIONS"]
