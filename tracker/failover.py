@@ -379,6 +379,7 @@ class FailoverSession:
         self._answers: collections.deque[object] = collections.deque()
         self._closing = False
         self._failure: TrackerError | None = None
+        self.reopen_attempts = 0  # over all failovers, failed attempts included
         self._inner = self._open(config, timeout_s)  # the first open's errors go to the caller
         self._pump = threading.Thread(target=self._run, name="tracker-failover", daemon=True)
         self._pump.start()
@@ -472,6 +473,7 @@ class FailoverSession:
                     return False
                 config = self._core.resume_config()
                 prime = self._core.prime_frame()
+                self.reopen_attempts += 1
             try:
                 self._client.reconnect()
                 session = self._open(config, self.policy.open_timeout_s)
