@@ -292,3 +292,29 @@ def test_async_failover_after_a_drain() -> None:
         assert answers[k].status is FrameStatus.LOST
         assert answers[k].result.gating is not None and answers[k].result.gating.state is BeamState.HOLD
     assert answers[event.first_frame].status is FrameStatus.OK
+
+
+def test_tracker_live_failover_through_a_drain() -> None:
+    """`tracker live --failover`: the run survives its server's drain; every frame answered once."""
+    from tracker.live.runner import LiveOptions, LiveRunner
+    from tracker.live.source import ArraySource
+
+    port = free_port()
+    first = serve(port)
+    second = None
+    frames = [frame(i) for i in range(60)]
+    options = LiveOptions(server=f"127.0.0.1:{port}", prompt_box=(66, 50, 28, 28), failover=True)
+    runner = LiveRunner(ArraySource(frames, 20.0), options).start()
+    try:
+        time.sleep(0.5)
+        first.drain_and_stop(grace_s=5.0)
+        second = serve(port)
+        summary = runner.wait(timeout_s=60)
+    finally:
+        if second is not None:
+            second.stop(0.5)
+    assert summary.error is None
+    assert sorted(summary.answered_indices) == list(range(60))
+    (failover,) = summary.failovers
+    assert failover["old_session"] != failover["new_session"]
+    assert summary.statuses.get("LOST", 0) == len(failover["lost_frames"])  # type: ignore[arg-type]

@@ -380,14 +380,19 @@ class FailoverSession:
         self._closing = False
         self._failure: TrackerError | None = None
         self.reopen_attempts = 0  # over all failovers, failed attempts included
+        self._sessions: list[StreamSession] = []  # every session so far, the current one last
+        self._primed = 0  # priming frames sent (not the caller's)
         self._inner = self._open(config, timeout_s)  # the first open's errors go to the caller
         self._pump = threading.Thread(target=self._run, name="tracker-failover", daemon=True)
         self._pump.start()
 
     def _open(self, config: SessionConfig, timeout_s: float) -> StreamSession:
-        return self._client.open_session(
+        session = self._client.open_session(
             config, self._mask_encoding, timeout_s, send_policy=self._send_policy, failover=False
         )
+        assert not isinstance(session, FailoverSession)
+        self._sessions.append(session)
+        return session
 
     # -- what callers read -------------------------------------------------------------------
 
@@ -412,6 +417,15 @@ class FailoverSession:
     @property
     def frames_lost(self) -> int:
         return self._core.frames_lost
+
+    @property
+    def frames_sent(self) -> int:
+        """The caller's frames that went out, over every session (priming frames not counted)."""
+        return sum(s.frames_sent for s in self._sessions) - self._primed
+
+    @property
+    def frames_skipped(self) -> int:
+        return sum(s.frames_skipped for s in self._sessions)
 
     @property
     def in_gap(self) -> bool:
@@ -479,6 +493,7 @@ class FailoverSession:
                 session = self._open(config, self.policy.open_timeout_s)
                 if prime is not None:
                     session.send_frame(prime[1], prime[0])  # no timestamp: its budget runs from arrival
+                    self._primed += 1
             except TrackerError as exc:
                 last = exc
                 logger.warning("failover attempt %d/%d: %s", attempt, self.policy.max_attempts, exc)
