@@ -192,18 +192,13 @@ def _session_config(k: int, sequence: Sequence, settings: ClusterSettings) -> Se
     )
 
 
-def _run_session(
-    log: SessionLog,
-    client: TrackerClient,
-    sequence: Sequence,
-    settings: ClusterSettings,
-    t0: float,
-    bar: tqdm,
-) -> None:
-    session = client.open_session(
-        _session_config(log.k, sequence, settings), failover=True, send_policy="latest"
-    )
+def _open(client: TrackerClient, k: int, sequence: Sequence, settings: ClusterSettings) -> FailoverSession:
+    session = client.open_session(_session_config(k, sequence, settings), failover=True, send_policy="latest")
     assert isinstance(session, FailoverSession)
+    return session
+
+
+def _run_session(log: SessionLog, session: FailoverSession, sequence: Sequence, t0: float, bar: tqdm) -> None:
 
     def collect() -> None:
         try:
@@ -245,6 +240,12 @@ def run_phase(
         records: list[FaultRecord] = []
         try:
             with TrackerClient(cluster.address) as client:
+                # One after the other, as consoles start treatments: opens that race each other
+                # all see every replica idle and least-request cannot spread them.
+                sessions = [
+                    _open(client, k, sequences[k % len(sequences)], settings)
+                    for k in range(settings.sessions)
+                ]
                 t0 = time.monotonic() + 0.5
                 logs = [
                     SessionLog(
@@ -260,7 +261,7 @@ def run_phase(
                     threads = [
                         threading.Thread(
                             target=_run_session,
-                            args=(log, client, sequences[log.k % len(sequences)], settings, t0, bar),
+                            args=(log, sessions[log.k], sequences[log.k % len(sequences)], t0, bar),
                             name=f"cluster-session-{log.k}",
                         )
                         for log in logs
@@ -335,9 +336,11 @@ def summarise(
             else:
                 resume_ms.append((first_ok.received_mono - fault_mono) * 1000.0)
             detect_ms.append((event.fault_mono - fault_mono) * 1000.0)
-            for i, answer in log.answers.items():
+            # The gap: from the stream's end to the new session's first answer; an answer the
+            # console received then, or a LOST one, must not let the beam on.
+            for answer in log.answers.values():
                 in_gap = (
-                    event.fault_mono <= log.scheduled[i] < event.resumed_mono
+                    event.fault_mono <= answer.received_mono < event.resumed_mono
                     or answer.status is FrameStatus.LOST
                 )
                 gating = answer.result.gating
