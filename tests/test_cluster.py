@@ -9,6 +9,8 @@ without the fault. Timing targets (resume_ms) are the benchmark's
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tracker.bench_cluster import ClusterSettings, Fault, run_phase, summarise
@@ -51,14 +53,14 @@ def test_rendered_config_is_accepted_by_envoy_and_states_the_policy() -> None:
     assert config.count("socket_address: { address: 127.0.0.1, port_value: 5005") == 3
     assert "type: STATIC" in config and "selection_method: FULL_SCAN" in config
     assert "service_name: tracker.v1.Tracker" in config  # grpc.health.v1 checks
-    assert "max_concurrent_streams: 12" in config and "max_requests: 36" in config
+    assert "max_concurrent_streams: 12" in config and "max_requests: 72" in config
     assert "stream_idle_timeout: 65s" in config  # after the replicas' own 60 s idle end
     assert (
         "retry_on: connect-failure,refused-stream,reset-before-request,unavailable,resource-exhausted"
         in config
     )
     dns = render_config(EnvoySettings(replicas=(Endpoint("tracker-replicas", 50051),), expected_replicas=4))
-    assert "type: STRICT_DNS" in dns and "max_requests: 128" in dns
+    assert "type: STRICT_DNS" in dns and "max_requests: 256" in dns
     with pytest.raises(ValueError, match="Envoy refuses"):
         validate_config(config.replace("LEAST_REQUEST", "NO_SUCH_POLICY").replace("FULL_SCAN", "NO_SUCH"))
 
@@ -93,3 +95,41 @@ def test_sigkill_of_a_replica_under_two_sessions_keeps_every_invariant() -> None
     assert clean["unaccounted"] == 0 and clean["failovers"] == 0
     assert report["dice_mean"] is not None and clean["dice_mean"] is not None
     assert abs(report["dice_mean"] - clean["dice_mean"]) <= 0.01  # type: ignore[operator]
+
+
+def test_a_full_cluster_refuses_a_new_session_at_once_with_the_replicas_reason(tmp_path: Path) -> None:
+    """Beyond --max-sessions the open is refused (not queued by the proxy) and says why."""
+    import subprocess
+    import sys
+
+    from tracker.client import TrackerClient, TrackerError
+    from tracker.envoy import EnvoyProcess, free_port
+    from tracker.types import BoxPrompt, ObjectPrompt, SessionConfig
+
+    port = free_port()
+    serve = ["serve", "--engine", "flow", "--port", str(port), "--max-sessions", "1"]
+    server = subprocess.Popen([sys.executable, "-m", "tracker.cli", "--log-level", "WARNING", *serve])
+    envoy = None
+    try:
+        settings = EnvoySettings(
+            replicas=(Endpoint("127.0.0.1", port),),
+            listen_port=free_port(),
+            admin_port=free_port(),
+            max_sessions=1,
+            health_interval_s=0.25,
+        )
+        envoy = EnvoyProcess(settings, tmp_path)
+        envoy.wait_healthy(1)
+        config = SessionConfig(objects=(ObjectPrompt(1, BoxPrompt(10, 10, 20, 20)),))
+        with TrackerClient(envoy.address) as client:
+            first = client.open_session(config)
+            with pytest.raises(TrackerError) as refused:
+                client.open_session(config, timeout_s=20)
+            first.cancel()
+        assert refused.value.code is not None and refused.value.code.name == "RESOURCE_EXHAUSTED"
+        assert "max_sessions" in refused.value.details
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        server.terminate()
+        server.wait(20)

@@ -152,8 +152,10 @@ def render_config(settings: EnvoySettings, template: Path = TEMPLATE) -> str:
         "max_sessions": settings.max_sessions,
         "keepalive_interval_s": _seconds(settings.keepalive_interval_s),
         "keepalive_timeout_s": _seconds(settings.keepalive_timeout_s),
-        "max_requests": streams,
-        "max_connections": max(settings.replica_count, 1),
+        # A backstop against floods only: each replica refuses beyond its own limit with
+        # a message naming it (RESOURCE_EXHAUSTED), which Envoy retries elsewhere.
+        "max_requests": 2 * streams,
+        "max_connections": 4 * max(settings.replica_count, 1),
         "health_timeout_s": _seconds(settings.health_timeout_s),
         "health_interval_s": _seconds(settings.health_interval_s),
         "ejection_s": _seconds(settings.ejection_s),
