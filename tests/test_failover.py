@@ -21,7 +21,8 @@ from tests.conftest import disk, free_port, shift, textured_image
 from tracker.aio_client import AsyncTrackerClient
 from tracker.aio_failover import AsyncFailoverSession
 from tracker.client import ClientResult, SessionLostError, TrackerClient, TrackerError
-from tracker.failover import FailoverCore, FailoverPolicy, FailoverSession, is_retryable_reopen
+from tracker.failover import FailoverCore, FailoverPolicy, is_retryable_reopen
+from tracker.failover_session import FailoverSession
 from tracker.gating.gate import BeamState, GatingConfig
 from tracker.metrics import dice
 from tracker.server.app import RunningServer, ServerOptions, start_server

@@ -104,6 +104,13 @@ class AsyncFailoverSession:
     # -- the pump ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._pump_answers()
+        except Exception as exc:  # a bug or a closed client: end the session loudly, never hang recv
+            logger.exception("failover: the session's answer pump failed")
+            self._finish(TrackerError(None, f"failover failed: {type(exc).__name__}: {exc}"))
+
+    async def _pump_answers(self) -> None:
         while True:
             inner = self._current
             try:

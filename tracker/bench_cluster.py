@@ -31,7 +31,8 @@ from tqdm import tqdm
 from tracker.bench_stream import ServerProcess, StreamSettings, _ping_pong, load_sources, machine_info
 from tracker.client import ClientResult, TrackerClient
 from tracker.envoy import Endpoint, EnvoyProcess, EnvoySettings, envoy_version, free_port
-from tracker.failover import FailoverEvent, FailoverSession
+from tracker.failover import FailoverEvent
+from tracker.failover_session import FailoverSession
 from tracker.gating.gate import BeamState, GatingConfig
 from tracker.io.sequence import Sequence
 from tracker.metrics import dice

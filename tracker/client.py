@@ -63,7 +63,8 @@ from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
-    from tracker.failover import FailoverPolicy, FailoverSession
+    from tracker.failover import FailoverPolicy
+    from tracker.failover_session import FailoverSession
 
 logger = logging.getLogger(__name__)
 
@@ -560,7 +561,7 @@ class TrackerClient:
     ) -> StreamSession | FailoverSession:
         """Open a Track stream and wait for the server's ``started`` answer.
 
-        ``failover=True`` returns a :class:`~tracker.failover.FailoverSession`: when
+        ``failover=True`` returns a :class:`~tracker.failover_session.FailoverSession`: when
         the stream ends UNAVAILABLE or the connection drops, it re-opens through the
         same address (a proxy) from each object's last good mask and answers the
         frames of the gap ``LOST`` (see :mod:`tracker.failover`).
@@ -585,7 +586,7 @@ class TrackerClient:
             timestamp_clock=timestamp_clock,
         )
         if failover:
-            from tracker.failover import FailoverSession
+            from tracker.failover_session import FailoverSession
 
             return FailoverSession(
                 self,

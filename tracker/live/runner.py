@@ -25,7 +25,7 @@ import numpy as np
 
 from tracker.client import ClientResult, StreamSession, TrackerClient, TrackerError
 from tracker.convert import default_budget_ms
-from tracker.failover import FailoverSession
+from tracker.failover_session import FailoverSession
 from tracker.io.readers import read_mask_file
 from tracker.live.source import FrameSource, open_source
 from tracker.live.view import ViewServer, ViewState, start_view
