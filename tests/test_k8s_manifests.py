@@ -8,6 +8,7 @@ Envoy config in the base must be what ``tracker envoy-config`` renders today.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,12 @@ def _kustomize(path: Path) -> list[dict]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl (which embeds kustomize) is not installed: overlays cannot be rendered")
+    version = subprocess.run([kubectl, "version", "--client"], capture_output=True, text=True, timeout=60)
+    found = re.search(r"Kustomize Version: v(\d+)", version.stdout)
+    if found is None or int(found.group(1)) < 5:  # `labels:` and `patches:` need kustomize 5
+        pytest.skip(
+            f"kubectl's kustomize is older than v5 ({version.stdout.strip()!r}): cannot render overlays"
+        )
     out = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
