@@ -23,7 +23,7 @@ from tracker.aio_failover import AsyncFailoverSession
 from tracker.client import ClientResult, SessionLostError, TrackerClient, TrackerError
 from tracker.failover import FailoverCore, FailoverPolicy, is_retryable_reopen
 from tracker.failover_session import FailoverSession
-from tracker.gating.gate import BeamState, GatingConfig
+from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
 from tracker.metrics import dice
 from tracker.server.app import RunningServer, ServerOptions, start_server
 from tracker.types import FrameResult, FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
@@ -120,10 +120,12 @@ def test_core_answers_the_gap_lost_with_beam_hold_and_times_it() -> None:
     core = FailoverCore(GATED)
     core.sent(0, 1.0, IMAGE)
     core.sent(1, 1.1, IMAGE)
-    lost = core.fault("UNAVAILABLE", "old", now=1.2)
-    assert [a.frame_index for a in lost] == [0, 1]
+    hold, *lost = core.fault("UNAVAILABLE", "old", now=1.2)
+    assert isinstance(hold, GatingDecision) and hold.state is BeamState.HOLD and hold.frame_index is None
+    assert [a.frame_index for a in lost] == [0, 1]  # type: ignore[union-attr]
     gap = core.lost_in_gap(2, now=1.3)
     for answer in [*lost, gap]:
+        assert isinstance(answer, ClientResult)
         assert answer.status is FrameStatus.LOST and answer.local
         assert answer.result.gating is not None and answer.result.gating.state is BeamState.HOLD
     assert core.in_gap and core.events == []

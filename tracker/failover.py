@@ -297,18 +297,24 @@ class FailoverCore:
             self.gap.lost.append(index)
         return ClientResult(result, sent_mono, now, local=True)
 
-    def fault(self, cause: str, old_session_id: str, now: float) -> list[ClientResult]:
-        """The stream ended: open a gap and answer every frame still in flight LOST."""
+    def fault(self, cause: str, old_session_id: str, now: float) -> list[ClientResult | GatingDecision]:
+        """The stream ended: open a gap and answer every frame still in flight LOST.
+
+        A gating session also gets a frame-less ``BEAM_HOLD`` first, as the server
+        sends when a stream stalls: the console holds at the fault, not at its next frame.
+        """
         if self.gap is None:
             self.gap = _Gap(cause, old_session_id, now, [])
         else:  # the re-opened session died before its first answer: the same gap goes on
             self.gap.reopened = False
         self.priming = None
         pending, self.inflight = self.inflight, {}
-        return [
-            self._lost_result(i, t, now, f"session {old_session_id or '?'} ended ({cause})")
-            for i, (t, _) in sorted(pending.items())
-        ]
+        why = f"session {old_session_id or '?'} ended ({cause})"
+        out: list[ClientResult | GatingDecision] = []
+        if self.config.gating is not None:
+            out.append(GatingDecision(BeamState.HOLD, f"failover: {why}", None))
+        out += [self._lost_result(i, t, now, why) for i, (t, _) in sorted(pending.items())]
+        return out
 
     def lost_in_gap(self, index: int, now: float) -> ClientResult:
         """A frame sent while no session is open."""
