@@ -94,11 +94,12 @@ def add_cluster_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--gating-margin-mm", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--plots", type=Path, default=None, help="folder for the timeline plot")
     p.set_defaults(func=_cmd_cluster)
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
-    from tracker.bench_cluster import ClusterSettings, Fault, run_cluster
+    from tracker.bench_cluster import ClusterSettings, Fault, run_cluster, write_plots
 
     options = []
     for pair in args.engine_option:
@@ -123,6 +124,8 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     report = run_cluster(settings)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
+    if args.plots is not None:
+        write_plots(report, args.plots)
     keys = (
         "frames", "answered", "unaccounted", "failovers", "resume_ms", "lost_per_failover_max",
         "beam_on_during_gap", "dice_mean", "dice_mean_no_fault", "faults", "targets",

@@ -392,7 +392,89 @@ def summarise(
         "dice_mean": _dice_mean(logs, sequences),
         "faults": faults_out,
         "failover_events": events_out,
+        "timeline": _timeline(logs),
     }
+
+
+def _timeline(logs: list[SessionLog]) -> list[dict[str, object]]:
+    """Every answer: session, frame, scheduled time (s from the first frame), status, beam."""
+    if not logs:
+        return []
+    t0 = min(log.scheduled[0] for log in logs)
+    rows: list[dict[str, object]] = []
+    for log in logs:
+        for i, answer in sorted(log.answers.items()):
+            gating = answer.result.gating
+            rows.append(
+                {
+                    "session": log.k,
+                    "index": i,
+                    "t_s": round(log.scheduled[i] - t0, 4),
+                    "status": answer.status.value,
+                    "beam": gating.state.value if gating is not None else None,
+                }
+            )
+    return rows
+
+
+def write_plots(report: dict[str, object], out_dir: Path) -> list[Path]:
+    """One timeline per session: answers by status, beam on, the faults; and resume times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timeline = report["timeline"]
+    assert isinstance(timeline, list)
+    colours = {
+        "OK": "tab:green",
+        "LATE": "tab:olive",
+        "DROPPED": "tab:orange",
+        "ERROR": "black",
+        "LOST": "red",
+    }
+    fig, (ax, bx) = plt.subplots(
+        2, 1, figsize=(11, 6), gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
+    )
+    for status, colour in colours.items():
+        rows = [r for r in timeline if r["status"] == status]
+        if rows:
+            ax.scatter(
+                [r["t_s"] for r in rows], [r["session"] for r in rows], s=6 if status == "OK" else 30,
+                c=colour, marker="|" if status == "OK" else "x", label=f"{status} ({len(rows)})",
+            )  # fmt: skip
+    on = [r for r in timeline if r["beam"] == "BEAM_ON"]
+    ax.scatter([r["t_s"] for r in on], [r["session"] + 0.3 for r in on], s=2, c="tab:blue", label="BEAM_ON")
+    faults = report["faults"]
+    assert isinstance(faults, list)
+    for f in faults:
+        ax.axvline(f["at_s"], color="red" if f["kind"] == "kill" else "purple", ls="--", lw=1)
+        ax.text(
+            f["at_s"],
+            0.01,
+            f" {f['kind']} replica {f['replica']}",
+            fontsize=8,
+            transform=ax.get_xaxis_transform(),
+        )
+    ax.set_xlabel("scheduled send time (s)")
+    ax.set_ylabel("session")
+    ax.set_yticks(sorted({int(r["session"]) for r in timeline}))  # type: ignore[call-overload]
+    ax.set_title("answers per session through Envoy (faults dashed)")
+    ax.legend(loc="upper right", fontsize=7, ncols=3)
+    events = report["failover_events"]
+    assert isinstance(events, list)
+    resumed = [e for e in events if e["resume_ms"] is not None]
+    bx.bar(range(len(resumed)), [e["resume_ms"] for e in resumed], color="tab:gray")
+    bx.set_xticks(range(len(resumed)), [f"s{e['session']} {e['fault']}" for e in resumed], fontsize=7)
+    bx.axhline(250, color="tab:orange", ls=":", lw=1, label="p50 target 250 ms")
+    bx.axhline(1000, color="red", ls=":", lw=1, label="max target 1000 ms")
+    bx.set_ylabel("fault to first OK (ms)")
+    bx.legend(fontsize=7)
+    path = out_dir / "cluster_timeline.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
 
 
 def targets(report: dict[str, object]) -> dict[str, bool]:
@@ -426,7 +508,9 @@ def run_cluster(settings: ClusterSettings) -> dict[str, object]:
     clean_logs, _ = run_phase(settings, flat, (), f"cluster x{settings.replicas} (no faults)")
     clean = summarise(settings, clean_logs, [], flat)
     report["dice_mean_no_fault"] = clean["dice_mean"]
-    report["no_fault"] = {k: clean[k] for k in ("answered", "unaccounted", "failovers", "beam_on")}
+    report["no_fault"] = {
+        k: clean[k] for k in ("answered", "unaccounted", "failovers", "beam_on", "dice_mean")
+    }
     report["replicas"] = settings.replicas
     report["sessions"] = settings.sessions
     report["proxy"] = {"name": "envoy", "version": envoy_version()}
