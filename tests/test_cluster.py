@@ -133,3 +133,15 @@ def test_a_full_cluster_refuses_a_new_session_at_once_with_the_replicas_reason(t
             envoy.stop()
         server.terminate()
         server.wait(20)
+
+
+def test_bench_settings_refuse_impossible_schedules_clearly() -> None:
+    with pytest.raises(ValueError, match=r"REPLICA@SECONDS"):
+        Fault.parse("kill", "one@20")
+    with pytest.raises(ValueError, match=r"numbered 1\.\.2"):
+        ClusterSettings(replicas=2, faults=(Fault("kill", 3, 1.0),))
+    with pytest.raises(ValueError, match="at least one replica must survive"):
+        ClusterSettings(replicas=2, faults=(Fault("kill", 1, 1.0), Fault("drain", 2, 2.0)))
+    with pytest.raises(ValueError, match=r"must lie in \(0, 60\)"):
+        ClusterSettings(replicas=2, duration_s=60, faults=(Fault("drain", 1, 61.0),))
+    assert Fault.parse("drain", "2@40") == Fault("drain", 2, 40.0)

@@ -20,6 +20,9 @@ Sessions are never resumed silently: when the connection drops, the server
 has already thrown the session's tracking state away, so the session raises
 :class:`SessionLostError` and the next :meth:`TrackerClient.open_session`
 starts over on a fresh channel (or call :meth:`TrackerClient.reconnect`).
+Behind a proxy, ``open_session(..., failover=True)`` does that for you: a new
+session from the last masks, the frames of the gap answered ``LOST``
+(:mod:`tracker.failover`, docs/scale-out.md).
 
 The asyncio flavour with the same vocabulary is :mod:`tracker.aio_client`.
 """
