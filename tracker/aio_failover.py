@@ -151,12 +151,15 @@ class AsyncFailoverSession:
             config = self._core.resume_config()
             prime = self._core.prime_frame()
             self.reopen_attempts += 1
+            session = None
             try:
                 self._client.reconnect()
                 session = await self._open(config, self.policy.open_timeout_s)
                 if prime is not None:
-                    await session.send_frame(prime[1], prime[0])
+                    await session.send_frame(prime[1], prime[0])  # no timestamp: budget from arrival
             except TrackerError as exc:
+                if session is not None:  # opened, then died at once: free it before the next try
+                    await session.cancel()
                 last = exc
                 logger.warning("failover attempt %d/%d: %s", attempt, self.policy.max_attempts, exc)
                 if not is_retryable_reopen(exc, self.policy):

@@ -189,6 +189,7 @@ class FailoverSession:
                 config = self._core.resume_config()
                 prime = self._core.prime_frame()
                 self.reopen_attempts += 1
+            session = None
             try:
                 self._client.reconnect()
                 session = self._open(config, self.policy.open_timeout_s)
@@ -196,6 +197,8 @@ class FailoverSession:
                     session.send_frame(prime[1], prime[0])  # no timestamp: its budget runs from arrival
                     self._primed += 1
             except TrackerError as exc:
+                if session is not None:  # opened, then died at once: free it before the next try
+                    session.cancel()
                 last = exc
                 logger.warning("failover attempt %d/%d: %s", attempt, self.policy.max_attempts, exc)
                 if not is_retryable_reopen(exc, self.policy):
