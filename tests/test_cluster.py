@@ -97,6 +97,22 @@ def test_sigkill_of_a_replica_under_two_sessions_keeps_every_invariant() -> None
     assert abs(report["dice_mean"] - clean["dice_mean"]) <= 0.01  # type: ignore[operator]
 
 
+def test_sigterm_drain_of_a_replica_moves_its_session_through_envoy() -> None:
+    """SIGTERM: NOT_SERVING, the open session ends UNAVAILABLE, the client re-opens on the other."""
+    settings = ClusterSettings(
+        replicas=2, sessions=2, rate_hz=8.0, duration_s=4.0, faults=(Fault("drain", 2, 1.5),)
+    )
+    sequences = [load_sources(StreamSettings(), seed)[0] for seed in range(2)]
+    logs, records = run_phase(settings, sequences, settings.faults, "cluster test (SIGTERM)")
+    report = summarise(settings, logs, records, sequences)
+    assert report["session_errors"] == [] and report["unaccounted"] == 0 and report["duplicates"] == 0
+    (fault,) = report["faults"]  # type: ignore[misc]
+    assert fault["sessions_open"] == 1 and report["failovers"] == fault["failovers"] == 1
+    (event,) = report["failover_events"]  # type: ignore[misc]
+    assert event["cause"] == "UNAVAILABLE"  # the drained replica ended it, with a status
+    assert report["unresumed"] == 0 and report["beam_on_during_gap"] == 0
+
+
 def test_a_full_cluster_refuses_a_new_session_at_once_with_the_replicas_reason(tmp_path: Path) -> None:
     """Beyond --max-sessions the open is refused (not queued by the proxy) and says why."""
     import subprocess
