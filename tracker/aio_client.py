@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
@@ -64,6 +65,10 @@ from tracker.types import (
 )
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from tracker.aio_failover import AsyncFailoverSession
+    from tracker.failover import FailoverPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +167,14 @@ class AsyncTrackerClient:
         client_name: str | None = None,
         budget_policy: BudgetPolicy | None = None,
         timestamp_clock: TimestampClock | None = None,
-    ) -> AsyncStreamSession:
-        """Open a Track stream and wait for ``started``; TrackerError with the server's message if refused."""
+        failover: bool = False,
+        failover_policy: FailoverPolicy | None = None,
+    ) -> AsyncStreamSession | AsyncFailoverSession:
+        """Open a Track stream and wait for ``started``; TrackerError with the server's message if refused.
+
+        ``failover=True``: an :class:`~tracker.aio_failover.AsyncFailoverSession`
+        that re-opens through the same address after a fault (see :mod:`tracker.failover`).
+        """
         config = build_session_config(
             config,
             modality=modality,
@@ -178,6 +189,14 @@ class AsyncTrackerClient:
             budget_policy=budget_policy,
             timestamp_clock=timestamp_clock,
         )
+        if failover:
+            from tracker.aio_failover import AsyncFailoverSession
+
+            failover_session = AsyncFailoverSession(
+                self, config, mask_encoding=mask_encoding, send_policy=send_policy, policy=failover_policy
+            )
+            await failover_session._start(timeout_s)
+            return failover_session
         if self._stale:
             self.reconnect()
         session = AsyncStreamSession(

@@ -142,3 +142,59 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2))  # noqa: T201 - the command's output
     return 0
+
+
+def add_cluster_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "cluster",
+        help="replicas behind Envoy on loopback; kill/drain replicas mid-session; client failover on",
+    )
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--sessions", type=int, default=6)
+    p.add_argument("--rate", type=float, default=8.0, help="frames per second per session")
+    p.add_argument("--duration", type=float, required=True, help="seconds per session")
+    p.add_argument("--kill", action="append", default=[], metavar="R@SECONDS", help="SIGKILL replica R")
+    p.add_argument("--drain", action="append", default=[], metavar="R@SECONDS", help="SIGTERM replica R")
+    p.add_argument("--engine", default="flow")
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--gating-margin-mm", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--plots", type=Path, default=None, help="folder for the timeline plot")
+    p.set_defaults(func=_cmd_cluster)
+
+
+def _cmd_cluster(args: argparse.Namespace) -> int:
+    from tracker.bench_cluster import ClusterSettings, Fault, run_cluster, write_plots
+
+    options = []
+    for pair in args.engine_option:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
+        options.append((key, value))
+    faults = tuple(Fault.parse("kill", t) for t in args.kill) + tuple(
+        Fault.parse("drain", t) for t in args.drain
+    )
+    settings = ClusterSettings(
+        replicas=args.replicas,
+        sessions=args.sessions,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        faults=faults,
+        engine=args.engine,
+        engine_options=tuple(options),
+        gating_margin_mm=args.gating_margin_mm,
+        seed=args.seed,
+    )
+    report = run_cluster(settings)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    if args.plots is not None:
+        write_plots(report, args.plots)
+    keys = (
+        "frames", "answered", "unaccounted", "failovers", "resume_ms", "lost_per_failover_max",
+        "beam_on_during_gap", "dice_mean", "dice_mean_no_fault", "faults", "targets",
+    )  # fmt: skip
+    print(json.dumps({k: report[k] for k in keys}, indent=2))  # noqa: T201 - the command's output
+    return 0

@@ -259,15 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     from tracker.weights import add_cli as add_weights_cli
 
     add_weights_cli(sub)
+    from tracker.envoy import add_cli as add_envoy_cli
+
+    add_envoy_cli(sub)
 
     p = sub.add_parser("bench", help="benchmarks: streaming load, capacity, SAM2 against its reference")
     bench = p.add_subparsers(dest="bench", required=True)
-    from tracker.bench_cli import add_capacity_cli, add_reference_cli
+    from tracker.bench_cli import add_capacity_cli, add_cluster_cli, add_reference_cli
     from tracker.bench_cli import add_cli as add_stream_cli
 
     add_stream_cli(bench)
     add_capacity_cli(bench)
     add_reference_cli(bench)
+    add_cluster_cli(bench)
 
     p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

@@ -20,6 +20,9 @@ Sessions are never resumed silently: when the connection drops, the server
 has already thrown the session's tracking state away, so the session raises
 :class:`SessionLostError` and the next :meth:`TrackerClient.open_session`
 starts over on a fresh channel (or call :meth:`TrackerClient.reconnect`).
+Behind a proxy, ``open_session(..., failover=True)`` does that for you: a new
+session from the last masks, the frames of the gap answered ``LOST``
+(:mod:`tracker.failover`, docs/scale-out.md).
 
 The asyncio flavour with the same vocabulary is :mod:`tracker.aio_client`.
 """
@@ -37,7 +40,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import grpc
 import numpy as np
@@ -61,6 +64,10 @@ from tracker.types import (
 )
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from tracker.failover import FailoverPolicy
+    from tracker.failover_session import FailoverSession
 
 logger = logging.getLogger(__name__)
 
@@ -568,8 +575,15 @@ class TrackerClient:
         client_name: str | None = None,
         budget_policy: BudgetPolicy | None = None,
         timestamp_clock: TimestampClock | None = None,
-    ) -> StreamSession:
+        failover: bool = False,
+        failover_policy: FailoverPolicy | None = None,
+    ) -> StreamSession | FailoverSession:
         """Open a Track stream and wait for the server's ``started`` answer.
+
+        ``failover=True`` returns a :class:`~tracker.failover_session.FailoverSession`: when
+        the stream ends UNAVAILABLE or the connection drops, it re-opens through the
+        same address (a proxy) from each object's last good mask and answers the
+        frames of the gap ``LOST`` (see :mod:`tracker.failover`).
 
         Give a :class:`SessionConfig`, or its fields as keywords (they replace
         those of ``config`` when both are given). Raises :class:`TrackerError`
@@ -590,6 +604,17 @@ class TrackerClient:
             budget_policy=budget_policy,
             timestamp_clock=timestamp_clock,
         )
+        if failover:
+            from tracker.failover_session import FailoverSession
+
+            return FailoverSession(
+                self,
+                config,
+                mask_encoding=mask_encoding,
+                send_policy=send_policy,
+                policy=failover_policy,
+                timeout_s=timeout_s,
+            )
         if self._stale:
             self.reconnect()
         return StreamSession(

@@ -78,6 +78,7 @@ _STATUS_TO_PB = {
     FrameStatus.LATE: pb.LATE,
     FrameStatus.DROPPED: pb.DROPPED,
     FrameStatus.ERROR: pb.ERROR,
+    FrameStatus.LOST: pb.LOST,
 }
 _STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
 _POLICY_FROM_PB = {

@@ -38,6 +38,7 @@ class FrameStatus(enum.Enum):
     LATE = "LATE"  # processed, but the result missed the session's budget
     DROPPED = "DROPPED"  # skipped: a newer frame was already waiting
     ERROR = "ERROR"  # this frame could not be processed; see the message
+    LOST = "LOST"  # client-side only: the session died (or was being replaced) before an answer
 
 
 class BudgetPolicy(enum.Enum):

@@ -46,6 +46,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         modality=Modality(args.modality) if args.modality else None,
         root_certificates=args.ca_cert,
         token=os.environ.get(TOKEN_ENV) or None,
+        failover=args.failover,
     )
     summary = run_live(args.source, options)
     logger.info("live summary: %s", json.dumps(summary.as_dict()))
@@ -84,4 +85,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--engine", default="", help="engine for the session (and the in-process server)")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--ca-cert", type=Path, default=None, help="PEM root certificate: connect with TLS")
+    p.add_argument(
+        "--failover",
+        action="store_true",
+        help="when the session's replica dies or drains, re-open through --server (a proxy) from the"
+        " last masks; frames of the gap are answered LOST (docs/scale-out.md)",
+    )
     p.set_defaults(func=_cmd_live)

@@ -25,6 +25,7 @@ import numpy as np
 
 from tracker.client import ClientResult, StreamSession, TrackerClient, TrackerError
 from tracker.convert import default_budget_ms
+from tracker.failover_session import FailoverSession
 from tracker.io.readers import read_mask_file
 from tracker.live.source import FrameSource, open_source
 from tracker.live.view import ViewServer, ViewState, start_view
@@ -67,6 +68,9 @@ class LiveOptions:
     modality: Modality | None = None
     root_certificates: Path | None = None
     token: str | None = None
+    # Re-open through the same address (a proxy) when the session's replica dies or
+    # drains; the frames of the gap are answered LOST (tracker.failover).
+    failover: bool = False
 
 
 @dataclass
@@ -87,6 +91,7 @@ class LiveSummary:
     record_path: str | None = None
     view_url: str | None = None
     error: str | None = None
+    failovers: list[dict[str, object]] = field(default_factory=list)  # with --failover
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
@@ -209,7 +214,7 @@ class LiveRunner:
         self._latencies: list[float] = []
         self._last_labels: np.ndarray | None = None
         self._ids_lock = threading.Lock()
-        self.session: StreamSession | None = None
+        self.session: StreamSession | FailoverSession | None = None
         self.view: ViewServer | None = None
         self.recorder: Recorder | None = None
 
@@ -234,7 +239,7 @@ class LiveRunner:
                 geometry=source.geometry,
                 client_name="tracker live",
             )
-            self.session = client.open_session(config, send_policy="latest")
+            self.session = client.open_session(config, send_policy="latest", failover=options.failover)
             self._stack.callback(self._end_session)
             self._next_object_id = max((o.object_id for o in objects), default=0) + 1
             self.summary.budget_ms = self.session.started.latency_budget_ms
@@ -420,6 +425,18 @@ class LiveRunner:
             if self.session is not None:
                 self.summary.frames_transmitted = self.session.frames_sent
                 self.summary.frames_skipped = self.session.frames_skipped
+                if isinstance(self.session, FailoverSession):
+                    self.summary.failovers = [
+                        {
+                            "old_session": e.old_session_id,
+                            "new_session": e.new_session_id,
+                            "cause": e.cause,
+                            "lost_frames": list(e.lost_frames),
+                            "gap_ms": round(e.gap_ms, 1),
+                            "attempts": e.attempts,
+                        }
+                        for e in self.session.events
+                    ]
             self.summary.latency_ms = _percentiles(self._latencies)
             self._stack.close()
             self.source.close()

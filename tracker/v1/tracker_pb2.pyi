@@ -29,6 +29,7 @@ class FrameStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LATE: _ClassVar[FrameStatus]
     DROPPED: _ClassVar[FrameStatus]
     ERROR: _ClassVar[FrameStatus]
+    LOST: _ClassVar[FrameStatus]
 
 class BudgetPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -68,6 +69,7 @@ OK: FrameStatus
 LATE: FrameStatus
 DROPPED: FrameStatus
 ERROR: FrameStatus
+LOST: FrameStatus
 BUDGET_POLICY_UNSPECIFIED: BudgetPolicy
 LATEST: BudgetPolicy
 DEGRADE: BudgetPolicy
