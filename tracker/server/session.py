@@ -9,20 +9,12 @@ computed, a session takes no new frame or prompt update (its engine state is
 the worker's), but verdicts decided meanwhile (``DROPPED``, ``LATE``, ``ERROR``)
 go out at once rather than behind that frame.
 
-What happens when frames come faster than they can be answered is the
-session's budget policy:
-
-* ``LATEST``: at most one frame waits. A newer one replaces it and the replaced
-  frame is answered ``DROPPED`` at once: no unbounded queue, no silent loss.
-* ``DEGRADE``: as ``LATEST``, and when answers approach the budget the session
-  steps through its engine's accuracy-for-time trades (:class:`DegradeController`);
-  every degraded answer lists the steps in force and why.
-* ``STRICT``: frames are never replaced by newer ones. A frame that cannot be
-  answered within its budget (by the running estimate of compute time) is
-  answered ``LATE`` without being processed, so it does not hold the next one.
-
-The budget runs from the frame's acquisition time when the client gives one
-(:class:`AcquisitionClock`), otherwise from its arrival. Everything a session
+The inbox enforces the waiting side of each budget policy (``LATEST`` and
+``DEGRADE``: one frame waits, a newer one replaces it and the replaced frame is
+answered ``DROPPED``; ``STRICT``: frames queue, up to a bound); the policies as a
+whole are described in :mod:`tracker.server.runner`. The budget runs from the
+frame's acquisition time when the client gives one (:class:`AcquisitionClock`),
+otherwise from its arrival. Everything a session
 holds is bounded: waiting frames, pending prompt updates, and answers not yet
 sent (when the client stops reading, the receiving side stops taking requests
 and gRPC flow control pushes back on the sender).
