@@ -477,14 +477,66 @@ class _ObjectState:
     anchor: _RefFrame  # the frame it was last prompted on (shared by objects prompted together)
     anchor_mask: np.ndarray  # uint8 0/255 (H, W): the prompt mask on that frame
     prev_mask: np.ndarray  # uint8 0/255 (H, W): this object's answer on the previous frame
+    anchor_box: Region | None = None  # bounding regions of the two masks (None: empty)
+    prev_box: Region | None = None
+
+
+Region = tuple[int, int, int, int]  # (y0, y1, x0, x1), full-resolution pixels
 
 
 @dataclass
 class _Warp:
-    """Flow from the current frame to one reference frame, shared by every object using it."""
+    """Flow from the current frame to one reference frame, shared by every object using it.
 
-    map_xy: np.ndarray  # float32 (H, W, 2): where each current pixel lies in the reference
-    confidence: np.ndarray  # float32 (H, W) in (0, 1]: local photometric consistency of the warp
+    Held at the flow's working resolution; :meth:`region` gives full-resolution
+    values for the pixels an object can reach, so a small target in a large frame
+    does not pay for warping the whole frame.
+    """
+
+    work_map: np.ndarray  # float32 (h, w, 2): where each working pixel lies in the reference
+    flow: np.ndarray  # float32 (h, w, 2): work_map minus the pixel's own position
+    confidence: np.ndarray  # float32 (h, w) in (0, 1]: local photometric consistency of the warp
+    hw: tuple[int, int]  # full resolution
+    grid: np.ndarray  # float32 (H, W, 2) full-resolution pixel coordinates
+    max_shift_px: float  # the largest flow component, full-resolution px: how far any pixel moves
+
+    def region(self, roi: Region) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution (map_xy, confidence) over ``roi``, as a bilinear resize would give them."""
+        y0, y1, x0, x1 = roi
+        h, w = self.work_map.shape[:2]
+        if (h, w) == self.hw:
+            return self.work_map[y0:y1, x0:x1], self.confidence[y0:y1, x0:x1]
+        # Sample the working fields at the full-resolution pixel centres, as cv2.resize's
+        # INTER_LINEAR does (src = (dst + 0.5) * scale - 0.5), over the region only.
+        sx, sy = w / self.hw[1], h / self.hw[0]
+        to_work = np.array([[sx, 0.0, sx * (x0 + 0.5) - 0.5], [0.0, sy, sy * (y0 + 0.5) - 0.5]])
+        size, how, edge = (x1 - x0, y1 - y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REPLICATE
+        flow = cv2.warpAffine(self.flow, to_work, size, flags=how, borderMode=edge)
+        flow *= np.array([1.0 / sx, 1.0 / sy], dtype=np.float32)
+        confidence = cv2.warpAffine(self.confidence, to_work, size, flags=how, borderMode=edge)
+        return self.grid[y0:y1, x0:x1] + flow, confidence
+
+
+def reach(boxes: list[Region | None], margin: float, hw: tuple[int, int]) -> Region | None:
+    """The pixels a warp can carry any of ``boxes`` into: their union grown by ``margin``, clipped."""
+    present = [b for b in boxes if b is not None]
+    if not present:
+        return None
+    m = int(np.ceil(margin))
+    return (
+        max(0, min(b[0] for b in present) - m),
+        min(hw[0], max(b[1] for b in present) + m),
+        max(0, min(b[2] for b in present) - m),
+        min(hw[1], max(b[3] for b in present) + m),
+    )
+
+
+def bounding_region(mask: np.ndarray) -> Region | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
 
 
 class FlowSession(EngineSession):
@@ -548,15 +600,9 @@ class FlowSession(EngineSession):
         k = max(3, (round(0.03 * max(cur.shape)) | 1))
         residual = cv2.blur(residual, (k, k))
         confidence = 1.0 / (1.0 + (residual / np.float32(self._settings.consistency_scale)) ** 2)
-        if work_map.shape[:2] != hw:
-            sx, sy = hw[1] / cur.shape[1], hw[0] / cur.shape[0]
-            flow = cv2.resize(flow, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
-            flow *= np.array([sx, sy], dtype=np.float32)
-            confidence = cv2.resize(confidence, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
-            map_xy = grid + flow
-        else:
-            map_xy = work_map
-        return _Warp(map_xy=map_xy, confidence=confidence)
+        scale = max(hw[1] / cur.shape[1], hw[0] / cur.shape[0])
+        max_shift = float(np.abs(flow).max()) * scale if flow.size else 0.0
+        return _Warp(work_map, flow, confidence, hw, grid, max_shift)
 
     # -- EngineSession ------------------------------------------------------------------
 
@@ -593,7 +639,8 @@ class FlowSession(EngineSession):
                 raise PromptError(f"the prompt for object {update.object_id} gives an empty mask")
             m8 = mask.astype(np.uint8) * 255
             # ADD and CORRECT alike: the object is (re-)anchored on this frame.
-            self._tracks[update.object_id] = _ObjectState(update.object_id, current, m8, m8)
+            box = bounding_region(mask)
+            self._tracks[update.object_id] = _ObjectState(update.object_id, current, m8, m8, box, box)
             prompted.add(update.object_id)
             logger.debug(
                 "object %d anchored on frame %d (%s)", update.object_id, frame.index, update.action.value
@@ -615,21 +662,31 @@ class FlowSession(EngineSession):
                 continue
             assert self._prev is not None  # an unprompted object was tracked on an earlier frame
             short = warp_for(self._prev)
-            m_prev = _remap_mask(state.prev_mask, short.map_xy)
-            if state.anchor.tick == self._prev.tick or alpha == 0:
-                soft, conf = m_prev, short.confidence
-            else:
-                anch = warp_for(state.anchor)
-                m_anchor = _remap_mask(state.anchor_mask, anch.map_xy)
-                wa = alpha * anch.confidence
-                wp = short.confidence
-                soft = (wa * m_anchor + wp * m_prev) / (wa + wp)
-                conf = np.maximum(anch.confidence, short.confidence)
-            mask = soft >= 0.5
-            if self._settings.min_island_fraction > 0:
-                mask = drop_islands(mask, self._settings.min_island_fraction)
-            score = float(conf[mask].mean()) if mask.any() else 0.0
+            anch = None if state.anchor.tick == self._prev.tick or alpha == 0 else warp_for(state.anchor)
+            # Bilinear warping moves a mask by at most the largest flow, plus one pixel of
+            # interpolation support: nothing outside this region can be part of the answer.
+            shift = max(short.max_shift_px, anch.max_shift_px if anch is not None else 0.0)
+            boxes = [state.prev_box] + ([state.anchor_box] if anch is not None else [])
+            roi = reach(boxes, shift + 2.0, hw)
+            mask = np.zeros(hw, dtype=bool)
+            score = 0.0
+            if roi is not None:
+                y0, y1, x0, x1 = roi
+                map_prev, conf = short.region(roi)
+                soft = _remap_mask(state.prev_mask, map_prev)
+                if anch is not None:
+                    map_anchor, conf_anchor = anch.region(roi)
+                    m_anchor = _remap_mask(state.anchor_mask, map_anchor)
+                    wa = alpha * conf_anchor
+                    soft = (wa * m_anchor + conf * soft) / (wa + conf)
+                    conf = np.maximum(conf_anchor, conf)
+                mask[y0:y1, x0:x1] = soft >= 0.5
+                if self._settings.min_island_fraction > 0:
+                    mask = drop_islands(mask, self._settings.min_island_fraction)
+                inside = mask[y0:y1, x0:x1]
+                score = float(conf[inside].mean()) if inside.any() else 0.0
             state.prev_mask = mask.astype(np.uint8) * 255
+            state.prev_box = bounding_region(mask)
             tracks.append(ObjectTrack(oid, mask, min(1.0, max(0.0, score))))
         # Warping and blending masks, apart from the flow fields computed inside the loop.
         loop_ms = (time.perf_counter() - loop_start) * 1000.0

@@ -427,3 +427,40 @@ def test_drop_islands_removes_specks_but_keeps_a_split_object():
 def test_min_island_fraction_option_is_validated():
     with pytest.raises(ValueError, match="min_island_fraction"):
         FlowEngine.from_options({"min_island_fraction": "1.5"})
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_propagation_limited_to_the_reachable_region_equals_the_whole_frame(monkeypatch, scale) -> None:
+    """The region bound (mask boxes grown by the largest flow + 2 px) leaves nothing out.
+
+    At flow resolution (scale 1) the masks must be identical to warping the whole frame;
+    with downscaled flow (scale 2) the region samples the flow field as a resize would,
+    up to OpenCV's 1/32-pixel interpolation grid.
+    """
+    import engines.flow as flow_module
+
+    def frames() -> list[np.ndarray]:
+        out = []
+        for t in range(8):
+            img, _ = _moved(2.0 * t, -1.5 * t, bulge=0.01 * t)
+            out.append(cv2.resize(img, None, fx=scale, fy=scale) if scale > 1 else img)
+        return out
+
+    target = (
+        cv2.resize(TARGET.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) > 0
+    )
+    options = {"max_side": str(SIZE)}
+
+    def run() -> list[np.ndarray]:
+        s = _session({1: target}, **options)
+        return [s.step(Frame(i, f)).tracks[0].mask for i, f in enumerate(frames())]
+
+    limited = run()
+    monkeypatch.setattr(flow_module, "reach", lambda boxes, margin, hw: (0, hw[0], 0, hw[1]))
+    whole = run()
+    assert len(limited) == 8 and all(m.any() for m in limited)
+    for a, b in zip(limited, whole, strict=True):
+        if scale == 1:
+            assert np.array_equal(a, b)
+        else:
+            assert (a & b).sum() / (a | b).sum() >= 0.995
