@@ -29,8 +29,8 @@ from tracker.client import (
     StreamSession,
     TrackerClient,
     TrackerError,
-    _Pending,
 )
+from tracker.client.core import Pending
 from tracker.convert import Limits
 from tracker.server.app import start_server
 from tracker.server.host import SessionHost
@@ -153,15 +153,15 @@ def test_bad_session_open_raises_invalid_argument_with_the_server_text(flow_serv
 
 def test_outbox_latest_policy_keeps_one_unsent_frame_behind_the_updates():
     box = Outbox("latest")
-    assert box.push_frame(_Pending(pb.TrackRequest(), 0)) is None
-    box.push(_Pending(pb.TrackRequest(), None))
-    replaced = box.push_frame(_Pending(pb.TrackRequest(), 1))
+    assert box.push_frame(Pending(pb.TrackRequest(), 0)) is None
+    box.push(Pending(pb.TrackRequest(), None))
+    replaced = box.push_frame(Pending(pb.TrackRequest(), 1))
     assert replaced is not None and replaced.frame_index == 0 and len(box) == 2
     order = [box.pop().frame_index for _ in range(2)]
     assert order == [None, 1] and box.pop() is None
     queue = Outbox("queue")
     for i in range(3):
-        assert queue.push_frame(_Pending(pb.TrackRequest(), i)) is None
+        assert queue.push_frame(Pending(pb.TrackRequest(), i)) is None
     assert len(queue) == 3
     with pytest.raises(ValueError, match="send policy"):
         Outbox("newest")  # type: ignore[arg-type]

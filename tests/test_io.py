@@ -497,3 +497,56 @@ def test_small_helpers() -> None:
     assert lazy[-1][0, 0] == 2 and lazy.shape == (3, 2, 2)
     with pytest.raises(IndexError):
         lazy[3]
+
+
+_WITHOUT_IO_EXTRA = """
+import json, sys
+sys.modules["SimpleITK"] = None  # as if the [io] extra were not installed: `import SimpleITK` fails
+sys.modules["pydicom"] = None
+from tracker.io.readers import open_sequence
+davis = open_sequence(sys.argv[1])
+video = open_sequence(sys.argv[2])
+try:
+    open_sequence(sys.argv[3])
+    itk_error = ""
+except ImportError as exc:
+    itk_error = str(exc)
+print(json.dumps({"davis": [davis.kind, len(davis.frames), davis.object_ids()],
+                  "video": [video.kind, len(video.frames)], "itk_error": itk_error}))
+"""
+
+
+def test_davis_and_video_read_without_simpleitk(tmp_path: Path) -> None:
+    """The bare install (no [io] extra) reads DAVIS folders and videos; ITK files name the extra."""
+    import json
+    import subprocess
+    import sys
+
+    seq_dir = tmp_path / "bears"
+    (seq_dir / "JPEGImages").mkdir(parents=True)
+    (seq_dir / "Annotations").mkdir()
+    label = np.zeros((10, 14), np.uint8)
+    label[1:4, 1:4] = 1
+    for i in range(3):
+        _save_rgb(seq_dir / "JPEGImages" / f"{i:05d}.jpg", 50 + i)
+    write_mask_pngs(seq_dir / "Annotations", [label] * 3)
+    _write_video(tmp_path / "clip.avi", "MJPG", n=5)
+    _write_itk(tmp_path / "cine.mha", _frames())
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _WITHOUT_IO_EXTRA,
+            str(seq_dir),
+            str(tmp_path / "clip.avi"),
+            str(tmp_path / "cine.mha"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["davis"] == ["davis", 3, [1]]
+    assert found["video"] == ["video", 5]
+    assert "SimpleITK" in found["itk_error"] and "rt-tracker[io]" in found["itk_error"]

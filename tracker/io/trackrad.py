@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from tracker.io.common import import_sitk
 from tracker.io.sequence import Sequence
 from tracker.types import Geometry, Modality
 
@@ -46,6 +46,7 @@ def _read_json_scalar(path: Path, default: object) -> object:
 
 def _read_hwt(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     """Array in (T, H, W) order and the in-plane spacing (x, y) in mm."""
+    sitk = import_sitk()
     image = sitk.ReadImage(str(path))
     array = sitk.GetArrayFromImage(image)
     if array.ndim == 2:  # a single frame stored as 2D
@@ -58,6 +59,7 @@ def _read_hwt(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
 
 
 def _write_hwt(path: Path, thw: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> None:
+    sitk = import_sitk()
     path.parent.mkdir(parents=True, exist_ok=True)
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.moveaxis(np.asarray(thw), 0, -1)))
     image.SetSpacing((1.0, float(spacing_xy[0]), float(spacing_xy[1])))

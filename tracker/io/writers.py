@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tracker.io.readers import davis_palette, read_mask_file
+from tracker.io.masks import davis_palette, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.io.trackrad import LABELS_SUFFIX, write_trackrad_labels
 
