@@ -8,8 +8,9 @@ object pointers, occlusion handling) stays in ``SAM2Base`` in torch and the grap
 tensor programs:
 
 * image encoder: trunk + FPN neck + the SAM decoder's ``conv_s0``/``conv_s1`` (what
-  ``forward_image`` computes); the sine position encodings depend only on shapes and are
-  computed once in torch by the runtime instead of being copied out every frame;
+  ``forward_image`` computes), with a dynamic batch axis (frames of several sessions in
+  one call, :mod:`engines.sam2.batch`); the sine position encodings depend only on shapes
+  and are computed once in torch by the runtime instead of being copied out every frame;
 * memory attention: :class:`engines.sam2.rope.RealMemoryAttention` (dynamic memory length
   and number of object-pointer tokens);
 * memory encoder: ``MemoryEncoder.forward(pix_feat, mask, skip_mask_sigmoid=True)``, as

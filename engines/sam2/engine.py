@@ -7,6 +7,8 @@ engine drives the same model (built by sam2's own ``build_sam2_video_predictor``
 
 1. ``forward_image`` + ``_prepare_backbone_features`` once per frame; the features are
    shared by every object of the session (batch size 1, as the reference runs objects).
+   ``Sam2Engine.step_batch`` runs this call once for frames of several sessions and hands
+   each its slice (see :mod:`engines.sam2.batch`); everything below stays per session.
 2. Prompt updates arriving with the frame are applied first. A prompted object (ADD, or
    CORRECT, which makes the frame a conditioning frame of that object) runs ``track_step``
    with ``is_init_cond_frame=True`` and ``run_mem_encoder=False``; a mask prompt goes
