@@ -17,6 +17,9 @@ speed-up against B = 1 and the step's per-stage medians) and prints a table.
 
     .venv/bin/python bench/bench_batch.py --out bench/results/sam2_batch_cpu.json
     .venv/bin/python bench/bench_batch.py --smoke   # a short check of the script (256 px, one round)
+
+With ``--onnx-export-dir DIR`` (a ``tracker export`` of the same model and size) the onnx
+engine (ONNX Runtime, CPU, float32) is measured in the same rounds.
 """
 
 from __future__ import annotations
@@ -218,7 +221,7 @@ def summarise(raw: dict[str, dict[str, dict[int, SizeResult]]]) -> dict[str, Any
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = ["| dtype | what | batch | ms/frame p50 | speed-up vs 1 |", "|---|---|---|---|---|"]
+    lines = ["| engine/dtype | what | batch | ms/frame p50 | speed-up vs 1 |", "|---|---|---|---|---|"]
     for name, kinds in summary.items():
         for kind, per_batch in kinds.items():
             for b, r in per_batch.items():
@@ -254,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument(
+        "--onnx-export-dir", type=Path, default=None, help="also the onnx engine (ORT CPU) on this export"
+    )
+    p.add_argument(
         "--out", type=Path, default=None, help="JSON file (e.g. bench/results/sam2_batch_cpu.json)"
     )
     p.add_argument("--smoke", action="store_true", help="256 px, 1 round, no warm-up: script check")
@@ -286,11 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     frames, mask = clip(n_frames)
     engines = {d: build_engine(args.model, args.image_size, "cpu", d) for d in dtypes}
+    if args.onnx_export_dir is not None:
+        from engines.onnx.engine import OnnxEngine
+        from engines.onnx.engine import parse_options as onnx_options
+
+        options = {"export_dir": str(args.onnx_export_dir), "image_size": str(args.image_size)}
+        engines["onnx_float32"] = OnnxEngine(onnx_options(options))
+        if not engines["onnx_float32"].encoder_batches:
+            p.error(f"{args.onnx_export_dir}: an export whose image encoder has batch 1; export again")
     raw = run(engines, frames, mask, batches, args.rounds, args.warmup)
     summary = summarise(raw)
     result = {
         "provenance": prov,
-        "settings": asdict(settings) | {"smoke": args.smoke},
+        "settings": asdict(settings) | {"smoke": args.smoke, "onnx_export_dir": str(args.onnx_export_dir)},
         "machine": machine_info(),
         "engine": {d: e.info.version for d, e in engines.items()},
         "results": summary,
