@@ -127,18 +127,18 @@ class StepBench:
         ]
         self.k = 0
 
+    def frame_for(self, i: int, k: int) -> Any:
+        """Session ``i``'s frame ``k``: it starts on clip frame 3 i, so a batch holds different
+        images; frame 0 of each goes with the prompt mask, drawn on clip frame 0."""
+        from tracker.types import Frame
+
+        return Frame(k, self.frames[0 if k == 0 else (3 * i + k) % len(self.frames)])
+
     def step(self) -> tuple[float, list[dict[str, float]]]:
         """Milliseconds per frame of one ``step_batch`` call, and each item's stage times."""
         from engines.base import StepOutput
-        from tracker.types import Frame
 
-        n = len(self.frames)
-        # Session i starts on frame 3 i so the batch holds different images; frame 0 of
-        # each goes with the prompt mask, drawn on frame 0 (random weights: timing only).
-        work = [
-            (s, Frame(self.k, self.frames[0 if self.k == 0 else (3 * i + self.k) % n]))
-            for i, s in enumerate(self.sessions)
-        ]
+        work = [(s, self.frame_for(i, self.k)) for i, s in enumerate(self.sessions)]
         _sync(self.engine.settings.device)
         t0 = time.perf_counter()
         outcomes = self.engine.step_batch(work)
@@ -153,6 +153,40 @@ class StepBench:
     def close(self) -> None:
         for s in self.sessions:
             s.close()
+
+
+def batched_vs_one_by_one(
+    engine: Any, frames: list[np.ndarray], mask: np.ndarray, sessions: int, steps: int
+) -> dict[str, float]:
+    """Max abs low-res logit difference and min mask IoU of ``step_batch`` against ``step``.
+
+    ``sessions`` twin pairs (one mask-prompted object each, on different frames) stream
+    ``steps`` frames: one set through ``step_batch`` (one encoder call per frame), the other
+    one by one. On CPU in float32 the tests (tests/test_sam2_batch.py) hold this to 1e-4 /
+    0.999; on a GPU and in bf16 kernels may differ by batch size, which this measures.
+    """
+    from engines.base import StepOutput
+    from engines.sam2.parity import mask_iou
+
+    batched, single = StepBench(engine, frames, mask, sessions), StepBench(engine, frames, mask, sessions)
+    diff, iou = 0.0, 1.0
+    try:
+        for _ in range(steps):
+            k = batched.k
+            batched.step()
+            for i, s in enumerate(single.sessions):
+                out = s.step(batched.frame_for(i, k))
+                assert isinstance(out, StepOutput)
+            single.k += 1
+            for a, b in zip(batched.sessions, single.sessions, strict=True):
+                for oid in a.object_ids:
+                    x, y = a.last_logits(oid).float(), b.last_logits(oid).float()
+                    diff = max(diff, float((x - y).abs().max()))
+                    iou = min(iou, mask_iou(x.cpu().numpy()[0, 0] > 0, y.cpu().numpy()[0, 0] > 0))
+    finally:
+        batched.close()
+        single.close()
+    return {"max_abs_logit_diff": diff, "min_iou": iou, "sessions": sessions, "frames": steps}
 
 
 def build_engine(model: str, image_size: int, device: str, dtype: str) -> Any:

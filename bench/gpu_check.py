@@ -7,7 +7,8 @@ Run by bench/gpu_check.sh on a machine with an NVIDIA GPU (budget: under 8 minut
    N timed frames: ms/frame p50/p99 and per-stage medians (CUDA events).
 3. Batching across sessions (issue #13): base_plus at 1024 px, bf16, image encoder and whole
    ``step_batch`` at batch 1 and ``--batch-size`` (default 8) in interleaved rounds
-   (bench/bench_batch.py); prints the batched / one-by-one speed-up per frame.
+   (bench/bench_batch.py); prints the batched / one-by-one speed-up per frame, and how far
+   ``step_batch`` is from one-by-one steps on this device and dtype (6 frames).
 Prints a table and writes JSON. Random weights: the cost of a frame does not depend on them.
 ``--device cpu`` with small sizes only smoke-tests the script itself.
 """
@@ -103,13 +104,14 @@ def latency(
 
 def batching(frames: list[np.ndarray], first_mask: np.ndarray, args: argparse.Namespace) -> dict:
     """Per-frame ms at batch 1 and ``args.batch_size``, and the speed-up of batching."""
-    from bench_batch import build_engine, run, summarise
+    from bench_batch import batched_vs_one_by_one, build_engine, run, summarise
 
     dtype = "bfloat16" if args.device == "cuda" else "float32"
     engine = build_engine(args.batch_model, args.image_size, args.device, dtype)
     batches = [1, args.batch_size]
     raw = run({dtype: engine}, frames, first_mask, batches, args.batch_rounds, warmup=3)
     summary = summarise(raw)[dtype]
+    exact = batched_vs_one_by_one(engine, frames, first_mask, args.batch_size, steps=6)
     big = str(args.batch_size)
     return {
         "model": args.batch_model,
@@ -119,6 +121,7 @@ def batching(frames: list[np.ndarray], first_mask: np.ndarray, args: argparse.Na
         "step": summary["step"],
         "encoder_speedup": summary["encoder"][big]["speedup_vs_batch_1"],
         "step_speedup": summary["step"][big]["speedup_vs_batch_1"],
+        "exactness": exact,
     }
 
 
@@ -148,6 +151,12 @@ def table(result: dict, args: argparse.Namespace) -> str:
                 f" one by one, {many:.1f} ms/frame at batch {n}:"
                 f" batched/one-by-one speed-up x{b[kind + '_speedup']:.2f}"
             )
+        e = b["exactness"]
+        lines.append(
+            f"batching exactness ({e['sessions']} sessions x {e['frames']} frames, step_batch vs step):"
+            f" max |logit diff| {e['max_abs_logit_diff']:.2e}, min IoU {e['min_iou']:.4f}"
+            " [CPU fp32 test bound <= 1e-4, >= 0.999]"
+        )
     return "\n".join(lines)
 
 
