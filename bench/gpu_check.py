@@ -5,6 +5,10 @@ Run by bench/gpu_check.sh on a machine with an NVIDIA GPU (budget: under 8 minut
    engine against sam2's SAM2VideoPredictor on the same model (max abs logit diff, min IoU).
 2. Latency: base_plus and tiny at 1024 px, bf16 autocast, one object, 10 warm-up frames then
    N timed frames: ms/frame p50/p99 and per-stage medians (CUDA events).
+3. Batching across sessions (issue #13): base_plus at 1024 px, bf16, image encoder and whole
+   ``step_batch`` at batch 1 and ``--batch-size`` (default 8) in interleaved rounds
+   (bench/bench_batch.py); prints the batched / one-by-one speed-up per frame, and how far
+   ``step_batch`` is from one-by-one steps on this device and dtype (6 frames).
 Prints a table and writes JSON. Random weights: the cost of a frame does not depend on them.
 ``--device cpu`` with small sizes only smoke-tests the script itself.
 """
@@ -98,6 +102,29 @@ def latency(
     }
 
 
+def batching(frames: list[np.ndarray], first_mask: np.ndarray, args: argparse.Namespace) -> dict:
+    """Per-frame ms at batch 1 and ``args.batch_size``, and the speed-up of batching."""
+    from bench_batch import batched_vs_one_by_one, build_engine, run, summarise
+
+    dtype = "bfloat16" if args.device == "cuda" else "float32"
+    engine = build_engine(args.batch_model, args.image_size, args.device, dtype)
+    batches = [1, args.batch_size]
+    raw = run({dtype: engine}, frames, first_mask, batches, args.batch_rounds, warmup=3)
+    summary = summarise(raw)[dtype]
+    exact = batched_vs_one_by_one(engine, frames, first_mask, args.batch_size, steps=6)
+    big = str(args.batch_size)
+    return {
+        "model": args.batch_model,
+        "dtype": dtype,
+        "batch_size": args.batch_size,
+        "encoder": summary["encoder"],
+        "step": summary["step"],
+        "encoder_speedup": summary["encoder"][big]["speedup_vs_batch_1"],
+        "step_speedup": summary["step"][big]["speedup_vs_batch_1"],
+        "exactness": exact,
+    }
+
+
 def table(result: dict, args: argparse.Namespace) -> str:
     p = result["parity"]
     lines = [
@@ -114,6 +141,22 @@ def table(result: dict, args: argparse.Namespace) -> str:
             f"| {r['model']} | {r['ms_per_frame_p50']:.1f} | {r['ms_per_frame_p99']:.1f} | {stage_ms} |"
         )
     lines.append("target: base_plus @1024 <= 30 ms/frame on an H100-class card (bf16)")
+    b = result.get("batching")
+    if b:
+        n = str(b["batch_size"])
+        for kind in ("encoder", "step"):
+            one, many = b[kind]["1"]["ms_per_frame_p50"], b[kind][n]["ms_per_frame_p50"]
+            lines.append(
+                f"batching ({b['model']} @{args.image_size} {b['dtype']}), {kind}: {one:.1f} ms/frame"
+                f" one by one, {many:.1f} ms/frame at batch {n}:"
+                f" batched/one-by-one speed-up x{b[kind + '_speedup']:.2f}"
+            )
+        e = b["exactness"]
+        lines.append(
+            f"batching exactness ({e['sessions']} sessions x {e['frames']} frames, step_batch vs step):"
+            f" max |logit diff| {e['max_abs_logit_diff']:.2e}, min IoU {e['min_iou']:.4f}"
+            " [CPU fp32 test bound <= 1e-4, >= 0.999]"
+        )
     return "\n".join(lines)
 
 
@@ -128,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=1024, help="for the latency runs")
     parser.add_argument("--parity-size", type=int, default=512)
     parser.add_argument("--parity-frames", type=int, default=30)
+    parser.add_argument("--batch-model", default="base_plus", help="for the batching check")
+    parser.add_argument("--batch-size", type=int, default=8, help="sessions per batch (vs 1)")
+    parser.add_argument("--batch-rounds", type=int, default=10, help="timed rounds (after 3 warm-up)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from tracker.provenance import provenance
+
+    prov = provenance(seed=0)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -141,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "none (CPU smoke test)"
     result: dict = {
+        "provenance": prov,
         "machine": machine_info() | {"gpu": gpu},
         "settings": vars(args) | {"json": str(args.json)},
     }
@@ -151,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             latency(m, frames, first, args.frames, args.device, args.image_size)
             for m in args.models.split(",")
         ]
+        if args.batch_size > 1:
+            result["batching"] = batching(frames, first, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2))
     print(table(result, args))

@@ -61,6 +61,9 @@ class StepOutput:
     tracks: list[ObjectTrack]  # one per tracked object, in the session's object order
     stages_ms: dict[str, float] = field(default_factory=dict)  # the engine's own stages ("encoder", ...)
     events: list[RepromptEvent] = field(default_factory=list)  # overseer decisions taken on this frame
+    # Frames that shared this frame's batched engine call (Engine.step_batch); its batched
+    # stages ("encoder" for SAM2) report this frame's share, the call's time / batch_size.
+    batch_size: int = 1
 
 
 @dataclass

@@ -37,16 +37,18 @@ def test_cache_key_depends_on_every_part() -> None:
 
 
 def test_profile_covers_dynamic_axes_only() -> None:
-    opts = TrtOptions(export_dir=Path("x"), max_memory_frames=10, max_points=8)
+    opts = TrtOptions(export_dir=Path("x"), max_memory_frames=10, max_points=8, max_batch=4)
     inputs = [
         {"name": "curr", "shape": [256, 1, 256], "dtype": "float32"},
         {"name": "memory", "shape": ["num_memory_tokens", 1, 64], "dtype": "float32"},
         {"name": "point_coords", "shape": [1, "num_points", 2], "dtype": "float32"},
+        {"name": "image", "shape": ["batch", 3, 512, 512], "dtype": "float32"},
     ]
     prof = profile_for("g", inputs, opts, hw=256, ptr_tokens=64)
     assert prof == {
         "memory": ((1, 1, 64), (7 * 256 + 64, 1, 64), (10 * 256 + 64, 1, 64)),
         "point_coords": ((1, 1, 2), (1, 2, 2), (1, 8, 2)),
+        "image": ((1, 3, 512, 512), (4, 3, 512, 512), (4, 3, 512, 512)),
     }
 
 
@@ -56,6 +58,9 @@ def test_options() -> None:
     with pytest.raises(ValueError, match="precision"):
         parse_options({"export_dir": "d", "precision": "int8"})
     assert parse_options({"export_dir": "d", "precision": "FP32"}).precision == "fp32"
+    assert parse_options({"export_dir": "d"}).max_batch == 8
+    with pytest.raises(ValueError, match="max_batch"):
+        parse_options({"export_dir": "d", "max_batch": "0"})
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed")

@@ -46,6 +46,13 @@ def test_cached_position_encoding_is_exact_and_computed_once() -> None:
     # Second frame: the very same tensors, not recomputed copies.
     first, second = outs[0][1]["vision_pos_enc"], outs[1][1]["vision_pos_enc"]
     assert all(x.data_ptr() == y.data_ptr() for x, y in zip(first, second, strict=True))
+    # A batch of frames (engines.sam2.batch): sam2's values, as a view on the one-frame cache.
+    batch = torch.cat(images)
+    with torch.inference_mode():
+        a, b = plain.forward_image(batch), fast.forward_image(batch)
+    for xa, xb, one in zip(a["vision_pos_enc"], b["vision_pos_enc"], first, strict=True):
+        assert xb.shape[0] == 2 and torch.equal(xa, xb)
+        assert xb.data_ptr() == one.data_ptr()
 
 
 def test_bf16_core_matches_sdpa_to_bf16_rounding() -> None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from engines.base import EngineSession
 from engines.sam2.engine import Sam2Engine
 from engines.sam2.options import OPTION_HELP as SAM2_OPTION_HELP
 from engines.sam2.options import parse_options as parse_sam2_options
+from tracker.types import Frame
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,17 @@ class OnnxEngine(Sam2Engine):
             ),
             device=opts.device,
         )
+
+    @property
+    def encoder_batches(self) -> bool:
+        """Whether the exported image encoder takes a batch (exports before issue #13: batch 1)."""
+        image = self.manifest.graphs["image_encoder"].inputs[0]
+        return isinstance(image["shape"][0], str)
+
+    def batch_key(self, session: EngineSession, frame: Frame) -> Hashable | None:
+        if not self.encoder_batches:
+            return None  # an old export: one frame per call (export again to batch)
+        return super().batch_key(session, frame)
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> OnnxEngine:  # type: ignore[override]

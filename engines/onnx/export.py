@@ -50,15 +50,16 @@ def _export_one(module: Any, spec: GraphSpec, path: Path, opset: int) -> None:
 def verify_graph(module: Any, spec: GraphSpec, path: Path, seed: int = 1) -> float:
     """Max abs difference between the ONNX graph (ORT, CPU) and its torch module.
 
-    Uses inputs with a memory length other than the traced one, so a dynamic axis that
-    was baked in fails here rather than in a session.
+    Uses inputs with a memory length (and, for the image encoder, a batch size) other
+    than the traced one, so a dynamic axis that was baked in fails here rather than in a
+    session.
     """
     import numpy as np
     import onnxruntime as ort
     import torch
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    inputs = example_inputs(spec, seed=seed, num_memory_frames=3)
+    inputs = example_inputs(spec, seed=seed, num_memory_frames=3, batch=2)
     if spec.name == "sam_heads":  # also exercise a different point count and the no-mask branch
         inputs = (
             *inputs[:3],

@@ -8,8 +8,9 @@ object pointers, occlusion handling) stays in ``SAM2Base`` in torch and the grap
 tensor programs:
 
 * image encoder: trunk + FPN neck + the SAM decoder's ``conv_s0``/``conv_s1`` (what
-  ``forward_image`` computes); the sine position encodings depend only on shapes and are
-  computed once in torch by the runtime instead of being copied out every frame;
+  ``forward_image`` computes), with a dynamic batch axis (frames of several sessions in
+  one call, :mod:`engines.sam2.batch`); the sine position encodings depend only on shapes
+  and are computed once in torch by the runtime instead of being copied out every frame;
 * memory attention: :class:`engines.sam2.rope.RealMemoryAttention` (dynamic memory length
   and number of object-pointer tokens);
 * memory encoder: ``MemoryEncoder.forward(pix_feat, mask, skip_mask_sigmoid=True)``, as
@@ -76,9 +77,10 @@ def graph_specs(model: Any) -> dict[str, GraphSpec]:
     return {
         "image_encoder": GraphSpec(
             "image_encoder",
-            (TensorSpec("image", (1, 3, s, s), f32),),
+            # Dynamic batch: frames of several sessions share one call (engines.sam2.batch).
+            (TensorSpec("image", ("batch", 3, s, s), f32),),
             tuple(
-                TensorSpec(f"backbone_fpn_{i}", (1, level_ch[i], level_hw[i], level_hw[i]), f32)
+                TensorSpec(f"backbone_fpn_{i}", ("batch", level_ch[i], level_hw[i], level_hw[i]), f32)
                 for i in range(n_levels)
             ),
         ),
@@ -214,7 +216,9 @@ def graph_module(name: str, model: Any) -> torch.nn.Module:
     raise ValueError(f"unknown graph {name!r}; known: {', '.join(GRAPH_NAMES)}")
 
 
-def example_inputs(spec: GraphSpec, seed: int = 0, num_memory_frames: int = 2) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    spec: GraphSpec, seed: int = 0, num_memory_frames: int = 2, batch: int = 1
+) -> tuple[torch.Tensor, ...]:
     """Random inputs for ``spec`` (tracing and verification); symbolic axes get sizes."""
     import torch
 
@@ -231,6 +235,8 @@ def example_inputs(spec: GraphSpec, seed: int = 0, num_memory_frames: int = 2) -
                 shape.append(num_memory_frames * hw + 16)
             elif d == "num_points":
                 shape.append(2)
+            elif d == "batch":
+                shape.append(batch)
             else:
                 shape.append(int(d))
         if t.name == "num_obj_ptr_tokens":

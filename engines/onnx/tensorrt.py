@@ -41,6 +41,7 @@ OPTION_HELP: dict[str, str] = {
     "cache_dir": "where built engines are cached (default EXPORT_DIR/tensorrt_cache)",
     "max_memory_frames": "largest number of memory frames in one attention call (default 16)",
     "max_points": "largest number of prompt points (default 16)",
+    "max_batch": "largest image-encoder batch, frames of several sessions in one call (default 8)",
     "workspace_mb": "TensorRT builder workspace in MiB (default 4096)",
     "model": "must match the export (checked)",
     "image_size": "must match the export (checked)",
@@ -65,6 +66,7 @@ class TrtOptions:
     cache_dir: Path | None = None
     max_memory_frames: int = 16
     max_points: int = 16
+    max_batch: int = 8
     workspace_mb: int = 4096
     sam2: dict[str, str] = dataclasses.field(default_factory=dict)  # model, image_size, checkpoint, crop
 
@@ -99,6 +101,7 @@ def parse_options(options: dict[str, str]) -> TrtOptions:
         cache_dir=Path(cache) if cache else None,
         max_memory_frames=pos_int("max_memory_frames", 16),
         max_points=pos_int("max_points", 16),
+        max_batch=pos_int("max_batch", 8),
         workspace_mb=pos_int("workspace_mb", 4096),
         sam2={k: options[k] for k in ("model", "image_size", "checkpoint", "crop_margin_px") if k in options},
     )
@@ -137,7 +140,10 @@ def profile_for(
 
     Memory: from one token (a no-memory token) to ``max_memory_frames`` frames plus all
     pointer tokens; optimised for SAM 2.1's usual 7 frames + 16 pointers. Points: 1 to
-    ``max_points``, optimised for 2 (a box).
+    ``max_points``, optimised for 2 (a box). Image-encoder batch (exports with a dynamic
+    batch axis, engines.sam2.batch): 1 to ``max_batch``, optimised for ``max_batch`` (under
+    load the scheduler fills batches). Written against TensorRT's documented
+    ``IOptimizationProfile.set_shape``; not yet run on a GPU.
     """
     out: Profile = {}
     for t in inputs:
@@ -148,9 +154,13 @@ def profile_for(
         def dims(sym: dict[str, int], shape: list[Any] = shape) -> tuple[int, ...]:
             return tuple(sym[d] if isinstance(d, str) else int(d) for d in shape)
 
-        lo = {"num_memory_tokens": 1, "num_points": 1}
-        opt = {"num_memory_tokens": 7 * hw + ptr_tokens, "num_points": 2}
-        hi = {"num_memory_tokens": opts.max_memory_frames * hw + ptr_tokens, "num_points": opts.max_points}
+        lo = {"num_memory_tokens": 1, "num_points": 1, "batch": 1}
+        opt = {"num_memory_tokens": 7 * hw + ptr_tokens, "num_points": 2, "batch": opts.max_batch}
+        hi = {
+            "num_memory_tokens": opts.max_memory_frames * hw + ptr_tokens,
+            "num_points": opts.max_points,
+            "batch": opts.max_batch,
+        }
         out[t["name"]] = (dims(lo), dims(opt), dims(hi))
     return out
 
@@ -272,7 +282,7 @@ class TrtGraph:
             if context.set_input_shape(name, tuple(x.shape)) is False:
                 raise RuntimeError(
                     f"tensorrt {self.name}: input {name} of shape {tuple(x.shape)} is outside the engine's"
-                    " optimisation profile (raise max_memory_frames / max_points)"
+                    " optimisation profile (raise max_memory_frames / max_points / max_batch)"
                 )
             context.set_tensor_address(name, x.data_ptr())
         outs = []
@@ -316,9 +326,11 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
         profile = profile_for(name, rec.inputs, opts, hw, ptr_tokens)
         return TrtGraph(load_or_build(name, path, rec.sha256, opts, profile, cache_dir), name)
 
-    return OnnxEngine(
+    engine = OnnxEngine(
         onnx_opts,
         make_graph=make_graph,
         name="tensorrt",
         backend=f"TensorRT {trt.__version__} {opts.precision}",
     )
+    engine.max_encoder_batch = opts.max_batch  # the profile's limit: larger batches run in chunks
+    return engine

@@ -36,24 +36,28 @@ logger = logging.getLogger(__name__)
 
 
 class CachedPositionEncoding(_module_base()):  # type: ignore[misc]
-    """sam2's ``PositionEmbeddingSine``, computed once per (batch, height, width, device).
+    """sam2's ``PositionEmbeddingSine``, computed once per (height, width, device).
 
     The cached tensor is returned as is (no copy); callers must not write into it, and
-    sam2 does not.
+    sam2 does not. A batch of B frames (engines.sam2.batch) gets a B-fold broadcast view of
+    the one-frame encoding (the values do not depend on the frame), not a B-fold copy:
+    at 1024 px the finest level alone is 64 MiB per frame.
     """
 
     def __init__(self, original: Any) -> None:
         super().__init__()
         self.original = original
-        self._cache: dict[tuple[int, int, int, str], torch.Tensor] = {}
+        self._cache: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        key = (int(x.shape[0]), int(x.shape[-2]), int(x.shape[-1]), str(x.device))
+        key = (int(x.shape[-2]), int(x.shape[-1]), str(x.device))
         cached = self._cache.get(key)
         if cached is None:
-            cached = self.original(x).contiguous()
+            cached = self.original(x[:1]).contiguous()
             self._cache[key] = cached
-        return cached
+        if x.shape[0] == 1:
+            return cached
+        return cached.expand(x.shape[0], -1, -1, -1)
 
 
 def bf16_matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,8 @@ engine drives the same model (built by sam2's own ``build_sam2_video_predictor``
 
 1. ``forward_image`` + ``_prepare_backbone_features`` once per frame; the features are
    shared by every object of the session (batch size 1, as the reference runs objects).
+   ``Sam2Engine.step_batch`` runs this call once for frames of several sessions and hands
+   each its slice (see :mod:`engines.sam2.batch`); everything below stays per session.
 2. Prompt updates arriving with the frame are applied first. A prompted object (ADD, or
    CORRECT, which makes the frame a conditioning frame of that object) runs ``track_step``
    with ``is_init_cond_frame=True`` and ``run_mem_encoder=False``; a mask prompt goes
@@ -55,12 +57,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines.base import Engine, EngineInfo, EngineSession
+from engines.base import Engine, EngineInfo, EngineSession, StepOutput
 from engines.sam2.memory import STREAM_NUM_FRAMES, MemoryFrame, MemoryPolicy, ObjectMemory
 from engines.sam2.options import Sam2Settings, parse_options
 from engines.sam2.preprocess import (
@@ -132,6 +135,9 @@ class Sam2Engine(Engine):
         from engines.sam2.model import build_model, fill_holes_available
 
         self.settings = settings
+        # Most frames one image-encoder call takes (None: any); step_batch runs larger
+        # batches in chunks. TensorRT sets its profile's limit.
+        self.max_encoder_batch: int | None = None
         self.model = model if model is not None else build_model(settings)
         if int(self.model.image_size) != settings.image_size:
             raise ValueError(
@@ -181,6 +187,22 @@ class Sam2Engine(Engine):
     def open_session(self, config: SessionConfig) -> Sam2Session:
         return Sam2Session(config, self)
 
+    def batch_key(self, session: EngineSession, frame: Frame) -> Hashable | None:
+        """Every frame of this engine's sessions can share an image-encoder call.
+
+        The input is always resized (or cropped, then resized) to ``image_size`` square, so
+        frame sizes need not match; what must match is the model, its device and the
+        autocast dtype, all fixed per engine. See :mod:`engines.sam2.batch`.
+        """
+        s = self.settings
+        return (self.info.name, id(self), s.image_size, s.device, s.dtype)
+
+    def step_batch(self, work: Sequence[tuple[EngineSession, Frame]]) -> list[StepOutput | Exception]:
+        """One encoder call for all items, then each session's own tracking (see engines.sam2.batch)."""
+        from engines.sam2.batch import step_batch
+
+        return step_batch(self, work)
+
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
 
@@ -215,6 +237,35 @@ class _FrameFeatures:
     vision_feats: list[Any]
     vision_pos_embeds: list[Any]
     feat_sizes: list[tuple[int, int]]
+
+
+@dataclass
+class _StepPlan:
+    """What :meth:`Sam2Session._prepare` decided for a frame: its size and the prompts' inputs."""
+
+    hw: tuple[int, int]
+    inputs: dict[int, _PromptInputs]
+
+
+def encode_images(model: Any, images: torch.Tensor) -> list[_FrameFeatures]:
+    """One image-encoder call on (B, 3, S, S) images; each item's features, as batch size 1.
+
+    ``_prepare_backbone_features`` lays vision features out as (HW, B, C); item ``i`` gets
+    the contiguous slice ``[:, i:i+1]``, the layout a one-frame call gives. For B = 1 the
+    tensors are passed on untouched (the single-session path, bit-exact to the reference).
+    """
+    backbone_out = model.forward_image(images)
+    _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
+    if images.shape[0] == 1:
+        return [_FrameFeatures(feats, pos, sizes)]
+    return [
+        _FrameFeatures(
+            [f[:, i : i + 1].contiguous() for f in feats],
+            [p[:, i : i + 1].contiguous() for p in pos],
+            sizes,
+        )
+        for i in range(images.shape[0])
+    ]
 
 
 class Sam2Session(EngineSession):
@@ -327,16 +378,18 @@ class Sam2Session(EngineSession):
             return _PromptInputs(points={k: v.to(model.device) for k, v in pts.items()})
         raise PromptError(f"unsupported prompt type {type(prompt).__name__}")
 
-    def _features(self, pixels: np.ndarray) -> _FrameFeatures:
+    def _model_input(self, pixels: np.ndarray) -> torch.Tensor:
+        """This frame as the (1, 3, S, S) model input, in the current window."""
         model = self._engine.model
         assert self._window is not None
         with self.timer.stage("preprocess"):
             img = frame_to_tensor(pixels, model.image_size, self._window)
-            img = img.to(model.device).unsqueeze(0)
+            return img.to(model.device).unsqueeze(0)
+
+    def _features(self, pixels: np.ndarray) -> _FrameFeatures:
+        img = self._model_input(pixels)
         with self.timer.stage("encoder"):
-            backbone_out = model.forward_image(img)
-            _, feats, pos, sizes = model._prepare_backbone_features(backbone_out)
-        return _FrameFeatures(feats, pos, sizes)
+            return encode_images(self._engine.model, img)[0]
 
     def _fill_holes(self, low_res: torch.Tensor) -> torch.Tensor:
         if not self._engine.fill_holes:
@@ -417,6 +470,16 @@ class Sam2Session(EngineSession):
     def _step(self, frame: Frame, updates: list[PromptUpdate]) -> list[ObjectTrack]:
         import torch
 
+        plan = self._prepare(frame, updates)
+        with torch.inference_mode(), self._autocast(), timing_into(self.timer):
+            return self._track(plan, self._features(frame.pixels))
+
+    def _prepare(self, frame: Frame, updates: list[PromptUpdate]) -> _StepPlan:
+        """Check the prompts, then commit this frame's object and window changes.
+
+        Everything that can fail on a bad prompt happens before any state changes, so a
+        PromptError leaves the session as it was (batched steps rely on it too).
+        """
         hw = frame.shape_hw
         # Net effect of the updates, in arrival order: the last prompt for an object wins,
         # a REMOVE cancels earlier prompts of this frame, a REMOVE + ADD starts afresh.
@@ -435,7 +498,6 @@ class Sam2Session(EngineSession):
             if update.action is UpdateAction.ADD or oid not in self._tracks or oid in removed:
                 fresh.add(oid)
 
-        # Everything that can fail on a bad prompt happens before any state changes.
         window = self._next_window(hw, prompts, removed)
         try:
             inputs = {oid: self._prompt_inputs(oid, p, window) for oid, p in prompts.items()}
@@ -453,24 +515,29 @@ class Sam2Session(EngineSession):
         self._window = window
         self._window_set = self._window_set or bool(prompts)
         self._frame_idx += 1
+        return _StepPlan(hw, inputs)
+
+    def _track(self, plan: _StepPlan, ff: _FrameFeatures) -> list[ObjectTrack]:
+        """Every object on this frame's features (inside inference mode, autocast, timing)."""
+        import torch
+
+        assert self._window is not None
         results: list[ObjectTrack] = []
-        with torch.inference_mode(), self._autocast(), timing_into(self.timer):
-            ff = self._features(frame.pixels)
-            for oid, track in self._tracks.items():
-                if oid in inputs:
-                    out = self._run_prompted(track, inputs[oid], ff)
-                    logger.debug("object %d conditioned on frame %d", oid, self._frame_idx)
-                else:
-                    out = self._run_tracked(track, ff)
-                low_res = out["pred_masks"].float()
-                score = float(torch.sigmoid(out["object_score_logits"].float()).reshape(-1)[0])
-                with self.timer.stage("mask_upsample"):
-                    mask = logits_to_mask(low_res, self._window, hw)
-                track.last_logits = low_res
-                track.last_score = score
-                track.last_box = mask_box(mask)
-                track.memory.prune(self._frame_idx, self._engine.policy)
-                results.append(ObjectTrack(oid, mask, score))
+        for oid, track in self._tracks.items():
+            if oid in plan.inputs:
+                out = self._run_prompted(track, plan.inputs[oid], ff)
+                logger.debug("object %d conditioned on frame %d", oid, self._frame_idx)
+            else:
+                out = self._run_tracked(track, ff)
+            low_res = out["pred_masks"].float()
+            score = float(torch.sigmoid(out["object_score_logits"].float()).reshape(-1)[0])
+            with self.timer.stage("mask_upsample"):
+                mask = logits_to_mask(low_res, self._window, plan.hw)
+            track.last_logits = low_res
+            track.last_score = score
+            track.last_box = mask_box(mask)
+            track.memory.prune(self._frame_idx, self._engine.policy)
+            results.append(ObjectTrack(oid, mask, score))
         return results
 
     def degradations(self) -> tuple[str, ...]:
