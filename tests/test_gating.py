@@ -171,7 +171,7 @@ def test_relative_d98_is_one_for_perfect_tracking_and_drops_with_error():
     missing = truths.copy()
     missing[10:] = False  # half the frames untracked deliver nothing
     assert relative_d98(missing, truths) == pytest.approx(0.5, abs=0.05)
-    assert relative_d98(shifted, truths, lung=True) != relative_d98(shifted, truths)
+    assert relative_d98(shifted, truths, "lung") != relative_d98(shifted, truths)
 
 
 def test_gating_scores_against_truth():
