@@ -332,6 +332,9 @@ class FlowSettings:
     # Parts of a propagated mask smaller than this fraction of its largest part are
     # flow specks, not object (see drop_islands); 0 keeps every part.
     min_island_fraction: float = 0.05
+    # Tracking confidence: forward-backward flow error (px, full resolution) at which the
+    # confidence halves; 0 turns the check off (one flow less per frame, photometric only).
+    fb_scale_px: float = 1.0
 
 
 _OPTION_HELP = {
@@ -344,6 +347,7 @@ _OPTION_HELP = {
     "box_mode": "grabcut | box",
     "point_radius": "a number > 0 (pixels)",
     "min_island_fraction": "a number in [0, 1)",
+    "fb_scale_px": "a number >= 0 (pixels; 0: no forward-backward check)",
 }
 
 
@@ -405,6 +409,7 @@ def parse_options(options: dict[str, str]) -> FlowSettings:
             "point_radius", options.get("point_radius", str(d.point_radius)), 0.0, False
         ),
         min_island_fraction=_island_fraction(options.get("min_island_fraction", str(d.min_island_fraction))),
+        fb_scale_px=_parse_float("fb_scale_px", options.get("fb_scale_px", str(d.fb_scale_px)), 0.0, True),
     )
 
 
@@ -477,6 +482,9 @@ class _Warp:
 
     map_xy: np.ndarray  # float32 (H, W, 2): where each current pixel lies in the reference
     confidence: np.ndarray  # float32 (H, W) in (0, 1]: local photometric consistency of the warp
+    # The same, blind to smooth intensity change (drift, inflow, coil shading): the presence score.
+    structure: np.ndarray
+    fb_error: np.ndarray | None = None  # float32 (H, W): forward-backward flow error, full-res px
 
 
 class FlowSession(EngineSession):
@@ -526,7 +534,7 @@ class FlowSession(EngineSession):
         # Farneback: 5 levels and a 21 px window reach ~20 px displacements at 270x270.
         return cv2.calcOpticalFlowFarneback(cur, ref, None, 0.5, 5, 21, 5, 7, 1.5, 0)
 
-    def _warp_to(self, cur: np.ndarray, ref: np.ndarray, hw: tuple[int, int]) -> _Warp:
+    def _warp_to(self, cur: np.ndarray, ref: np.ndarray, hw: tuple[int, int], fb: bool = False) -> _Warp:
         grid, work_grid = self._grids(hw)
         if ref.shape != cur.shape:  # the working size changed (degradation) since ref was kept
             ref = cv2.resize(ref, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
@@ -534,21 +542,38 @@ class FlowSession(EngineSession):
             flow = self._flow(cur, ref)
         work_map = work_grid + flow
         warped = cv2.remap(ref, work_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        residual = cv2.absdiff(cur, warped).astype(np.float32)
+        signed = cur.astype(np.float32) - warped.astype(np.float32)
+        residual = np.abs(signed)
         # Average the residual over a window ~3 % of the image side: single pixels are
         # too noisy to judge a warp by, whole frames too coarse to localise its failures.
         k = max(3, (round(0.03 * max(cur.shape)) | 1))
-        residual = cv2.blur(residual, (k, k))
-        confidence = 1.0 / (1.0 + (residual / np.float32(self._settings.consistency_scale)) ** 2)
+        scale = np.float32(self._settings.consistency_scale)
+        confidence = 1.0 / (1.0 + (cv2.blur(residual, (k, k)) / scale) ** 2)
+        # Without the residual's local mean (a window 3x wider), a brightness change that
+        # is smooth in space (drift, inflow, shading) no longer reads as a lost target.
+        structural = np.abs(signed - cv2.blur(signed, (3 * k, 3 * k)))
+        structure = 1.0 / (1.0 + (cv2.blur(structural, (k, k)) / scale) ** 2)
+        fb_error = None
+        if fb:
+            # Forward-backward check: the flow back from the reference, read where each pixel
+            # landed, should undo the forward flow; what is left is the flow's own error.
+            with self.timer.stage("flow"):
+                back = self._flow(ref, cur)
+            back_at = cv2.remap(back, work_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            fb_error = np.linalg.norm(flow + back_at, axis=2).astype(np.float32)
+            fb_error *= np.float32(hw[1] / cur.shape[1])  # working px -> full-resolution px
         if work_map.shape[:2] != hw:
             sx, sy = hw[1] / cur.shape[1], hw[0] / cur.shape[0]
             flow = cv2.resize(flow, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
             flow *= np.array([sx, sy], dtype=np.float32)
             confidence = cv2.resize(confidence, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+            structure = cv2.resize(structure, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
+            if fb_error is not None:
+                fb_error = cv2.resize(fb_error, (hw[1], hw[0]), interpolation=cv2.INTER_LINEAR)
             map_xy = grid + flow
         else:
             map_xy = work_map
-        return _Warp(map_xy=map_xy, confidence=confidence)
+        return _Warp(map_xy=map_xy, confidence=confidence, structure=structure, fb_error=fb_error)
 
     # -- EngineSession ------------------------------------------------------------------
 
@@ -593,9 +618,12 @@ class FlowSession(EngineSession):
 
         warps: dict[int, _Warp] = {}  # reference tick -> flow, computed at most once per frame
 
+        fb = self._settings.fb_scale_px > 0
+
         def warp_for(ref: _RefFrame) -> _Warp:
             if ref.tick not in warps:
-                warps[ref.tick] = self._warp_to(gray, ref.gray, hw)
+                # The forward-backward check runs on the short-term flow only (one extra flow).
+                warps[ref.tick] = self._warp_to(gray, ref.gray, hw, fb=fb and ref is self._prev)
             return warps[ref.tick]
 
         tracks: list[ObjectTrack] = []
@@ -609,20 +637,21 @@ class FlowSession(EngineSession):
             short = warp_for(self._prev)
             m_prev = _remap_mask(state.prev_mask, short.map_xy)
             if state.anchor.tick == self._prev.tick or alpha == 0:
-                soft, conf = m_prev, short.confidence
+                soft, conf = m_prev, short.structure
             else:
                 anch = warp_for(state.anchor)
                 m_anchor = _remap_mask(state.anchor_mask, anch.map_xy)
                 wa = alpha * anch.confidence
                 wp = short.confidence
                 soft = (wa * m_anchor + wp * m_prev) / (wa + wp)
-                conf = np.maximum(anch.confidence, short.confidence)
+                conf = np.maximum(anch.structure, short.structure)
             mask = soft >= 0.5
             if self._settings.min_island_fraction > 0:
                 mask = drop_islands(mask, self._settings.min_island_fraction)
             score = float(conf[mask].mean()) if mask.any() else 0.0
             state.prev_mask = mask.astype(np.uint8) * 255
-            tracks.append(ObjectTrack(oid, mask, min(1.0, max(0.0, score))))
+            score = min(1.0, max(0.0, score))
+            tracks.append(ObjectTrack(oid, mask, score, self._confidence(score, short, mask)))
         # Warping and blending masks, apart from the flow fields computed inside the loop.
         loop_ms = (time.perf_counter() - loop_start) * 1000.0
         self.timer.add("propagate", loop_ms - (self.timer.elapsed("flow") - flow_before))
@@ -631,6 +660,15 @@ class FlowSession(EngineSession):
         # (held by their states, so dropped objects free theirs with them).
         self._prev = current
         return tracks
+
+    def _confidence(self, photometric: float, short: _Warp, mask: np.ndarray) -> float:
+        """Tracking confidence: photometric consistency x forward-backward agreement over the mask."""
+        if not mask.any():
+            return 0.0
+        if short.fb_error is None:
+            return photometric
+        fb_px = float(short.fb_error[mask].mean())
+        return photometric / (1.0 + (fb_px / self._settings.fb_scale_px) ** 2)
 
     def _close(self) -> None:
         self._tracks.clear()

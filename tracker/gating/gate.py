@@ -132,7 +132,7 @@ class _ObjectMotion:
                 w = (t - self.last[0]) / (t_s - self.last[0])  # interpolate between measurements
                 actual = (1 - w) * self.last[1] + w * position
             self.errors_mm.append(float(np.linalg.norm(forecast - actual)))
-        del self.errors_mm[:-30]
+        del self.errors_mm[:-10]  # recent ones: the error of the breathing as it is now
         self.last = (t_s, position)
 
     def prediction_error_mm(self) -> float:
