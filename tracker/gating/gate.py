@@ -19,11 +19,12 @@ Two rules (``GatingConfig.rule``):
   mask expanded by ``margin_mm``.
 
 The guard band is taken from the estimated error, not a constant:
-``guard = max(guard_mm, guard_sigmas * sqrt(e_pred^2 + e_track^2))``, where
-``e_pred`` is the RMS of the gate's own prediction errors so far (each forecast
-is checked when the measurement for its time arrives) and ``e_track =
-confidence_error_mm * (1 - confidence)`` turns the engine's tracking
-confidence into millimetres.
+``guard = max(guard_mm, guard_sigmas * sqrt(e_pred^2 + e_track^2 + e_latency^2))``,
+where ``e_pred`` is the RMS of the gate's own recent prediction errors (each
+forecast is checked when the measurement for its time arrives), ``e_track =
+confidence_error_mm * (1 - confidence)`` turns the engine's tracking confidence
+into millimetres, and ``e_latency = speed * (p90 - median latency)`` is how far
+the target moves when an answer arrives later than the forecast assumed.
 """
 
 from __future__ import annotations
@@ -226,11 +227,26 @@ class Gate:
         return GatingDecision(BeamState.ON, "every gated object is inside the window", index, "", guard)
 
     def estimated_error_mm(self, obj: ObjectResult) -> float:
-        """One standard error of the gated position: prediction error and tracking error combined."""
-        e_pred = self._motion(obj.object_id).prediction_error_mm()
+        """One standard error of the gated position: prediction, latency-jitter and tracking error."""
+        motion = self._motion(obj.object_id)
+        e_pred = motion.prediction_error_mm()
         confidence = 0.0 if obj.confidence is None else obj.confidence
         e_track = self.config.confidence_error_mm * (1.0 - confidence)
-        return float(np.hypot(e_pred, e_track))
+        return float(np.sqrt(e_pred**2 + e_track**2 + self._latency_error_mm(motion) ** 2))
+
+    def _latency_error_mm(self, motion: _ObjectMotion) -> float:
+        """How far the target moves during the latency's jitter: the forecast is made for the
+        median latency, but an answer that arrives later takes effect later."""
+        recent = self._latencies_ms[-50:]
+        if self.config.horizon_ms > 0 or len(recent) < 5:
+            return 0.0
+        spread_s = float(np.percentile(recent, 90) - np.median(recent)) / 1000.0
+        h = self.horizon_ms() / 1000.0
+        now, later = motion.predictor.predict(h), motion.predictor.predict(h + 0.1)
+        if now is None or later is None:
+            return 0.0
+        speed = float(np.linalg.norm(later - now)) / 0.1
+        return speed * spread_s
 
     def guard_mm(self, obj: ObjectResult) -> float:
         """The guard band for ``obj``: the configured floor, widened to the estimated error."""
