@@ -60,6 +60,8 @@ def _row(case: dict[str, Any]) -> dict[str, Any]:
         "relative_d98": challenge.get("relative_d98"),
         "empty_truth_frames": challenge.get("empty_truth_frames"),
         "beam_on_outside": gating.get("beam_on_outside_fraction"),
+        "beam_on_outside_frames": gating.get("beam_on_outside_frames"),
+        "beam_on_frames": gating.get("beam_on_frames"),
         "duty": gating.get("duty_cycle"),
         "oracle_duty": gating.get("oracle_duty_cycle"),
         "duty_vs_oracle": gating.get("duty_vs_oracle"),
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin-mm", type=float, default=3.0)
     parser.add_argument("--rule", choices=["centroid", "mask"], default="centroid")
     parser.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--gate", action="append", default=[], metavar="KNOB=VALUE", help="e.g. guard_sigmas=1.5"
+    )
     parser.add_argument("--smoke", action="store_true", help="1 tuning + 1 validation case")
     parser.add_argument("--only", choices=["tuning", "validation"], default=None, help="run one set")
     parser.add_argument("--json", type=Path, default=None)
@@ -131,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         gating_rule=args.rule,
         latency_budget_ms=1000.0,
         progress=False,
+        **{
+            k: (int if k == "min_checked_forecasts" else float)(v)
+            for k, v in (g.split("=", 1) for g in args.gate)
+        },
     )
     result: dict[str, Any] = {"provenance": prov, "settings": {k: str(v) for k, v in vars(args).items()}}
     for which in ("tuning", "validation"):

@@ -48,7 +48,7 @@ def test_guard_band_grows_with_the_estimated_error() -> None:
         decision = steady.observe(_frame(k, 22), k * 0.25, 10)
     assert decision.state is BeamState.ON and decision.guard_mm == pytest.approx(0.0)
     # Lower confidence widens the guard: 2 sigmas x (1 - 0.6) x 2 mm = 1.6 mm, and 2 mm + 1.6 > 3.
-    unsure = _gate(guard_sigmas=2.0, min_confidence=0.0, confidence_error_mm=2.0)
+    unsure = _gate(guard_sigmas=2.0, min_confidence=0.0, confidence_error_mm=2.0, min_checked_forecasts=0)
     unsure.observe(_frame(0, 20, 0.6), 0.0, 10)
     held = unsure.observe(_frame(1, 22, 0.6), 0.25, 10)
     assert held.state is BeamState.HOLD and held.cause == "guard_band"
@@ -121,3 +121,30 @@ def test_bad_uncertainty_settings_are_refused() -> None:
         GatingConfig(min_confidence=1.5)
     with pytest.raises(ValueError, match="guard_sigmas"):
         GatingConfig(guard_sigmas=-1)
+
+
+def test_latency_jitter_widens_the_guard_for_a_moving_target() -> None:
+    def run(latencies: list[float]) -> float:
+        gate = Gate(
+            GatingConfig(
+                margin_mm=20.0, guard_mm=0.0, predictor="kalman", guard_sigmas=1.0, min_confidence=0.0
+            ),
+            Geometry(),
+        )
+        decision = None
+        for k, latency in enumerate(latencies):
+            decision = gate.observe(_frame(k, 5 + 2 * k), k * 0.25, latency)  # 8 mm/s, steady
+        assert decision is not None
+        return decision.guard_mm
+
+    steady = run([50.0] * 12)
+    jittery = run([50.0, 50.0, 400.0] * 4)
+    assert jittery > steady + 1.0  # 8 mm/s x ~0.3 s of jitter
+
+
+def test_the_beam_holds_until_the_prediction_error_is_known() -> None:
+    gate = _gate(guard_sigmas=1.0, min_confidence=0.0, min_checked_forecasts=3)
+    decisions = [gate.observe(_frame(k, 20), k * 0.25, 10) for k in range(5)]
+    assert [d.cause for d in decisions[:3]] == ["warming_up"] * 3
+    assert "0 of 3 forecasts checked" in decisions[0].reason
+    assert decisions[3].state is BeamState.ON and decisions[4].state is BeamState.ON

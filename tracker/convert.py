@@ -509,6 +509,11 @@ def gating_config_from_proto(msg: pb.GatingConfig) -> GatingConfig | None:
         confidence_error_mm=(
             msg.confidence_error_mm if msg.HasField("confidence_error_mm") else defaults.confidence_error_mm
         ),
+        min_checked_forecasts=(
+            msg.min_checked_forecasts
+            if msg.HasField("min_checked_forecasts")
+            else defaults.min_checked_forecasts
+        ),
     )
 
 
@@ -531,6 +536,7 @@ def gating_config_to_proto(config: GatingConfig | None) -> pb.GatingConfig:
         min_confidence=config.min_confidence,
         guard_sigmas=config.guard_sigmas,
         confidence_error_mm=config.confidence_error_mm,
+        min_checked_forecasts=config.min_checked_forecasts,
     )
     if config.window_mask is not None:
         msg.window_mask.CopyFrom(mask_to_proto(np.asarray(config.window_mask, dtype=bool)))

@@ -76,6 +76,7 @@ class ReplayOptions:
     min_confidence: float | None = None
     guard_sigmas: float | None = None
     confidence_error_mm: float | None = None
+    min_checked_forecasts: int | None = None
     # TrackRAD2025 challenge mode: the headline Dice/HD95/centroid are the challenge's (frames
     # with empty ground truth dropped, distances in px, empty predictions penalised max(H, W)).
     challenge_mode: bool = False
@@ -163,7 +164,7 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
             min_inside_fraction=options.min_inside_fraction,
             **{
                 k: v
-                for k in ("min_confidence", "guard_sigmas", "confidence_error_mm")
+                for k in ("min_confidence", "guard_sigmas", "confidence_error_mm", "min_checked_forecasts")
                 if (v := getattr(options, k)) is not None
             },
         ),

@@ -92,6 +92,8 @@ def gating_blocks(case: CaseResult, rule: str, min_inside_fraction: float) -> di
     duty = float(on.mean()) if len(on) else 0.0
     oracle = float(oracle_on.mean()) if len(oracle_on) else 0.0
     gating.update(
+        beam_on_frames=int(on.sum()),
+        beam_on_outside_frames=round(gating["beam_on_outside_fraction"] * int(on.sum())),  # type: ignore[operator]
         rule=rule,
         margin_mm=margin,
         duty_cycle=duty,

@@ -159,7 +159,7 @@ class ObjectPrompt(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., reference_mm: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GatingConfig(_message.Message):
-    __slots__ = ("enabled", "margin_mm", "window_mask", "min_inside_fraction", "min_presence", "stall_timeout_ms", "beam_latency_ms", "horizon_ms", "predictor", "object_ids", "guard_mm", "no_guard", "min_confidence", "guard_sigmas", "confidence_error_mm", "rule")
+    __slots__ = ("enabled", "margin_mm", "window_mask", "min_inside_fraction", "min_presence", "stall_timeout_ms", "beam_latency_ms", "horizon_ms", "predictor", "object_ids", "guard_mm", "no_guard", "min_confidence", "guard_sigmas", "confidence_error_mm", "rule", "min_checked_forecasts")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     MARGIN_MM_FIELD_NUMBER: _ClassVar[int]
     WINDOW_MASK_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +176,7 @@ class GatingConfig(_message.Message):
     GUARD_SIGMAS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_ERROR_MM_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
+    MIN_CHECKED_FORECASTS_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     margin_mm: float
     window_mask: Mask
@@ -192,7 +193,8 @@ class GatingConfig(_message.Message):
     guard_sigmas: float
     confidence_error_mm: float
     rule: str
-    def __init__(self, enabled: _Optional[bool] = ..., margin_mm: _Optional[float] = ..., window_mask: _Optional[_Union[Mask, _Mapping]] = ..., min_inside_fraction: _Optional[float] = ..., min_presence: _Optional[float] = ..., stall_timeout_ms: _Optional[float] = ..., beam_latency_ms: _Optional[float] = ..., horizon_ms: _Optional[float] = ..., predictor: _Optional[str] = ..., object_ids: _Optional[_Iterable[int]] = ..., guard_mm: _Optional[float] = ..., no_guard: _Optional[bool] = ..., min_confidence: _Optional[float] = ..., guard_sigmas: _Optional[float] = ..., confidence_error_mm: _Optional[float] = ..., rule: _Optional[str] = ...) -> None: ...
+    min_checked_forecasts: int
+    def __init__(self, enabled: _Optional[bool] = ..., margin_mm: _Optional[float] = ..., window_mask: _Optional[_Union[Mask, _Mapping]] = ..., min_inside_fraction: _Optional[float] = ..., min_presence: _Optional[float] = ..., stall_timeout_ms: _Optional[float] = ..., beam_latency_ms: _Optional[float] = ..., horizon_ms: _Optional[float] = ..., predictor: _Optional[str] = ..., object_ids: _Optional[_Iterable[int]] = ..., guard_mm: _Optional[float] = ..., no_guard: _Optional[bool] = ..., min_confidence: _Optional[float] = ..., guard_sigmas: _Optional[float] = ..., confidence_error_mm: _Optional[float] = ..., rule: _Optional[str] = ..., min_checked_forecasts: _Optional[int] = ...) -> None: ...
 
 class GatingDecision(_message.Message):
     __slots__ = ("state", "reason", "frame_index", "stalled", "decided_at_s", "cause", "guard_mm")
