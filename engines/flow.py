@@ -332,6 +332,9 @@ class FlowSettings:
     # Parts of a propagated mask smaller than this fraction of its largest part are
     # flow specks, not object (see drop_islands); 0 keeps every part.
     min_island_fraction: float = 0.05
+    # Tracking confidence: forward-backward flow error (px, full resolution) at which the
+    # confidence halves; 0 turns the check off (one flow less per frame, photometric only).
+    fb_scale_px: float = 1.0
 
 
 _OPTION_HELP = {
@@ -344,6 +347,7 @@ _OPTION_HELP = {
     "box_mode": "grabcut | box",
     "point_radius": "a number > 0 (pixels)",
     "min_island_fraction": "a number in [0, 1)",
+    "fb_scale_px": "a number >= 0 (pixels; 0: no forward-backward check)",
 }
 
 
@@ -405,6 +409,7 @@ def parse_options(options: dict[str, str]) -> FlowSettings:
             "point_radius", options.get("point_radius", str(d.point_radius)), 0.0, False
         ),
         min_island_fraction=_island_fraction(options.get("min_island_fraction", str(d.min_island_fraction))),
+        fb_scale_px=_parse_float("fb_scale_px", options.get("fb_scale_px", str(d.fb_scale_px)), 0.0, True),
     )
 
 
@@ -485,6 +490,16 @@ Region = tuple[int, int, int, int]  # (y0, y1, x0, x1), full-resolution pixels
 
 
 @dataclass
+class _Fields:
+    """A warp's full-resolution values over one region."""
+
+    map_xy: np.ndarray  # float32 (h, w, 2): where each pixel lies in the reference
+    confidence: np.ndarray  # float32 (h, w) in (0, 1]: local photometric consistency of the warp
+    structure: np.ndarray  # the same, blind to smooth intensity change: the presence score
+    fb_error: np.ndarray | None  # float32 (h, w): forward-backward flow error, full-res px
+
+
+@dataclass
 class _Warp:
     """Flow from the current frame to one reference frame, shared by every object using it.
 
@@ -496,25 +511,39 @@ class _Warp:
     work_map: np.ndarray  # float32 (h, w, 2): where each working pixel lies in the reference
     flow: np.ndarray  # float32 (h, w, 2): work_map minus the pixel's own position
     confidence: np.ndarray  # float32 (h, w) in (0, 1]: local photometric consistency of the warp
+    # The same, blind to smooth intensity change (drift, inflow, coil shading): the presence score.
+    structure: np.ndarray
+    fb_error: np.ndarray | None  # float32 (h, w): forward-backward flow error, full-resolution px
     hw: tuple[int, int]  # full resolution
     grid: np.ndarray  # float32 (H, W, 2) full-resolution pixel coordinates
     max_shift_px: float  # the largest flow component, full-resolution px: how far any pixel moves
 
-    def region(self, roi: Region) -> tuple[np.ndarray, np.ndarray]:
-        """Full-resolution (map_xy, confidence) over ``roi``, as a bilinear resize would give them."""
+    def region(self, roi: Region) -> _Fields:
+        """Full-resolution values over ``roi``, as a bilinear resize of the whole field would give."""
         y0, y1, x0, x1 = roi
         h, w = self.work_map.shape[:2]
         if (h, w) == self.hw:
-            return self.work_map[y0:y1, x0:x1], self.confidence[y0:y1, x0:x1]
+            cut = (slice(y0, y1), slice(x0, x1))
+            fb = None if self.fb_error is None else self.fb_error[cut]
+            return _Fields(self.work_map[cut], self.confidence[cut], self.structure[cut], fb)
         # Sample the working fields at the full-resolution pixel centres, as cv2.resize's
         # INTER_LINEAR does (src = (dst + 0.5) * scale - 0.5), over the region only.
         sx, sy = w / self.hw[1], h / self.hw[0]
         to_work = np.array([[sx, 0.0, sx * (x0 + 0.5) - 0.5], [0.0, sy, sy * (y0 + 0.5) - 0.5]])
-        size, how, edge = (x1 - x0, y1 - y0), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_REPLICATE
-        flow = cv2.warpAffine(self.flow, to_work, size, flags=how, borderMode=edge)
-        flow *= np.array([1.0 / sx, 1.0 / sy], dtype=np.float32)
-        confidence = cv2.warpAffine(self.confidence, to_work, size, flags=how, borderMode=edge)
-        return self.grid[y0:y1, x0:x1] + flow, confidence
+        size = (x1 - x0, y1 - y0)
+
+        def sample(field: np.ndarray) -> np.ndarray:
+            return cv2.warpAffine(
+                field,
+                to_work,
+                size,
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+
+        flow = sample(self.flow) * np.array([1.0 / sx, 1.0 / sy], dtype=np.float32)
+        fb = None if self.fb_error is None else sample(self.fb_error)
+        return _Fields(self.grid[y0:y1, x0:x1] + flow, sample(self.confidence), sample(self.structure), fb)
 
 
 def reach(boxes: list[Region | None], margin: float, hw: tuple[int, int]) -> Region | None:
@@ -586,7 +615,7 @@ class FlowSession(EngineSession):
         # Farneback: 5 levels and a 21 px window reach ~20 px displacements at 270x270.
         return cv2.calcOpticalFlowFarneback(cur, ref, None, 0.5, 5, 21, 5, 7, 1.5, 0)
 
-    def _warp_to(self, cur: np.ndarray, ref: np.ndarray, hw: tuple[int, int]) -> _Warp:
+    def _warp_to(self, cur: np.ndarray, ref: np.ndarray, hw: tuple[int, int], fb: bool = False) -> _Warp:
         grid, work_grid = self._grids(hw)
         if ref.shape != cur.shape:  # the working size changed (degradation) since ref was kept
             ref = cv2.resize(ref, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
@@ -594,15 +623,29 @@ class FlowSession(EngineSession):
             flow = self._flow(cur, ref)
         work_map = work_grid + flow
         warped = cv2.remap(ref, work_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        residual = cv2.absdiff(cur, warped).astype(np.float32)
+        signed = cur.astype(np.float32) - warped.astype(np.float32)
+        residual = np.abs(signed)
         # Average the residual over a window ~3 % of the image side: single pixels are
         # too noisy to judge a warp by, whole frames too coarse to localise its failures.
         k = max(3, (round(0.03 * max(cur.shape)) | 1))
-        residual = cv2.blur(residual, (k, k))
-        confidence = 1.0 / (1.0 + (residual / np.float32(self._settings.consistency_scale)) ** 2)
-        scale = max(hw[1] / cur.shape[1], hw[0] / cur.shape[0])
-        max_shift = float(np.abs(flow).max()) * scale if flow.size else 0.0
-        return _Warp(work_map, flow, confidence, hw, grid, max_shift)
+        scale = np.float32(self._settings.consistency_scale)
+        confidence = 1.0 / (1.0 + (cv2.blur(residual, (k, k)) / scale) ** 2)
+        # Without the residual's local mean (a window 3x wider), a brightness change that
+        # is smooth in space (drift, inflow, shading) no longer reads as a lost target.
+        structural = np.abs(signed - cv2.blur(signed, (3 * k, 3 * k)))
+        structure = 1.0 / (1.0 + (cv2.blur(structural, (k, k)) / scale) ** 2)
+        fb_error = None
+        if fb:
+            # Forward-backward check: the flow back from the reference, read where each pixel
+            # landed, should undo the forward flow; what is left is the flow's own error.
+            with self.timer.stage("flow"):
+                back = self._flow(ref, cur)
+            back_at = cv2.remap(back, work_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            fb_error = np.linalg.norm(flow + back_at, axis=2).astype(np.float32)
+            fb_error *= np.float32(hw[1] / cur.shape[1])  # working px -> full-resolution px
+        scale_up = max(hw[1] / cur.shape[1], hw[0] / cur.shape[0])
+        max_shift = float(np.abs(flow).max()) * scale_up if flow.size else 0.0
+        return _Warp(work_map, flow, confidence, structure, fb_error, hw, grid, max_shift)
 
     # -- EngineSession ------------------------------------------------------------------
 
@@ -648,9 +691,12 @@ class FlowSession(EngineSession):
 
         warps: dict[int, _Warp] = {}  # reference tick -> flow, computed at most once per frame
 
+        fb = self._settings.fb_scale_px > 0
+
         def warp_for(ref: _RefFrame) -> _Warp:
             if ref.tick not in warps:
-                warps[ref.tick] = self._warp_to(gray, ref.gray, hw)
+                # The forward-backward check runs on the short-term flow only (one extra flow).
+                warps[ref.tick] = self._warp_to(gray, ref.gray, hw, fb=fb and ref is self._prev)
             return warps[ref.tick]
 
         tracks: list[ObjectTrack] = []
@@ -669,25 +715,27 @@ class FlowSession(EngineSession):
             boxes = [state.prev_box] + ([state.anchor_box] if anch is not None else [])
             roi = reach(boxes, shift + 2.0, hw)
             mask = np.zeros(hw, dtype=bool)
-            score = 0.0
+            score, confidence = 0.0, 0.0
             if roi is not None:
                 y0, y1, x0, x1 = roi
-                map_prev, conf = short.region(roi)
-                soft = _remap_mask(state.prev_mask, map_prev)
+                near = short.region(roi)
+                soft = _remap_mask(state.prev_mask, near.map_xy)
+                presence = near.structure
                 if anch is not None:
-                    map_anchor, conf_anchor = anch.region(roi)
-                    m_anchor = _remap_mask(state.anchor_mask, map_anchor)
-                    wa = alpha * conf_anchor
-                    soft = (wa * m_anchor + conf * soft) / (wa + conf)
-                    conf = np.maximum(conf_anchor, conf)
+                    far = anch.region(roi)
+                    m_anchor = _remap_mask(state.anchor_mask, far.map_xy)
+                    wa = alpha * far.confidence
+                    soft = (wa * m_anchor + near.confidence * soft) / (wa + near.confidence)
+                    presence = np.maximum(far.structure, near.structure)
                 mask[y0:y1, x0:x1] = soft >= 0.5
                 if self._settings.min_island_fraction > 0:
                     mask = drop_islands(mask, self._settings.min_island_fraction)
                 inside = mask[y0:y1, x0:x1]
-                score = float(conf[inside].mean()) if inside.any() else 0.0
+                score = min(1.0, max(0.0, float(presence[inside].mean()))) if inside.any() else 0.0
+                confidence = self._confidence(score, near.fb_error, inside)
             state.prev_mask = mask.astype(np.uint8) * 255
             state.prev_box = bounding_region(mask)
-            tracks.append(ObjectTrack(oid, mask, min(1.0, max(0.0, score))))
+            tracks.append(ObjectTrack(oid, mask, score, confidence))
         # Warping and blending masks, apart from the flow fields computed inside the loop.
         loop_ms = (time.perf_counter() - loop_start) * 1000.0
         self.timer.add("propagate", loop_ms - (self.timer.elapsed("flow") - flow_before))
@@ -696,6 +744,15 @@ class FlowSession(EngineSession):
         # (held by their states, so dropped objects free theirs with them).
         self._prev = current
         return tracks
+
+    def _confidence(self, photometric: float, fb_error: np.ndarray | None, inside: np.ndarray) -> float:
+        """Tracking confidence: photometric consistency x forward-backward agreement over the mask."""
+        if not inside.any():
+            return 0.0
+        if fb_error is None:
+            return photometric
+        fb_px = float(fb_error[inside].mean())
+        return photometric / (1.0 + (fb_px / self._settings.fb_scale_px) ** 2)
 
     def _close(self) -> None:
         self._tracks.clear()

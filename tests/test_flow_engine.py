@@ -464,3 +464,40 @@ def test_propagation_limited_to_the_reachable_region_equals_the_whole_frame(monk
             assert np.array_equal(a, b)
         else:
             assert (a & b).sum() / (a | b).sum() >= 0.995
+
+
+# -- tracking confidence ----------------------------------------------------------------------
+
+
+def test_confidence_is_high_on_clean_motion_and_falls_when_tracking_breaks() -> None:
+    session = _session({1: TARGET})
+    session.step(Frame(0, _u16(SCENE)))
+    clean = []
+    for k in range(1, 6):
+        img, _ = _moved(1.5 * k, 1.0 * k)
+        clean.append(session.step(Frame(k, _u16(img))).tracks[0])
+    assert all(t.confidence is not None and 0.0 <= t.confidence <= 1.0 for t in clean)
+    assert min(t.confidence for t in clean) > 0.6  # type: ignore[type-var]
+    # The target is suddenly replaced by unrelated texture: flow and photometry disagree.
+    img, _ = _moved(9.0, 6.0)
+    rng = np.random.default_rng(5)
+    blob = cv2.GaussianBlur(rng.normal(0, 1, img.shape).astype(np.float32), (0, 0), 1.5)
+    region = cv2.dilate(TARGET.astype(np.uint8), np.ones((41, 41))) > 0
+    img = np.where(region, 400.0 + blob * np.float32(120.0 / blob.std()), img)
+    broken = session.step(Frame(6, _u16(img))).tracks[0]
+    assert broken.confidence is not None
+    assert broken.confidence < 0.5 * min(t.confidence for t in clean)  # type: ignore[type-var]
+
+
+def test_forward_backward_check_lowers_confidence_below_photometry_and_can_be_off() -> None:
+    img, _ = _moved(3.0, 2.0, 0.05)
+    with_fb = _session({1: TARGET})
+    with_fb.step(Frame(0, _u16(SCENE)))
+    a = with_fb.step(Frame(1, _u16(img))).tracks[0]
+    without = _session({1: TARGET}, fb_scale_px="0")
+    without.step(Frame(0, _u16(SCENE)))
+    b = without.step(Frame(1, _u16(img))).tracks[0]
+    assert b.confidence == pytest.approx(b.score)  # photometric consistency alone
+    assert a.confidence is not None and a.confidence < a.score  # the FB error always costs something
+    with pytest.raises(ValueError, match="fb_scale_px"):
+        parse_options({"fb_scale_px": "-1"})

@@ -17,7 +17,11 @@ H, W = 96, 120
 def _config(**gating: object) -> SessionConfig:
     geometry = Geometry(spacing_mm=(1.0, 1.0), origin_mm=(0.0, -50.0, 10.0))
     obj = ObjectPrompt(1, MaskPrompt(disk(H, W, 50, 48, 9)), "tumour")
-    settings = {"margin_mm": 3.0, "guard_mm": 0.0, "horizon_ms": 1.0, "predictor": "hold", **gating}
+    # A constant (zero) guard and no confidence threshold: the plumbing, not the uncertainty rules.
+    settings = {
+        "margin_mm": 3.0, "guard_mm": 0.0, "horizon_ms": 1.0, "predictor": "hold",
+        "guard_sigmas": 0.0, "min_confidence": 0.0, **gating,
+    }  # fmt: skip
     gating_config = GatingConfig(**settings)
     return SessionConfig(modality=Modality.CINE_MRI, objects=(obj,), geometry=geometry, gating=gating_config)
 

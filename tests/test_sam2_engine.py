@@ -320,6 +320,17 @@ def test_presence_score_is_reported(engine) -> None:
         assert session.memory_of(7).non_cond[i].obj_ptr.shape[-1] == engine.model.hidden_dim
 
 
+@pytest.mark.slow
+def test_confidence_is_predicted_iou_times_object_score(engine) -> None:
+    frames = _rgb_frames(3)
+    session = engine.open_session(SessionConfig(objects=(ObjectPrompt(7, MaskPrompt(_disc())),)))
+    first = session.step(Frame(0, frames[0])).tracks[0]
+    assert first.confidence == pytest.approx(first.score, abs=1e-6)  # a mask prompt's IoU is 1
+    for i in (1, 2):
+        t = session.step(Frame(i, frames[i])).tracks[0]
+        assert t.confidence is not None and 0.0 <= t.confidence <= t.score + 1e-9
+
+
 # -- preprocessing ----------------------------------------------------------------------------
 
 

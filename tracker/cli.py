@@ -101,9 +101,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         overseer_options=_key_values(args.overseer_option),
         gating_margin_mm=args.gating_margin_mm,
         beam_latency_ms=args.beam_latency_ms,
+        gating_rule=args.gating_rule,
+        min_inside_fraction=args.min_inside_percent / 100.0,
+        min_confidence=args.min_confidence,
+        guard_sigmas=args.guard_sigmas,
+        challenge_mode=args.challenge,
     )
-    report, _ = replay(args.paths, options, server=args.server, report_path=args.report)
+    report, results = replay(args.paths, options, server=args.server, report_path=args.report)
     logger.info("report written to %s", args.report)
+    if args.html is not None:
+        from tracker.html_report import write_html_report
+
+        write_html_report(args.html, report, results)
+        logger.info("HTML report written to %s", args.html)
     print(json.dumps(report["summary"], indent=2))  # noqa: T201 - the command's output
     return 0
 
@@ -233,6 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--beam-latency-ms", type=float, default=0.0, help="added to the measured latency (gating)"
     )
+    p.add_argument(
+        "--gating-rule",
+        choices=["centroid", "mask"],
+        default="centroid",
+        help="centroid: predicted centroid within the margin; mask: >= --min-inside-percent of the target"
+        " inside the boundary (first mask + margin)",
+    )
+    p.add_argument(
+        "--min-inside-percent", type=float, default=95.0, help="mask rule: P %% of the target inside"
+    )
+    p.add_argument("--min-confidence", type=float, default=None, help="hold under this tracking confidence")
+    p.add_argument("--guard-sigmas", type=float, default=None, help="guard band in estimated standard errors")
+    p.add_argument(
+        "--challenge",
+        action="store_true",
+        help="TrackRAD2025 challenge mode: headline Dice/HD95/centroid as the challenge computes them",
+    )
+    p.add_argument("--html", type=Path, default=None, help="also write a self-contained HTML report here")
     p.set_defaults(func=_cmd_replay)
 
     p = sub.add_parser("synth", help="generate synthetic sequences with ground truth")

@@ -435,6 +435,8 @@ def object_result_to_proto(obj: ObjectResult, encoding: int) -> pb.ObjectResult:
         if value is not None:
             getattr(msg, name).extend(value)
     msg.prediction_horizon_ms = obj.prediction_horizon_ms
+    if obj.confidence is not None:
+        msg.confidence = obj.confidence
     return msg
 
 
@@ -454,6 +456,7 @@ def object_result_from_proto(msg: pb.ObjectResult) -> ObjectResult:
         displacement_mm=tuple(msg.displacement_mm) or None,  # type: ignore[arg-type]
         predicted_mm=tuple(msg.predicted_mm) or None,  # type: ignore[arg-type]
         prediction_horizon_ms=msg.prediction_horizon_ms,
+        confidence=msg.confidence if msg.HasField("confidence") else None,
     )
 
 
@@ -468,6 +471,8 @@ def gating_decision_to_proto(decision: GatingDecision) -> pb.GatingDecision:
         frame_index=decision.frame_index or 0,
         stalled=decision.frame_index is None,
         decided_at_s=time.time(),
+        cause=decision.cause,
+        guard_mm=decision.guard_mm,
     )
 
 
@@ -476,6 +481,8 @@ def gating_decision_from_proto(msg: pb.GatingDecision) -> GatingDecision:
         _BEAM_FROM_PB.get(msg.state, BeamState.HOLD),  # unknown states read as HOLD: fail safe
         msg.reason,
         None if msg.stalled else int(msg.frame_index),
+        msg.cause,
+        msg.guard_mm,
     )
 
 
@@ -497,6 +504,17 @@ def gating_config_from_proto(msg: pb.GatingConfig) -> GatingConfig | None:
         horizon_ms=msg.horizon_ms,
         predictor=msg.predictor or defaults.predictor,
         object_ids=tuple(msg.object_ids),
+        rule=msg.rule or defaults.rule,
+        min_confidence=msg.min_confidence if msg.HasField("min_confidence") else defaults.min_confidence,
+        guard_sigmas=msg.guard_sigmas if msg.HasField("guard_sigmas") else defaults.guard_sigmas,
+        confidence_error_mm=(
+            msg.confidence_error_mm if msg.HasField("confidence_error_mm") else defaults.confidence_error_mm
+        ),
+        min_checked_forecasts=(
+            msg.min_checked_forecasts
+            if msg.HasField("min_checked_forecasts")
+            else defaults.min_checked_forecasts
+        ),
     )
 
 
@@ -515,6 +533,11 @@ def gating_config_to_proto(config: GatingConfig | None) -> pb.GatingConfig:
         horizon_ms=config.horizon_ms,
         predictor=config.predictor,
         object_ids=config.object_ids,
+        rule=config.rule,
+        min_confidence=config.min_confidence,
+        guard_sigmas=config.guard_sigmas,
+        confidence_error_mm=config.confidence_error_mm,
+        min_checked_forecasts=config.min_checked_forecasts,
     )
     if config.window_mask is not None:
         msg.window_mask.CopyFrom(mask_to_proto(np.asarray(config.window_mask, dtype=bool)))
@@ -597,6 +620,7 @@ def frame_result_to_proto(
             ):  # late answers never keep the beam on
                 msg.gating.state = pb.BEAM_HOLD
                 msg.gating.reason = f"frame LATE: {msg.message}"
+                msg.gating.cause = "frame_status"
     return msg
 
 

@@ -97,4 +97,11 @@ def describe(track: ObjectTrack, label: str, geometry: Geometry) -> ObjectResult
         centroid_px=centroid,
         centroid_mm=geometry.pixel_to_mm(*centroid) if centroid is not None else None,
         box_mm=box_mm,
+        confidence=_clip01(track.score if track.confidence is None else track.confidence),
     )
+
+
+def _clip01(value: float) -> float:
+    """A confidence in [0, 1]; a non-finite one (a numerical failure) counts as no confidence."""
+    value = float(value)
+    return min(1.0, max(0.0, value)) if np.isfinite(value) else 0.0

@@ -30,18 +30,20 @@ Conventions, chosen deliberately and tested:
 * **MSD** is the symmetric mean surface distance as in medpy's ``assd`` and
   Metrics Reloaded's MASD: ``(mean(d_pred_to_gt) + mean(d_gt_to_pred)) / 2``.
   (The challenge's code reports only the directed pred->gt mean; the two agree
-  whenever the error is symmetric, e.g. a pure shift.)
+  whenever the error is symmetric, e.g. a pure shift. :mod:`tracker.challenge`
+  reports the challenge's one-directional number.)
 * **Centroid distance** is the Euclidean distance between the two centres of
   mass in mm, taking pixel (x, y) to lie at ``(x * spacing_x, y * spacing_y)``.
 * **Empty prediction** (ground truth non-empty): Dice 0, J 0, and every
   distance metric gets the penalty ``max(H * spacing_y, W * spacing_x)`` mm, the
   largest image extent, so that losing the target is never better than a bad
-  guess. (The challenge code uses ``mean(H, W)`` in pixels on its 1 mm-ish,
-  square frames; for square frames at 1 mm spacing the two coincide.)
+  guess. (The challenge code uses ``max(H, W)`` in pixels; at its 1 mm
+  spacing the two coincide.)
 * **Empty ground truth** (our choice; the challenge drops such frames
-  entirely): distances are undefined, so they are ``nan`` and the nan-aware
-  sequence means skip the frame. Dice and J still score the frame: 1 when the
-  prediction is also empty (correctly reporting "no target"), 0 otherwise.
+  entirely, as :mod:`tracker.challenge` and ``tracker replay --challenge`` do):
+  distances are undefined, so they are ``nan`` and the nan-aware sequence means
+  skip the frame. Dice and J still score the frame: 1 when the prediction is
+  also empty (correctly reporting "no target"), 0 otherwise.
 * **Frame 0** is the prompt (the ground truth is given to the tracker), so
   :func:`score_sequence` excludes it by default.
 """

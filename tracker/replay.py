@@ -31,17 +31,17 @@ import numpy as np
 from tqdm import tqdm
 
 from tracker import metrics
+from tracker.challenge import challenge_scores
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.convert import default_budget_ms
-from tracker.gating.dose import relative_d98
-from tracker.gating.evaluate import prediction_errors, score_gating
 from tracker.gating.gate import BeamState, GatingConfig
+from tracker.gating.report import confidence_block, gating_blocks, worst_cases
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.io.writers import write_predictions
-from tracker.masks import centroid_of
 from tracker.overseer import scoring as overseer_scoring
-from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, RepromptEvent, SessionConfig
+from tracker.provenance import provenance
+from tracker.types import FrameStatus, MaskPrompt, Modality, ObjectPrompt, RepromptEvent, SessionConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,16 @@ class ReplayOptions:
         0.0  # > 0: a fixed horizon instead (e.g. 300 to compare with TrackRAD teams)
     )
     predictor: str = "kalman"
+    # Uncertainty-aware gating (tracker.gating.gate): the rule and its knobs; None: the gate's defaults.
+    gating_rule: str = "centroid"  # or "mask": >= min_inside_fraction of the target inside the boundary
+    min_inside_fraction: float = 0.95
+    min_confidence: float | None = None
+    guard_sigmas: float | None = None
+    confidence_error_mm: float | None = None
+    min_checked_forecasts: int | None = None
+    # TrackRAD2025 challenge mode: the headline Dice/HD95/centroid are the challenge's (frames
+    # with empty ground truth dropped, distances in px, empty predictions penalised max(H, W)).
+    challenge_mode: bool = False
 
 
 @dataclass
@@ -85,6 +95,9 @@ class FrameRecord:
     positions: dict[int, tuple[tuple[float, ...], tuple[float, ...] | None, float]] = field(
         default_factory=dict
     )
+    confidences: dict[int, float] = field(default_factory=dict)  # per object, where reported
+    hold_cause: str = ""  # gating: why the beam was held (tracker.gating.gate.HOLD_CAUSES)
+    guard_mm: float = 0.0  # gating: the guard band in force
 
 
 @dataclass
@@ -97,6 +110,7 @@ class CaseResult:
     # Per ground-truth object: class, associated tracks, entry/exit frames and delays.
     outcomes: dict[int, overseer_scoring.ObjectOutcome] = field(default_factory=dict)
     gating_margin_mm: float | None = None
+    options: ReplayOptions = field(default_factory=ReplayOptions)
 
     def report(self) -> dict[str, object]:
         return case_report(self)
@@ -146,6 +160,13 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
             beam_latency_ms=options.beam_latency_ms,
             horizon_ms=options.prediction_horizon_ms,
             predictor=options.predictor,
+            rule=options.gating_rule,
+            min_inside_fraction=options.min_inside_fraction,
+            **{
+                k: v
+                for k in ("min_confidence", "guard_sigmas", "confidence_error_mm", "min_checked_forecasts")
+                if (v := getattr(options, k)) is not None
+            },
         ),
     )
 
@@ -249,11 +270,15 @@ def replay_sequence(client: TrackerClient, sequence: Sequence, options: ReplayOp
                 list(result.reprompts),
                 result.gating.state if result.gating is not None else None,
                 positions,
+                {o.object_id: o.confidence for o in result.objects if o.confidence is not None},
+                result.gating.cause if result.gating is not None else "",
+                result.gating.guard_mm if result.gating is not None else 0.0,
             )
         )
     scores, outcomes = score_objects(sequence, predictions)
     result = CaseResult(sequence, records, predictions, scores, config.latency_budget_ms, outcomes)
     result.gating_margin_mm = options.gating_margin_mm
+    result.options = options
     return result
 
 
@@ -327,87 +352,55 @@ def case_report(case: CaseResult) -> dict[str, object]:
     report["exit_delay"] = overseer_scoring.delay_summary(
         [o.exit_delay for o in case.outcomes.values() if o.exit_frame is not None]
     )
-    report["relative_d98_mean"] = relative_d98_of(case)
-    report.update(radiotherapy_blocks(case))
+    report.update(cine_blocks(case))
+    confidence = confidence_block(case)
+    if confidence:
+        report["confidence"] = confidence
+    first = case.scores.get(case.sequence.object_ids()[0]) if case.sequence.object_ids() else None
+    dice_at = (
+        {} if first is None else dict(zip(first.frame_indices, (f.dice for f in first.frames), strict=True))
+    )
     report["per_frame"] = [
         {"index": r.index, "status": r.status.value, "latency_ms": r.end_to_end_ms, "server_ms": r.server_ms}
-        | ({"beam": r.beam.value} if r.beam is not None else {})
+        | (
+            {"beam": r.beam.value, "cause": r.hold_cause, "guard_mm": r.guard_mm}
+            if r.beam is not None
+            else {}
+        )
+        | ({"confidence": next(iter(r.confidences.values()))} if r.confidences else {})
+        | ({"dice": dice_at[r.index]} if r.index in dice_at else {})
         for r in case.records
     ]
     return report
 
 
-def _is_lung(sequence: Sequence) -> bool:
-    region = str(sequence.metadata.get("scanned_region") or "").lower()
-    return region in ("thorax", "lung", "chest")
-
-
-def relative_d98_of(case: CaseResult) -> float | None:
-    """TrackRAD2025's relative D98 per object, averaged (None without ground truth)."""
-    if case.sequence.labels is None:
-        return None
-    labels = np.asarray(case.sequence.labels)
-    values = [
-        relative_d98(
-            case.predictions == oid, labels == oid, case.sequence.geometry.spacing_mm, _is_lung(case.sequence)
-        )
-        for oid in case.sequence.object_ids()
-    ]
-    return _mean_or_none(values)
-
-
-def _true_centroids_mm(sequence: Sequence, object_id: int) -> np.ndarray:
-    labels = np.asarray(sequence.labels)
-    out = np.full((len(labels), 3), np.nan)
-    for i, label in enumerate(labels):
-        centroid = centroid_of(label == object_id)
-        if centroid is not None:
-            out[i] = sequence.geometry.pixel_to_mm(*centroid)
-    return out
-
-
-def radiotherapy_blocks(case: CaseResult) -> dict[str, object]:
-    """Gating accuracy and prediction error against ground truth (gating replays with labels).
-
-    Both are judged on the first prompted object, the target a single-target MR-linac
-    plan gates on; its reference is its true centroid on the prompted frame.
-    """
+def cine_blocks(case: CaseResult) -> dict[str, object]:
+    """Cine-MRI with ground truth: the challenge's numbers (dose metric included) and gating."""
     seq = case.sequence
-    if case.gating_margin_mm is None or seq.labels is None or not seq.object_ids():
-        return {}
+    if seq.modality is not Modality.CINE_MRI or seq.labels is None or not seq.object_ids():
+        return {"relative_d98_mean": None}  # a dose metric means nothing for video
     oid = seq.object_ids()[0]
-    truth = _true_centroids_mm(seq, oid)
-    known = np.isfinite(truth).all(axis=1)
-    if known.sum() < 2:
-        return {}
-    times = np.array([seq.timestamp(i) for i in range(len(seq))])
-    # Interpolate through frames where the target is not visible in the ground truth.
-    for k in range(3):
-        truth[~known, k] = np.interp(times[~known], times[known], truth[known, k])
-    reference = truth[0]
-    states = [r.beam if r.beam is not None else BeamState.HOLD for r in case.records]
-    latencies = np.array([r.end_to_end_ms for r in case.records])
-    gating = score_gating(times, states, latencies, truth, reference, case.gating_margin_mm).as_dict()
-    measured = np.full((len(seq), 3), np.nan)
-    predicted = np.full((len(seq), 3), np.nan)
-    horizons = np.zeros(len(seq))
-    for i, r in enumerate(case.records):
-        if oid in r.positions:
-            centroid, forecast, horizon_ms = r.positions[oid]
-            measured[i] = centroid
-            if forecast is not None:
-                predicted[i] = forecast
-                horizons[i] = horizon_ms / 1000.0
-    pred_err, hold_err, compared = prediction_errors(times, measured, predicted, horizons, truth)
-    prediction = {
-        "horizon_ms_median": float(np.median(horizons[horizons > 0]) * 1000.0)
-        if (horizons > 0).any()
-        else None,
-        "error_mm_mean": None if compared == 0 else pred_err,
-        "no_prediction_error_mm_mean": None if compared == 0 else hold_err,
-        "frames_compared": compared,
+    region = seq.metadata.get("scanned_region")
+    challenge = challenge_scores(
+        case.predictions == oid,
+        np.asarray(seq.labels) == oid,
+        dose=True,
+        scanned_region=str(region) if region is not None else None,
+    )
+    out: dict[str, object] = {
+        "challenge": {
+            k: v for k, v in challenge.as_dict().items() if k not in ("dice_per_frame", "frame_indices")
+        },
+        "relative_d98_mean": challenge.relative_d98,
     }
-    return {"gating": gating, "prediction": prediction}
+    if case.options.challenge_mode:
+        out.update(
+            dice_mean=challenge.dice, hd95_mm_mean=challenge.hd95_px, centroid_mm_mean=challenge.centroid_px
+        )
+    blocks = gating_blocks(case, case.options.gating_rule, case.options.min_inside_fraction)
+    blocks.pop("oracle_beam", None)
+    out.update(blocks)
+    return out
 
 
 def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -> dict[str, object]:
@@ -444,12 +437,22 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
                 "beam_on_outside_fraction",
                 "beam_hold_inside_fraction",
                 "beam_off_latency_ms",
+                "duty_cycle",
+                "oracle_duty_cycle",
+                "duty_vs_oracle",
             )
         }
         summary["prediction"] = {
             key: _mean_or_none([c["prediction"][key] for c in gated])  # type: ignore[index]
             for key in ("horizon_ms_median", "error_mm_mean", "no_prediction_error_mm_mean")
         }
+    challenged = [c["challenge"] for c in cases if "challenge" in c]
+    if challenged:
+        summary["challenge"] = {
+            key: _mean_or_none([c[key] for c in challenged])  # type: ignore[index]
+            for key in ("dice", "hd95_px", "asd_px", "msd_symmetric_px", "centroid_px", "relative_d98")
+        }
+    summary["worst"] = worst_cases(cases)
     return summary
 
 
@@ -521,6 +524,7 @@ def replay(
     ]
     results: list[CaseResult] = []
     cases: list[dict[str, object]] = []
+    started = provenance()  # taken when the run starts
     with connect(
         server, options.engine, options.engine_options, options.overseer, options.overseer_options
     ) as client:
@@ -545,7 +549,14 @@ def replay(
             "server": server or "in-process",
             "overseer": options.overseer or None,
             "overseer_options": dict(options.overseer_options),
+            "gating_margin_mm": options.gating_margin_mm,
+            "gating_rule": options.gating_rule,
+            "min_inside_fraction": options.min_inside_fraction,
+            "min_confidence": options.min_confidence,
+            "guard_sigmas": options.guard_sigmas,
+            "challenge_mode": options.challenge_mode,
         },
+        "provenance": started,
     }
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -170,6 +170,10 @@ class ObjectTrack:
     object_id: int
     mask: np.ndarray  # bool (H, W), full frame
     score: float  # presence score in [0, 1]
+    # Tracking confidence in [0, 1]: how far this mask can be trusted (each engine documents
+    # how it computes it, see docs/validation.md); None: the engine does not estimate one,
+    # and the presence score stands in for it.
+    confidence: float | None = None
 
     @property
     def present(self) -> bool:
@@ -196,6 +200,7 @@ class ObjectResult:
     displacement_mm: tuple[float, float, float] | None = None
     predicted_mm: tuple[float, float, float] | None = None
     prediction_horizon_ms: float = 0.0
+    confidence: float | None = None  # tracking confidence in [0, 1]; None: not reported (gating holds)
 
 
 @dataclass

@@ -411,7 +411,8 @@ class Sam2Session(EngineSession):
         model = self._engine.model
         s = model.image_size
         masks, points = inputs.masks, inputs.points
-        out = model.track_step(
+        out = _track_step(
+            model,
             frame_idx=self._frame_idx,
             is_init_cond_frame=True,
             current_vision_feats=ff.vision_feats,
@@ -435,7 +436,7 @@ class Sam2Session(EngineSession):
         )
         self._keep_pos_enc(pos_enc)
         track.memory.add_cond(MemoryFrame(self._frame_idx, out["obj_ptr"], feats.to(torch.bfloat16)))
-        return {"pred_masks": low_res, "object_score_logits": out["object_score_logits"]}
+        return {"pred_masks": low_res, "object_score_logits": out["object_score_logits"], "iou": out["iou"]}
 
     def _run_tracked(self, track: _Track, ff: _FrameFeatures) -> dict[str, Any]:
         import torch
@@ -447,7 +448,8 @@ class Sam2Session(EngineSession):
         # cost). The frame still answers but is not stored: an entry without mask features
         # inside the mask-memory window would be read by SAM2 as one with them.
         skip_memory = self.degradation_level >= 1 and self._frame_idx % 2 == 1
-        out = model.track_step(
+        out = _track_step(
+            model,
             frame_idx=self._frame_idx,
             is_init_cond_frame=False,
             current_vision_feats=ff.vision_feats,
@@ -463,7 +465,7 @@ class Sam2Session(EngineSession):
             feats = out["maskmem_features"].to(torch.bfloat16)
             track.memory.add_non_cond(MemoryFrame(self._frame_idx, out["obj_ptr"], feats))
         low_res = self._fill_holes(out["pred_masks"])
-        return {"pred_masks": low_res, "object_score_logits": out["object_score_logits"]}
+        return {"pred_masks": low_res, "object_score_logits": out["object_score_logits"], "iou": out["iou"]}
 
     # -- EngineSession ----------------------------------------------------------------------
 
@@ -531,13 +533,15 @@ class Sam2Session(EngineSession):
                 out = self._run_tracked(track, ff)
             low_res = out["pred_masks"].float()
             score = float(torch.sigmoid(out["object_score_logits"].float()).reshape(-1)[0])
+            # Confidence: SAM2's own predicted IoU of the chosen mask times its object score.
+            iou = min(1.0, max(0.0, float(out["iou"].float().reshape(-1)[0])))
             with self.timer.stage("mask_upsample"):
                 mask = logits_to_mask(low_res, self._window, plan.hw)
             track.last_logits = low_res
             track.last_score = score
             track.last_box = mask_box(mask)
             track.memory.prune(self._frame_idx, self._engine.policy)
-            results.append(ObjectTrack(oid, mask, score))
+            results.append(ObjectTrack(oid, mask, score, iou * score))
         return results
 
     def degradations(self) -> tuple[str, ...]:
@@ -550,6 +554,35 @@ class Sam2Session(EngineSession):
         self._maskmem_pos_enc = None
         self._window = None
         self._window_set = False
+
+
+def _track_step(model: Any, *, run_mem_encoder: bool, **kwargs: Any) -> dict[str, Any]:
+    """``SAM2Base.track_step``, step for step, that also keeps the predicted IoU of the chosen mask.
+
+    ``track_step`` drops the mask decoder's IoU prediction, so this calls its two
+    halves (``_track_step`` and ``_encode_memory_in_output``) the same way and adds
+    ``"iou"``: the best IoU over the multimask outputs (the mask SAM2 picks), or the
+    single output's; 1 for a mask prompt (SAM2 returns the mask itself).
+    """
+    current_out, sam_outputs, _, _ = model._track_step(
+        track_in_reverse=False, prev_sam_mask_logits=None, **kwargs
+    )
+    _, _, ious, low_res_masks, high_res_masks, obj_ptr, object_score_logits = sam_outputs
+    current_out["pred_masks"] = low_res_masks
+    current_out["pred_masks_high_res"] = high_res_masks
+    current_out["obj_ptr"] = obj_ptr
+    current_out["object_score_logits"] = object_score_logits  # inference only, as track_step
+    model._encode_memory_in_output(
+        kwargs["current_vision_feats"],
+        kwargs["feat_sizes"],
+        kwargs["point_inputs"],
+        run_mem_encoder,
+        high_res_masks,
+        object_score_logits,
+        current_out,
+    )
+    current_out["iou"] = ious.max(dim=-1).values
+    return current_out
 
 
 def make_engine(options: dict[str, str]) -> Sam2Engine:

@@ -161,7 +161,7 @@ class ObjectPrompt(_message.Message):
     def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., reference_mm: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GatingConfig(_message.Message):
-    __slots__ = ("enabled", "margin_mm", "window_mask", "min_inside_fraction", "min_presence", "stall_timeout_ms", "beam_latency_ms", "horizon_ms", "predictor", "object_ids", "guard_mm", "no_guard")
+    __slots__ = ("enabled", "margin_mm", "window_mask", "min_inside_fraction", "min_presence", "stall_timeout_ms", "beam_latency_ms", "horizon_ms", "predictor", "object_ids", "guard_mm", "no_guard", "min_confidence", "guard_sigmas", "confidence_error_mm", "rule", "min_checked_forecasts")
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     MARGIN_MM_FIELD_NUMBER: _ClassVar[int]
     WINDOW_MASK_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,11 @@ class GatingConfig(_message.Message):
     OBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
     GUARD_MM_FIELD_NUMBER: _ClassVar[int]
     NO_GUARD_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    GUARD_SIGMAS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_ERROR_MM_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    MIN_CHECKED_FORECASTS_FIELD_NUMBER: _ClassVar[int]
     enabled: bool
     margin_mm: float
     window_mask: Mask
@@ -186,21 +191,30 @@ class GatingConfig(_message.Message):
     object_ids: _containers.RepeatedScalarFieldContainer[int]
     guard_mm: float
     no_guard: bool
-    def __init__(self, enabled: _Optional[bool] = ..., margin_mm: _Optional[float] = ..., window_mask: _Optional[_Union[Mask, _Mapping]] = ..., min_inside_fraction: _Optional[float] = ..., min_presence: _Optional[float] = ..., stall_timeout_ms: _Optional[float] = ..., beam_latency_ms: _Optional[float] = ..., horizon_ms: _Optional[float] = ..., predictor: _Optional[str] = ..., object_ids: _Optional[_Iterable[int]] = ..., guard_mm: _Optional[float] = ..., no_guard: _Optional[bool] = ...) -> None: ...
+    min_confidence: float
+    guard_sigmas: float
+    confidence_error_mm: float
+    rule: str
+    min_checked_forecasts: int
+    def __init__(self, enabled: _Optional[bool] = ..., margin_mm: _Optional[float] = ..., window_mask: _Optional[_Union[Mask, _Mapping]] = ..., min_inside_fraction: _Optional[float] = ..., min_presence: _Optional[float] = ..., stall_timeout_ms: _Optional[float] = ..., beam_latency_ms: _Optional[float] = ..., horizon_ms: _Optional[float] = ..., predictor: _Optional[str] = ..., object_ids: _Optional[_Iterable[int]] = ..., guard_mm: _Optional[float] = ..., no_guard: _Optional[bool] = ..., min_confidence: _Optional[float] = ..., guard_sigmas: _Optional[float] = ..., confidence_error_mm: _Optional[float] = ..., rule: _Optional[str] = ..., min_checked_forecasts: _Optional[int] = ...) -> None: ...
 
 class GatingDecision(_message.Message):
-    __slots__ = ("state", "reason", "frame_index", "stalled", "decided_at_s")
+    __slots__ = ("state", "reason", "frame_index", "stalled", "decided_at_s", "cause", "guard_mm")
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
     STALLED_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_S_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    GUARD_MM_FIELD_NUMBER: _ClassVar[int]
     state: BeamState
     reason: str
     frame_index: int
     stalled: bool
     decided_at_s: float
-    def __init__(self, state: _Optional[_Union[BeamState, str]] = ..., reason: _Optional[str] = ..., frame_index: _Optional[int] = ..., stalled: _Optional[bool] = ..., decided_at_s: _Optional[float] = ...) -> None: ...
+    cause: str
+    guard_mm: float
+    def __init__(self, state: _Optional[_Union[BeamState, str]] = ..., reason: _Optional[str] = ..., frame_index: _Optional[int] = ..., stalled: _Optional[bool] = ..., decided_at_s: _Optional[float] = ..., cause: _Optional[str] = ..., guard_mm: _Optional[float] = ...) -> None: ...
 
 class SessionOpen(_message.Message):
     __slots__ = ("modality", "engine", "engine_options", "objects", "latency_budget_ms", "frame_rate_hz", "geometry", "mask_encoding", "client_name", "height", "width", "budget_policy", "timestamp_clock", "gating")
@@ -322,7 +336,7 @@ class SessionStarted(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., server_version: _Optional[str] = ..., engine: _Optional[_Union[EngineInfo, _Mapping]] = ..., latency_budget_ms: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., protocol_version: _Optional[str] = ...) -> None: ...
 
 class ObjectResult(_message.Message):
-    __slots__ = ("object_id", "label", "mask", "score", "present", "box", "centroid_x_px", "centroid_y_px", "centroid_mm", "area_px", "box_mm", "displacement_mm", "predicted_mm", "prediction_horizon_ms")
+    __slots__ = ("object_id", "label", "mask", "score", "present", "box", "centroid_x_px", "centroid_y_px", "centroid_mm", "area_px", "box_mm", "displacement_mm", "predicted_mm", "prediction_horizon_ms", "confidence")
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
@@ -337,6 +351,7 @@ class ObjectResult(_message.Message):
     DISPLACEMENT_MM_FIELD_NUMBER: _ClassVar[int]
     PREDICTED_MM_FIELD_NUMBER: _ClassVar[int]
     PREDICTION_HORIZON_MS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     object_id: int
     label: str
     mask: Mask
@@ -351,7 +366,8 @@ class ObjectResult(_message.Message):
     displacement_mm: _containers.RepeatedScalarFieldContainer[float]
     predicted_mm: _containers.RepeatedScalarFieldContainer[float]
     prediction_horizon_ms: float
-    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., score: _Optional[float] = ..., present: _Optional[bool] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., centroid_x_px: _Optional[float] = ..., centroid_y_px: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., area_px: _Optional[int] = ..., box_mm: _Optional[_Iterable[float]] = ..., displacement_mm: _Optional[_Iterable[float]] = ..., predicted_mm: _Optional[_Iterable[float]] = ..., prediction_horizon_ms: _Optional[float] = ...) -> None: ...
+    confidence: float
+    def __init__(self, object_id: _Optional[int] = ..., label: _Optional[str] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., score: _Optional[float] = ..., present: _Optional[bool] = ..., box: _Optional[_Union[Box, _Mapping]] = ..., centroid_x_px: _Optional[float] = ..., centroid_y_px: _Optional[float] = ..., centroid_mm: _Optional[_Iterable[float]] = ..., area_px: _Optional[int] = ..., box_mm: _Optional[_Iterable[float]] = ..., displacement_mm: _Optional[_Iterable[float]] = ..., predicted_mm: _Optional[_Iterable[float]] = ..., prediction_horizon_ms: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class FrameTiming(_message.Message):
     __slots__ = ("receive_time_s", "queue_ms", "compute_ms", "total_ms", "stages_ms", "since_acquisition_ms", "batch_size")

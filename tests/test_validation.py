@@ -1,0 +1,186 @@
+"""The hard cine-MRI set, replay's cine blocks (challenge, gating vs oracle, confidence) and the HTML report.
+
+Everything runs for real: the generator, an in-process gRPC server with the flow
+engine, replay, matplotlib and headless Chromium.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tracker.io.trackrad import write_trackrad_case
+from tracker.synth.breathing import BreathingParams
+from tracker.synth.cine_mri import CineCaseParams
+from tracker.synth.hard_cine import (
+    HardCineParams,
+    _sliding_patterns,
+    case_seeds,
+    generate_hard_case,
+    hard_breathing,
+)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _params(**kw: object) -> HardCineParams:
+    base = CineCaseParams(
+        size_px=270,
+        n_frames=24,
+        frame_rate_hz=4.0,
+        tumour_diameter_mm=20.0,
+        breathing=BreathingParams(amplitude_mean_mm=8.0),
+    )
+    defaults: dict[str, object] = {
+        "base": base,
+        "through_plane_mm": 6.0,
+        "tumour_depth_mm": 5.0,
+        "coughs": 1,
+        "breath_holds": 0,
+        "gas_pockets": 1,
+    }
+    return HardCineParams(**{**defaults, **kw})  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def hard_case():
+    return generate_hard_case(_params(), seed=7)
+
+
+def test_tuning_and_validation_seeds_are_disjoint_and_stable() -> None:
+    tuning = case_seeds("tuning", 6)
+    validation = case_seeds("validation", 6)
+    assert [c for c, _, _ in tuning][:2] == ["T001", "T002"] and validation[0][0] == "V001"
+    assert not {s for _, s, _ in tuning} & {s for _, s, _ in validation}
+    assert [s for _, s, _ in case_seeds("tuning", 2)] == [s for _, s, _ in tuning[:2]]
+    with pytest.raises(ValueError, match="unknown hard set"):
+        case_seeds("test", 1)
+
+
+def test_hard_case_is_deterministic_and_its_cross_section_changes(hard_case) -> None:
+    again = generate_hard_case(_params(), seed=7)
+    assert np.array_equal(again.frames, hard_case.frames) and np.array_equal(again.labels, hard_case.labels)
+    areas = hard_case.labels.reshape(len(hard_case.labels), -1).sum(axis=1)
+    assert areas[0] > 0
+    assert areas.min() < 0.8 * areas.max()  # through-plane motion: the section grows and shrinks
+    assert hard_case.frames.dtype == np.uint16
+
+
+def test_through_plane_motion_can_take_the_target_out_of_the_slice() -> None:
+    case = generate_hard_case(_params(through_plane_mm=14.0, tumour_depth_mm=3.0), seed=3)
+    empty = ~case.labels.reshape(len(case.labels), -1).any(axis=1)
+    assert not empty[0] and empty.any()
+
+
+def test_breathing_has_coughs_holds_and_drift() -> None:
+    p = _params(coughs=2, breath_holds=1, baseline_drift_mm=5.0)
+    plain = _params(coughs=0, breath_holds=0, baseline_drift_mm=0.0)
+    trace, through = hard_breathing(p, np.random.default_rng(1))
+    calm, _ = hard_breathing(plain, np.random.default_rng(1))
+    assert trace.shape == (24, 2) and through.shape == (24,) and through[0] == 0.0
+    assert not np.allclose(trace, calm)
+
+
+def test_sliding_boundary_makes_the_field_jump_at_the_lung(hard_case) -> None:
+    from tracker.synth.cine_mri import _build_anatomy
+
+    anat = _build_anatomy(270, "thorax", np.random.default_rng(0), CineCaseParams())
+    sliding = _sliding_patterns(anat, 0.5)
+    lung = anat.masks["lung"]
+    edge = cv2.dilate(lung.astype(np.uint8), np.ones((9, 9))) > 0
+    ring = edge & ~lung  # just outside the lung
+    inner = lung & ~(cv2.erode(lung.astype(np.uint8), np.ones((9, 9))) > 0)
+    ratio_in = np.median(sliding[..., 0][inner] / np.maximum(anat.patterns[..., 0][inner], 1e-6))
+    ratio_out = np.median(sliding[..., 0][ring] / np.maximum(anat.patterns[..., 0][ring], 1e-6))
+    assert ratio_in < 0.7 and ratio_out > 0.9
+
+
+@pytest.fixture(scope="module")
+def replayed(hard_case, tmp_path_factory):
+    from tracker.replay import ReplayOptions, replay
+
+    root = tmp_path_factory.mktemp("hard")
+    path = write_trackrad_case(
+        root,
+        "T900",
+        hard_case.frames,
+        hard_case.labels[0],
+        4.0,
+        labels=hard_case.labels,
+        scanned_region="lung",
+    )
+    options = ReplayOptions(progress=False, gating_margin_mm=3.0)
+    report, results = replay([path], options, report_path=root / "report.json")
+    return root, report, results
+
+
+def test_replay_reports_challenge_gating_oracle_and_confidence(replayed) -> None:
+    _, report, _ = replayed
+    case = report["cases"][0]
+    challenge = case["challenge"]
+    assert 0.0 <= challenge["dice"] <= 1.0 and challenge["asd_px"] >= 0.0
+    assert challenge["relative_d98"] is not None and case["relative_d98_mean"] == challenge["relative_d98"]
+    gating = case["gating"]
+    assert 0.0 <= gating["duty_cycle"] <= 1.0 and 0.0 < gating["oracle_duty_cycle"] <= 1.0
+    assert gating["rule"] == "centroid"
+    holds = sum(1 for f in case["per_frame"] if f.get("beam") == "BEAM_HOLD")
+    assert sum(gating["hold_causes"].values()) == holds  # every HOLD is counted under a cause
+    assert "unknown" not in gating["hold_causes"]
+    assert all("confidence" in f for f in case["per_frame"])
+    assert 0.0 <= case["confidence"]["confidence_mean"] <= 1.0
+    worst = report["summary"]["worst"]
+    assert worst["dice_mean"]["case"] == "T900" and "beam_on_outside_fraction" in worst
+    assert report["provenance"]["commit"] and "machine" in report["provenance"]
+
+
+def test_mask_rule_and_challenge_mode_replay(replayed) -> None:
+    from tracker.replay import ReplayOptions, replay
+
+    root, _, _ = replayed
+    options = ReplayOptions(
+        progress=False, gating_margin_mm=3.0, gating_rule="mask", min_inside_fraction=0.9, challenge_mode=True
+    )
+    report, _ = replay([root / "T900"], options)
+    case = report["cases"][0]
+    assert case["gating"]["rule"] == "mask"
+    assert case["dice_mean"] == pytest.approx(case["challenge"]["dice"])
+    assert 0.0 <= case["gating"]["oracle_duty_cycle"] <= 1.0
+
+
+def _chromium(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    command = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+        "--enable-logging=stderr", "--v=0", *extra, url,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
+def test_html_report_is_self_contained_and_renders_in_headless_chromium(replayed, tmp_path) -> None:
+    from tracker.html_report import write_html_report
+
+    _, report, results = replayed
+    page = write_html_report(tmp_path / "report.html", report, results)
+    text = page.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "the page must not reach the network"
+    assert text.count("data:image/png;base64,") >= 2  # latency CDF and the case's figure
+    assert "T900" in text and "oracle duty" in text and "commit" in text
+    dom = _chromium(page.as_uri(), tmp_path, "--dump-dom")
+    assert 'data-rendered="ok"' in dom.stdout, dom.stderr[-2000:]
+    console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and "rror" in line]
+    assert not console_errors, console_errors
+    png = tmp_path / "shot.png"
+    _chromium(page.as_uri(), tmp_path, f"--screenshot={png}")
+    shot = cv2.imread(str(png))
+    assert shot is not None and shot.shape[:2] == (900, 1200)
+    assert shot.std() > 10, "the screenshot is blank"
+    assert (shot < 128).any(axis=2).sum() > 2000, "hardly anything dark on the page: no text or figures"
