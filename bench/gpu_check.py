@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parity-frames", type=int, default=30)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from tracker.provenance import provenance
+
+    run_provenance = provenance(seed=0)  # random weights, seed 0
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "none (CPU smoke test)"
     result: dict = {
+        "provenance": run_provenance,
         "machine": machine_info() | {"gpu": gpu},
         "settings": vars(args) | {"json": str(args.json)},
     }
