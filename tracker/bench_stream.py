@@ -73,6 +73,7 @@ class FrameOutcome:
     latency_ms: float  # scheduled send time -> answer received
     server_ms: float
     stages_ms: dict[str, float]
+    degraded: bool = False  # DEGRADE policy: the answer lists degradation steps in force
 
 
 def stage_order(name: str) -> int:
@@ -291,6 +292,7 @@ def _run_session(
                 latency_ms=(answer.received_mono - scheduled[i]) * 1000.0,
                 server_ms=r.timing.total_ms,
                 stages_ms=dict(r.timing.stages_ms),
+                degraded=bool(r.degradations),
             )
         )
     with lock:
@@ -367,6 +369,7 @@ def build_report(
         "dropped": statuses.count(FrameStatus.DROPPED),
         "errors": statuses.count(FrameStatus.ERROR),
         "ok": statuses.count(FrameStatus.OK),
+        "degraded": sum(o.degraded for o in outcomes),
         "latency_ms": percentiles([o.latency_ms for o in answered]),
         "server_ms": percentiles([o.server_ms for o in answered]),
         "stages_ms_median": stages,
