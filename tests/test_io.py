@@ -449,7 +449,8 @@ def test_write_mask_pngs_round_trip(tmp_path: Path) -> None:
     single = [np.eye(5, dtype=bool), np.zeros((5, 5), bool)]
     paths = write_mask_pngs(tmp_path / "one", single, names=["a", "b.png"])
     assert [p.name for p in paths] == ["a.png", "b.png"]
-    assert np.asarray(Image.open(paths[0])).max() == 255  # DAVIS-2016 style on disk
+    with Image.open(paths[0]) as im:  # indexed, object 1 = value 1: what davis2017-evaluation reads
+        assert im.mode == "P" and np.asarray(im).max() == 1
     np.testing.assert_array_equal(read_mask_file(paths[0]), np.eye(5, dtype=np.uint8))
     assert read_mask_file(paths[1]).max() == 0
 
