@@ -1,8 +1,9 @@
 """Benchmark of the `flow` engine against issue #2's targets, over real gRPC on loopback.
 
 Accuracy: N generated cine-MRI cases (default 10), replayed at `--rate max`, scored
-TrackRAD-style: median Dice over all scored frames (target >= 0.90) and mean
-centroid error (target <= 1.0 mm).
+TrackRAD-style. The Dice target (>= 0.90) is per case, so each case's mean Dice is
+checked and the worst case is reported beside the median over all pooled frames (a
+pooled median can hide a case that misses); mean centroid error target <= 1.0 mm.
 
 Latency: one 270x270 case replayed frame by frame: server-side time per frame
 (target median <= 15 ms) and gRPC overhead = client end-to-end minus server time
@@ -26,6 +27,7 @@ import numpy as np
 
 from tracker.bench_stream import machine_info
 from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
+from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, connect, replay_sequence
 from tracker.synth.cine_mri import generate_case, random_case_params, write_cases
 
@@ -64,8 +66,12 @@ def accuracy(n_cases: int, seed: int, workdir: Path) -> dict[str, object]:
             row = case_rows[-1]
             logger.info("%s %.1f Hz: Dice %.3f, centroid %.2f mm", row["case"], row["frame_rate_hz"],
                         scores.dice_mean, scores.centroid_mm_mean)  # fmt: skip
+    worst = min(case_rows, key=lambda c: c["dice_mean"])
     return {
         "cases": case_rows,
+        "dice_mean_per_case": {c["case"]: c["dice_mean"] for c in case_rows},
+        "dice_mean_worst_case": {"case": worst["case"], "dice_mean": worst["dice_mean"]},
+        "cases_dice_mean_below_0.90": [c["case"] for c in case_rows if c["dice_mean"] < 0.90],
         "dice_median_all_frames": float(np.median(frame_dice)),
         "dice_mean_of_cases": float(np.mean([c["dice_mean"] for c in case_rows])),
         "centroid_mm_mean_of_cases": float(np.mean([c["centroid_mm_mean"] for c in case_rows])),
@@ -106,17 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_provenance = provenance(seed=args.seed)  # at the start: the load average is the run's
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         acc = accuracy(args.cases, args.seed, Path(tmp))
         lat = latency(args.latency_frames, args.seed, Path(tmp))
     targets = {
-        "dice_median_ge_0.90": acc["dice_median_all_frames"] >= 0.90,
+        "dice_mean_every_case_ge_0.90": acc["dice_mean_worst_case"]["dice_mean"] >= 0.90,  # type: ignore[index]
+        "dice_median_pooled_frames_ge_0.90": acc["dice_median_all_frames"] >= 0.90,
         "centroid_mm_mean_le_1.0": acc["centroid_mm_mean_of_cases"] <= 1.0,
         "server_ms_median_le_15": lat["server_ms_median"] <= 15.0,
         "grpc_overhead_ms_median_le_3": lat["grpc_overhead_ms_median"] <= 3.0,
     }
     result = {
+        "provenance": run_provenance,
         "machine": machine(),
         "settings": vars(args) | {"json": str(args.json)},
         "accuracy": acc,
@@ -125,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.time() - started, 1),
     }
     print(json.dumps({k: result[k] for k in ("latency", "targets_met")}, indent=2))
+    for case, dice in acc["dice_mean_per_case"].items():  # type: ignore[union-attr]
+        print(f"  {case}: mean Dice {dice:.3f}{'  (below 0.90)' if dice < 0.90 else ''}")
+    worst = acc["dice_mean_worst_case"]
     print(
-        f"accuracy: median Dice {acc['dice_median_all_frames']:.3f} over {acc['frames_scored']} frames,"
+        f"accuracy: worst case mean Dice {worst['dice_mean']:.3f} ({worst['case']}),"  # type: ignore[index]
+        f" {len(acc['cases_dice_mean_below_0.90'])} of {len(acc['cases'])} cases below 0.90;"  # type: ignore[arg-type]
+        f" median Dice {acc['dice_median_all_frames']:.3f} over {acc['frames_scored']} pooled frames;"
         f" mean centroid error {acc['centroid_mm_mean_of_cases']:.2f} mm"
     )
     if args.json:

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from tracker.provenance import provenance
+
+    run_provenance = provenance(seed=0)  # the export's random weights use seed 0
 
     import torch
 
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, onnx = res["ours"], res["onnx"]
     diff, iou = compare_logits(lo["ours"], lo["onnx"])
     result = {
+        "provenance": run_provenance,
         "model": "sam2.1_hiera_tiny (random weights, seed 0, logits x40)",
         "image_size": args.image_size,
         "frames": len(frames),

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from tracker.provenance import provenance
+
+    run_provenance = provenance(seed=0)  # both engines' random weights use seed 0
 
     import torch
 
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     res, logits = run_interleaved(engines, frames, mask, objects=args.objects)
     diff, iou = compare_logits(logits["float32"], logits["bfloat16"])
     result = {
+        "provenance": run_provenance,
         "model": f"{engines['float32'].settings.model} (random weights, seed 0, logits x40)",
         "image_size": args.image_size,
         "frames": len(frames),

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from tracker.provenance import provenance
 
-    prov = provenance(seed=0)
+    run_provenance = provenance(seed=0)  # random weights, seed 0
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "none (CPU smoke test)"
     result: dict = {
-        "provenance": prov,
+        "provenance": run_provenance,
         "machine": machine_info() | {"gpu": gpu},
         "settings": vars(args) | {"json": str(args.json)},
     }

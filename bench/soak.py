@@ -28,6 +28,7 @@ import psutil
 
 from tracker import convert
 from tracker.bench_stream import ServerProcess, machine_info
+from tracker.provenance import provenance
 from tracker.types import MaskPrompt
 from tracker.v1 import tracker_pb2 as pb
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    run_provenance = provenance(seed=args.seed)  # at the start: the load average is the run's
     server = ServerProcess("flow", (), args.workers)
     server.wait_ready()
     proc = psutil.Process(server.process.pid)
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     accounted = sum(tally.answered.values()) + tally.cut_by_disconnect + tally.cut_by_malformed
     after_warm = [m for t, m in rss if t >= 10.0]
     report = {
+        "provenance": run_provenance,
+        "seed": args.seed,
         "duration_s": args.duration,
         "workers": args.workers,
         "sessions": tally.sessions,

@@ -284,14 +284,13 @@ def check_prompt_fits(prompt: object, image_hw: tuple[int, int], object_id: int)
         return
     if isinstance(prompt, BoxPrompt):
         coords = np.array([prompt.x0, prompt.y0, prompt.x1, prompt.y1], dtype=float)
+        shown = "(" + ", ".join(f"{c:g}" for c in coords) + ")"  # plain numbers, not numpy reprs
         if not np.isfinite(coords).all():
             raise PromptError(f"box prompt for object {object_id} has a non-finite coordinate")
         if prompt.x1 <= prompt.x0 or prompt.y1 <= prompt.y0:
-            raise PromptError(f"box prompt for object {object_id} has no area: {tuple(coords)}")
+            raise PromptError(f"box prompt for object {object_id} has no area: {shown}")
         if prompt.x1 <= 0 or prompt.y1 <= 0 or prompt.x0 >= w or prompt.y0 >= h:
-            raise PromptError(
-                f"box prompt for object {object_id} lies outside the {h}x{w} image: {tuple(coords)}"
-            )
+            raise PromptError(f"box prompt for object {object_id} lies outside the {h}x{w} image: {shown}")
         return
     if isinstance(prompt, PointsPrompt):
         pts = np.asarray(prompt.points, dtype=float)

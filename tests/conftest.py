@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,12 +33,46 @@ def shared_data_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
+def davis_root() -> Path:
+    """The shared DAVIS-2016 folder: skip where the shared data folder is absent, fail where it is broken.
+
+    The shared folder exists here and in CI; only on a user's machine is it missing. When it
+    is there, a missing or unreadable DAVIS folder is a fault to report, never a reason to
+    test something else instead.
+    """
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("the shared data folder is absent (set TRACKER_SHARED_DATA or place ../shared/data)")
+    davis = root / "davis2016"
+    if not davis.is_dir():
+        pytest.fail(f"the shared data folder {root} is present but has no davis2016/ (see its README)")
+    return davis
+
+
+def davis_clip(folder: Path, sequence: str, n: int) -> list[np.ndarray]:
+    """Copy the first ``n`` JPEGs of a shared DAVIS sequence into ``folder`` (bytes as published).
+
+    Returns the frames' object masks (annotation > 127); fails naming the file that is missing
+    or unreadable.
+    """
+    src = davis_root() / sequence
+    masks = []
+    for i in range(n):
+        jpeg, png = src / "JPEGImages" / f"{i:05d}.jpg", src / "Annotations" / f"{i:05d}.png"
+        for path in (jpeg, png):
+            if not path.is_file():
+                pytest.fail(f"shared DAVIS data is broken: {path} is missing")
+        shutil.copy(jpeg, folder / jpeg.name)
+        annotation = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+        if annotation is None:
+            pytest.fail(f"shared DAVIS data is broken: {png} is not a readable image")
+        masks.append(annotation > 127)
+    return masks
+
+
 @pytest.fixture(scope="session")
 def davis_dir() -> Path:
-    root = shared_data_dir()
-    if root is None or not (root / "davis2016").is_dir():
-        pytest.skip("shared DAVIS-2016 data is absent (set TRACKER_SHARED_DATA or place ../shared/data)")
-    return root / "davis2016"
+    return davis_root()
 
 
 def textured_image(h: int = 128, w: int = 160, seed: int = 0) -> np.ndarray:

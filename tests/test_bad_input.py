@@ -208,11 +208,31 @@ def test_a_broken_session_does_not_affect_another(server):
     assert result.status is FrameStatus.OK and result.objects[0].present
 
 
-def test_first_frame_of_another_size_than_the_mask_prompts_ends_the_session_clearly(server):
-    # The prompts say 64x80; a first frame of 48x60 can never be tracked: refuse, do not ERROR forever.
-    frame = convert.frame_to_proto(textured_image(48, 60), 0)
-    err = _abort_of(
-        server, [pb.TrackRequest(open=convert.session_open_to_proto(_config())), pb.TrackRequest(frame=frame)]
+def test_empty_request_mid_stream_ends_the_stream_naming_the_problem(server):
+    open_msg = pb.SessionOpen(
+        objects=[pb.ObjectPrompt(object_id=1, prompt=convert.prompt_to_proto(_mask_prompt()))]
     )
+    err = _abort_of(server, [pb.TrackRequest(open=open_msg), pb.TrackRequest()])
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "the first frame is 48x60 (height x width) but the session was opened for 64x80" in err.details()
+    assert err.details() == "empty request: set open, frame or prompt_update"  # as docs/protocol.md's table
+
+
+def _mask_prompt(h: int = H, w: int = W) -> MaskPrompt:
+    return MaskPrompt(disk(h, w, 40, 32, 8))
+
+
+def test_mask_prompt_of_another_size_than_the_first_frame_ends_the_session_clearly(server):
+    # Found with the Node.js client: every frame used to be answered ERROR instead.
+    prompt = convert.prompt_to_proto(_mask_prompt(H + 2, W))
+    open_msg = pb.SessionOpen(objects=[pb.ObjectPrompt(object_id=1, prompt=prompt)])
+    err = _abort_of(server, [pb.TrackRequest(open=open_msg), pb.TrackRequest(frame=_good_frame(0))])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{H + 2}x{W}" in err.details() and f"{H}x{W}" in err.details()
+
+
+def test_box_outside_the_image_message_shows_plain_numbers(server):
+    box = pb.Box(x0=500, y0=500, x1=2000, y1=600)
+    open_msg = pb.SessionOpen(objects=[pb.ObjectPrompt(object_id=2, prompt=pb.Prompt(box=box))])
+    err = _abort_of(server, [pb.TrackRequest(open=open_msg), pb.TrackRequest(frame=_good_frame(0))])
+    assert "lies outside the 64x80 image" in err.details()
+    assert "np." not in err.details() and "2000" in err.details()

@@ -108,7 +108,9 @@ def test_budget_counts_from_acquisition_over_grpc():
         server.stop(0)
     assert first.status is FrameStatus.OK
     assert second.status is FrameStatus.LATE and "after acquisition" in second.message
-    assert second.timing.since_acquisition_ms >= 190 and second.timing.total_ms < 100
+    # Late because of the 0.2 s between acquisition and arrival, not because of processing:
+    # that gap is set by the client's sleep, and machine load can only widen it.
+    assert second.timing.since_acquisition_ms - second.timing.total_ms >= 150
 
 
 def _run_burst(policy: BudgetPolicy, costs: tuple[float, ...], n: int, interval_s: float, budget_ms: float):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from importlib import metadata
 from pathlib import Path
 
 import cv2
@@ -28,28 +28,21 @@ from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
 from tracker.io.writers import read_mask_file, write_mask_pngs, write_predictions
 from tracker.types import Modality
 
-REPO = Path(__file__).resolve().parents[1]
+ECHO = "color3d_jpeg_baseline.dcm"
 
 
-def _shared_data() -> Path:
-    return Path(os.environ.get("TRACKER_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-DAVIS = _shared_data() / "davis2016"
-needs_davis = pytest.mark.skipif(
-    not (DAVIS / "blackswan").is_dir(),
-    reason=f"real DAVIS-2016 data not found at {DAVIS} (set TRACKER_SHARED_DATA to the shared data folder)",
-)
-
-
-def _echo_file() -> Path | None:
+def _echo_file() -> Path:
+    """pydicom-data's echocardiogram: skip only where pydicom-data is not installed."""
     try:
-        from pydicom.data import get_testdata_file
+        metadata.version("pydicom-data")
+    except metadata.PackageNotFoundError:
+        pytest.skip("pydicom-data is not installed (pip install pydicom-data)")
+    from pydicom.data import get_testdata_file
 
-        found = get_testdata_file("color3d_jpeg_baseline.dcm")
-    except Exception:  # pydicom-data not installed
-        return None
-    return Path(found) if found else None
+    found = get_testdata_file(ECHO, download=False)  # installed: never fetch it from the network
+    if not found:
+        pytest.fail(f"pydicom-data is installed but pydicom finds no {ECHO} in it")
+    return Path(str(found))
 
 
 def _frames(t: int = 4, h: int = 12, w: int = 20) -> np.ndarray:
@@ -273,10 +266,7 @@ def test_dicom_ultrasound_spacing_fallbacks_and_ybr(tmp_path: Path) -> None:
 
 
 def test_real_echo_dicom() -> None:
-    path = _echo_file()
-    if path is None:
-        pytest.skip("pydicom-data is not installed (pip install pydicom-data)")
-    seq = open_sequence(path)
+    seq = open_sequence(_echo_file())
     frames = np.asarray(seq.frames)
     assert seq.kind == "dicom" and frames.shape == (120, 480, 640, 3) and frames.dtype == np.uint8
     assert seq.frame_rate_hz == pytest.approx(30.0, abs=0.01)  # FrameTime 33.333 ms
@@ -388,15 +378,14 @@ def test_davis_layout_palette_objects(tmp_path: Path) -> None:
     assert seq.object_ids() == [1, 2]
 
 
-@needs_davis
-def test_real_davis_blackswan() -> None:
-    seq = open_sequence(DAVIS / "blackswan")
+def test_real_davis_blackswan(davis_dir: Path) -> None:
+    seq = open_sequence(davis_dir / "blackswan")
     assert seq.kind == "davis" and len(seq) == 50 and seq.shape_hw == (480, 854)
     assert seq.frames[49].shape == (480, 854, 3) and seq.frames[49].dtype == np.uint8
     assert seq.labels is not None and len(seq.labels) == 50
     first = np.asarray(seq.labels[0])
     assert set(np.unique(first)) == {0, 1} and seq.object_ids() == [1]
-    raw = np.asarray(Image.open(DAVIS / "blackswan" / "Annotations" / "00000.png"))
+    raw = np.asarray(Image.open(davis_dir / "blackswan" / "Annotations" / "00000.png"))
     np.testing.assert_array_equal(first, (raw > 127).astype(np.uint8))
     assert 0.02 < first.mean() < 0.5  # a swan, not an empty or full mask
 
@@ -449,7 +438,8 @@ def test_write_mask_pngs_round_trip(tmp_path: Path) -> None:
     single = [np.eye(5, dtype=bool), np.zeros((5, 5), bool)]
     paths = write_mask_pngs(tmp_path / "one", single, names=["a", "b.png"])
     assert [p.name for p in paths] == ["a.png", "b.png"]
-    assert np.asarray(Image.open(paths[0])).max() == 255  # DAVIS-2016 style on disk
+    with Image.open(paths[0]) as im:  # indexed, object 1 = value 1: what davis2017-evaluation reads
+        assert im.mode == "P" and np.asarray(im).max() == 1
     np.testing.assert_array_equal(read_mask_file(paths[0]), np.eye(5, dtype=np.uint8))
     assert read_mask_file(paths[1]).max() == 0
 

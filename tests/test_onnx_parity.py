@@ -7,7 +7,7 @@ place; the export via ``tracker export --sharpen-logits 40``, which rebuilds the
 directory, so the CLI, the manifest and the engine's start-up checks are all exercised.
 
 Clip and prompt schedule: those of tests/test_sam2_parity.py (32 frames of DAVIS-2016
-``blackswan`` when the shared data is present, else the synthetic textured clip; masks on
+``blackswan`` from the shared data, skipped only where the shared folder is absent; masks on
 frame 0 for objects 1 and 2, a box ADD on 10, mask and click CORRECTs on 16 and 20, a
 REMOVE on 24). Compared per frame and object: low-res and video-res logits (max abs
 diff <= 1e-3) and masks (IoU >= 0.999). Measured here (blackswan): 2.9e-5 max abs diff,
@@ -16,10 +16,8 @@ min IoU 0.999996.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -27,8 +25,8 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("sam2")
 
 from engines.sam2.parity import ParityStats, jpeg_paths, read_rgb, run_ours
-from tests.conftest import shared_data_dir
-from tests.test_sam2_parity import _schedule, _synthetic_clip
+from tests.conftest import davis_clip
+from tests.test_sam2_parity import _schedule
 
 N_FRAMES = 32
 IMAGE_SIZE = 256
@@ -39,15 +37,7 @@ pytestmark = pytest.mark.slow
 
 
 def _clip(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    root = shared_data_dir()
-    src = root / "davis2016" / "blackswan" if root is not None else None
-    if src is not None and (src / "JPEGImages").is_dir() and (src / "Annotations").is_dir():
-        masks = []
-        for i in range(N_FRAMES):
-            shutil.copy(src / "JPEGImages" / f"{i:05d}.jpg", folder / f"{i:05d}.jpg")
-            masks.append(cv2.imread(str(src / "Annotations" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE) > 127)
-    else:
-        masks = _synthetic_clip(folder, N_FRAMES)
+    masks = davis_clip(folder, "blackswan", N_FRAMES)
     return [read_rgb(p) for p in jpeg_paths(folder)], masks
 
 

@@ -9,8 +9,10 @@ import sys
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from PIL import Image
 
 from tests.conftest import free_port
+from tests.test_davis import ref_f_measure, ref_iou, toolkit_read_masks
 from tracker.cli import main as cli_main
 from tracker.io.trackrad import read_trackrad_case
 from tracker.replay import ReplayOptions, replay
@@ -77,6 +79,19 @@ def test_replay_davis_sequence(davis_dir, tmp_path):
     assert case["kind"] == "davis" and case["frames"] == 40 and case["dropped"] == 0
     assert case["j_mean"] >= 0.70, "flow should hold a car over 40 frames"
     assert len(list((tmp_path / "masks" / "car-shadow").glob("*.png"))) == 40
+    # DAVIS as davis2017-evaluation scores it: the written indexed PNGs against the
+    # annotations, frames 1..T-2, by the test's transcription of the toolkit.
+    names = [f"{i:05d}" for i in range(1, 39)]
+    predicted = toolkit_read_masks(tmp_path / "masks" / "car-shadow", names)
+    assert predicted.shape[0] == 1
+    truth = [np.array(Image.open(davis_dir / "car-shadow" / "Annotations" / f"{n}.png")) > 0 for n in names]
+    j = np.mean([ref_iou(t, p) for t, p in zip(truth, predicted[0], strict=True)])
+    f = np.mean([ref_f_measure(p, t) for t, p in zip(truth, predicted[0], strict=True)])
+    scores = case["davis"]
+    assert scores["j_mean"] == pytest.approx(j, abs=1e-6)
+    assert scores["f_mean"] == pytest.approx(f, abs=1e-6)
+    assert scores["j_and_f_mean"] == pytest.approx((j + f) / 2, abs=1e-6)
+    assert report["summary"]["davis"]["j_and_f_mean"] == pytest.approx((j + f) / 2, abs=1e-6)
 
 
 @pytest.mark.slow

@@ -5,8 +5,9 @@ Setup: one SAM 2.1 tiny model with random weights (seed 0; mask logits sharpened
 256 px, shared by both runs. The reference runs ``init_state`` on a folder of JPEG frames;
 the engine streams the same JPEGs decoded with PIL, one frame at a time.
 
-Clip: 32 frames of DAVIS-2016 ``blackswan`` (854x480) when the shared data is present,
-else a synthetic textured scene with moving discs. Prompt schedule (stream order):
+Clip: 32 frames of DAVIS-2016 ``blackswan`` (854x480) from the shared data (skipped where
+the shared folder is absent, failed where it is present but broken; never another clip).
+Prompt schedule (stream order):
 
 * frame 0: object 1 (mask: the swan's annotation), object 2 (mask: a rectangle of bank);
 * frame 10: object 3 ADDed mid-clip with a box prompt;
@@ -30,10 +31,8 @@ bfloat16 and meets no float32 pointer token in the attention).
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -46,7 +45,7 @@ from engines.sam2.parity import (
     run_reference,
     sharpen_random_logits,
 )
-from tests.conftest import shared_data_dir
+from tests.conftest import davis_clip
 from tracker.types import BoxPrompt, MaskPrompt, PointsPrompt, PromptUpdate, UpdateAction
 
 N_FRAMES = 32
@@ -57,39 +56,11 @@ MIN_IOU = 0.999
 pytestmark = pytest.mark.slow
 
 
-def _synthetic_clip(folder: Path, n: int) -> list[np.ndarray]:
-    """Textured background with two moving discs; returns the ground-truth masks of disc 1."""
-    rng = np.random.default_rng(0)
-    h, w = 240, 320
-    tex = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 2.0)
-    tex = (tex - tex.min()) / (tex.max() - tex.min())
-    masks = []
-    for i in range(n):
-        img = (tex * 180).astype(np.uint8)
-        yy, xx = np.mgrid[:h, :w]
-        m1 = (xx - (90 + 3 * i)) ** 2 + (yy - 120) ** 2 <= 30**2
-        m2 = (xx - 230) ** 2 + (yy - (70 + 2 * i)) ** 2 <= 22**2
-        img[m1] = (230, 60, 40)
-        img[m2] = (40, 200, 220)
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-        masks.append(m1)
-    return masks
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
-    """A folder of N_FRAMES JPEGs and per-frame masks of object 1 (annotation or synthetic)."""
+    """A folder of N_FRAMES blackswan JPEGs and per-frame masks of object 1 (the annotations)."""
     folder = tmp_path_factory.mktemp("sam2_parity_clip")
-    root = shared_data_dir()
-    src = root / "davis2016" / "blackswan" if root is not None else None
-    if src is not None and (src / "JPEGImages").is_dir() and (src / "Annotations").is_dir():
-        masks = []
-        for i in range(N_FRAMES):
-            shutil.copy(src / "JPEGImages" / f"{i:05d}.jpg", folder / f"{i:05d}.jpg")  # bytes as published
-            ann = cv2.imread(str(src / "Annotations" / f"{i:05d}.png"), cv2.IMREAD_GRAYSCALE)
-            masks.append(ann > 127)
-        return folder, masks
-    return folder, _synthetic_clip(folder, N_FRAMES)
+    return folder, davis_clip(folder, "blackswan", N_FRAMES)
 
 
 def _schedule(masks: list[np.ndarray]) -> dict[int, list[PromptUpdate]]:

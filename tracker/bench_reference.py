@@ -57,6 +57,8 @@ from typing import Any
 
 import numpy as np
 
+from tracker.provenance import provenance
+
 logger = logging.getLogger(__name__)
 
 RSS_FRAMES = (1, 10, 100, 500, 1000)
@@ -438,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         return _worker(args._worker, args._spec)
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    run_provenance = provenance(seed=args.seed)  # at the start: the load average is the run's
     if args.frames < 2 or args.objects < 1:
         p.error("--frames must be >= 2 and --objects >= 1")
     if not args.random_weights and args.checkpoint is None:
@@ -512,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    results["provenance"] = run_provenance
     results["machine"] = machine_info()
     results["settings"] = {
         "frames": args.frames,

@@ -74,6 +74,7 @@ class FrameOutcome:
     server_ms: float
     stages_ms: dict[str, float]
     batch_size: int = 0  # frames in the engine call that computed this one (0: not computed)
+    degraded: bool = False  # DEGRADE policy: the answer lists degradation steps in force
 
 
 def stage_order(name: str) -> int:
@@ -299,6 +300,7 @@ def _run_session(
                 server_ms=r.timing.total_ms,
                 stages_ms=dict(r.timing.stages_ms),
                 batch_size=r.timing.batch_size,
+                degraded=bool(r.degradations),
             )
         )
     with lock:
@@ -387,6 +389,7 @@ def build_report(
         "dropped": statuses.count(FrameStatus.DROPPED),
         "errors": statuses.count(FrameStatus.ERROR),
         "ok": statuses.count(FrameStatus.OK),
+        "degraded": sum(o.degraded for o in outcomes),
         "latency_ms": percentiles([o.latency_ms for o in answered]),
         "server_ms": percentiles([o.server_ms for o in answered]),
         "stages_ms_median": stages,

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from tracker import metrics
+from tracker import davis, metrics
 from tracker.challenge import challenge_scores
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.convert import default_budget_ms
@@ -353,6 +353,8 @@ def case_report(case: CaseResult) -> dict[str, object]:
         [o.exit_delay for o in case.outcomes.values() if o.exit_frame is not None]
     )
     report.update(cine_blocks(case))
+    if (scores := davis_scores_of(case)) is not None:
+        report["davis"] = scores.as_dict()
     confidence = confidence_block(case)
     if confidence:
         report["confidence"] = confidence
@@ -372,6 +374,14 @@ def case_report(case: CaseResult) -> dict[str, object]:
         for r in case.records
     ]
     return report
+
+
+def davis_scores_of(case: CaseResult) -> davis.DavisScores | None:
+    """davis2017-evaluation's J, F and J&F for video input with ground truth (None otherwise)."""
+    sequence = case.sequence
+    if sequence.modality is Modality.CINE_MRI or sequence.labels is None:
+        return None
+    return davis.score_sequence(case.predictions, sequence.labels, sequence.object_ids())
 
 
 def cine_blocks(case: CaseResult) -> dict[str, object]:
@@ -428,6 +438,10 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
         [o["exit_delay"] for o in objects if o.get("exit_frame") is not None]
     )
     summary["relative_d98_mean"] = _mean_or_none([c.get("relative_d98_mean") for c in cases])  # type: ignore[misc]
+    scored = [o for c in cases for o in c.get("davis", {}).get("objects", {}).values()]  # type: ignore[union-attr]
+    if scored:  # the toolkit's global means: over every object of every sequence
+        j, f = _mean_or_none([o["j_mean"] for o in scored]), _mean_or_none([o["f_mean"] for o in scored])
+        summary["davis"] = {"objects": len(scored), "j_mean": j, "f_mean": f, "j_and_f_mean": (j + f) / 2}  # type: ignore[operator]
     gated = [c for c in cases if "gating" in c]
     if gated:  # the mean over cases of each case's figure (each case weighs the same)
         summary["gating"] = {

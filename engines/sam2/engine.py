@@ -370,7 +370,8 @@ class Sam2Session(EngineSession):
             if not bool(masks.any()):
                 raise PromptError(
                     f"the mask prompt for object {oid} vanishes at the model's resolution ({s} px over a"
-                    f" {window.width}x{window.height} window); use a larger mask or crop_margin_px"
+                    f" {window.height}x{window.width} (height x width) window);"
+                    " use a larger mask or crop_margin_px"
                 )
             return _PromptInputs(masks=masks)
         if isinstance(prompt, BoxPrompt | PointsPrompt):

@@ -3,7 +3,7 @@
 TrackRAD cases get ``<id>/targets/<id>_labels.mha`` (the challenge's own
 layout, so its evaluation code runs unchanged); everything else gets one PNG
 per frame named like the source frames, which is what the DAVIS evaluation
-toolkit reads. ``read_mask_file`` lives in :mod:`tracker.io.readers` (the
+toolkit reads (indexed PNGs, object k = value k). ``read_mask_file`` lives in :mod:`tracker.io.readers` (the
 readers need it for ``first_mask``) and is re-exported here for the CLI.
 """
 
@@ -30,14 +30,13 @@ def write_mask_pngs(
     masks: Iterable[np.ndarray] | np.ndarray,
     names: Iterable[str] | None = None,
 ) -> list[Path]:
-    """Write one label PNG per frame; return the paths.
+    """Write one indexed (palette) PNG per frame; return the paths.
 
-    A single object (every mask within {0, 1}, or bool) is written 0/255
-    grayscale like DAVIS-2016; several objects as a palette PNG whose indices
-    are the object ids (DAVIS-2017), so ids survive and the file is still
-    viewable. The choice is made once for the whole sequence so that every
-    frame reads back the same way. ``names`` default to ``00000.png``…;
-    a name without ``.png`` gets it appended.
+    Pixel value ``k`` is object ``k``, 0 the background (a bool mask is object 1),
+    with the DAVIS palette so the files stay viewable: what davis2017-evaluation
+    reads (it takes every value 1..max as an object, so a 0/255 file would be 255
+    objects). ``names`` default to ``00000.png``…; a name without ``.png`` gets it
+    appended.
     """
     out_dir = Path(out_dir)
     frames = [np.asarray(m) for m in masks]
@@ -52,19 +51,15 @@ def write_mask_pngs(
             raise ValueError(f"mask {i} must be a 2D label map, got shape {m.shape}")
         if m.dtype != bool and m.size and (int(m.min()) < 0 or int(m.max()) > 255):
             raise ValueError(f"mask {i}: label values must lie in 0..255 for PNG, got {m.min()}..{m.max()}")
-    single = all(m.dtype == bool or not m.size or int(m.max()) <= 1 for m in frames)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     palette = davis_palette().reshape(-1).tolist()
     paths = []
     for m, name in zip(frames, file_names, strict=True):
         path = out_dir / name
-        if single:
-            Image.fromarray(np.where(m > 0, 255, 0).astype(np.uint8)).save(path)
-        else:
-            image = Image.fromarray(m.astype(np.uint8))
-            image.putpalette(palette)  # an "L" image with a palette becomes "P", values kept
-            image.save(path)
+        image = Image.fromarray(m.astype(np.uint8))
+        image.putpalette(palette)  # an "L" image with a palette becomes "P", values kept
+        image.save(path)
         paths.append(path)
     return paths
 

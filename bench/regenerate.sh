@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Regenerate every bench/results/*.json at the current commit, on a quiet machine.
+#
+#   bench/regenerate.sh            # everything (about 75 min on a 2-core CPU; most of it is reference_1000)
+#   bench/regenerate.sh flow gating overseer    # only these steps (names below)
+#
+# Every result file records its provenance (command, commit, dirty flag, machine, load at
+# start, library versions, seed): commit first, so that "dirty" is false. Run nothing else
+# on the machine meanwhile: the figures are timings. DAVIS data: ../shared/data (or
+# TRACKER_SHARED_DATA); the SAM2 steps need the sam2 engine installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export PYTHONPATH=$PWD
+R=bench/results
+TRACKER=("$PY" -m tracker.cli)
+
+step() { # name, then the command; runs when no names were given or the name was
+  local name=$1
+  shift
+  if [[ $# -gt 0 && ( ${#SELECTED[@]} -eq 0 || " ${SELECTED[*]} " == *" $name "* ) ]]; then
+    echo "=== $name: $*" >&2
+    "$@"
+  fi
+}
+SELECTED=("$@")
+
+# Accuracy and gating figures (synthetic data, seeds fixed).
+step flow "$PY" bench/bench_flow.py --json $R/flow.json                         # ~1 min
+step gating "$PY" bench/bench_gating.py --cases 10 --json $R/gating.json        # ~1.5 min
+step overseer "$PY" bench/bench_overseer.py --json $R/overseer.json             # ~1 min (also overseer.md)
+step soak "$PY" bench/soak.py --duration 180 --workers 12 --json $R/soak.json   # 3 min
+
+# Streaming scenarios: stream_flow_8x8hz, stream_overload_*, stream_sam2_tiny_1hz(_bf16),
+# stream_table.md and the README's table between its markers.
+step stream "$PY" bench/stream_suite.py                                         # ~6 min
+step stream_5min "${TRACKER[@]}" bench stream --engine sam2 \
+  --engine-option model=sam2.1_hiera_tiny --engine-option random_weights=true \
+  --engine-option image_size=512 --engine-option dtype=bfloat16 \
+  --sessions 1 --rate 1 --duration 300 \
+  --json $R/stream_sam2_tiny_1hz_bf16_5min.json --plots $R/stream_sam2_tiny_1hz_bf16_5min  # 5 min
+
+# SAM2 engine against sam2's SAM2VideoPredictor (CPU, tiny, 512 px, random weights seed 0).
+step reference_120 "${TRACKER[@]}" bench reference --frames 120 --model tiny --image-size 512 \
+  --random-weights --json $R/reference_120.json                                 # ~5 min
+step reference_ab_fp32 "${TRACKER[@]}" bench reference --frames 40 --model tiny --image-size 512 \
+  --random-weights --interleaved 40 --json $R/reference_ab_fp32.json            # ~3 min
+step reference_ab_bf16 "${TRACKER[@]}" bench reference --frames 40 --model tiny --image-size 512 \
+  --random-weights --dtype bfloat16 --interleaved 40 --json $R/reference_ab_bf16.json  # ~2 min (native bf16 CPUs only)
+step reference_onnx "${TRACKER[@]}" bench reference --frames 32 --objects 2 --model tiny \
+  --image-size 512 --random-weights --engine onnx --json $R/reference_onnx.json  # ~4 min
+step reference_1000 "${TRACKER[@]}" bench reference --frames 1000 --model tiny --image-size 512 \
+  --random-weights --json $R/reference_1000.json                                # ~30 min
+
+# Engine comparisons, frames alternating between engines.
+step onnx "$PY" bench/bench_onnx.py --image-size 512 --frames 32 --threads 2 --out $R/onnx_cpu.json  # ~3 min
+step precision "$PY" bench/bench_precision.py --image-size 512 --frames 40 --objects 1 \
+  --out $R/precision_cpu.json                                                   # ~2 min (native bf16 CPUs only)
+
+# GPU only (bench/gpu_check.sh): bench/results/gpu_check.json.
+if command -v nvidia-smi >/dev/null 2>&1; then
+  step gpu bench/gpu_check.sh --json $R/gpu_check.json                          # < 8 min
+fi
