@@ -487,6 +487,9 @@ class _ObjectState:
 
 
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1), full-resolution pixels
+# Working-resolution pixels of image kept around the objects for the backward flow of the
+# forward-backward check: enough for DIS's coarsest pyramid level to see the same structure.
+FB_CONTEXT_PX = 32
 
 
 @dataclass
@@ -615,7 +618,14 @@ class FlowSession(EngineSession):
         # Farneback: 5 levels and a 21 px window reach ~20 px displacements at 270x270.
         return cv2.calcOpticalFlowFarneback(cur, ref, None, 0.5, 5, 21, 5, 7, 1.5, 0)
 
-    def _warp_to(self, cur: np.ndarray, ref: np.ndarray, hw: tuple[int, int], fb: bool = False) -> _Warp:
+    def _warp_to(
+        self,
+        cur: np.ndarray,
+        ref: np.ndarray,
+        hw: tuple[int, int],
+        fb_boxes: list[Region | None] | None = None,
+    ) -> _Warp:
+        """The warp to ``ref``; with ``fb_boxes``, its forward-backward error around those masks."""
         grid, work_grid = self._grids(hw)
         if ref.shape != cur.shape:  # the working size changed (degradation) since ref was kept
             ref = cv2.resize(ref, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
@@ -634,18 +644,55 @@ class FlowSession(EngineSession):
         # is smooth in space (drift, inflow, shading) no longer reads as a lost target.
         structural = np.abs(signed - cv2.blur(signed, (3 * k, 3 * k)))
         structure = 1.0 / (1.0 + (cv2.blur(structural, (k, k)) / scale) ** 2)
-        fb_error = None
-        if fb:
-            # Forward-backward check: the flow back from the reference, read where each pixel
-            # landed, should undo the forward flow; what is left is the flow's own error.
-            with self.timer.stage("flow"):
-                back = self._flow(ref, cur)
-            back_at = cv2.remap(back, work_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            fb_error = np.linalg.norm(flow + back_at, axis=2).astype(np.float32)
-            fb_error *= np.float32(hw[1] / cur.shape[1])  # working px -> full-resolution px
         scale_up = max(hw[1] / cur.shape[1], hw[0] / cur.shape[0])
         max_shift = float(np.abs(flow).max()) * scale_up if flow.size else 0.0
+        fb_error = None
+        if fb_boxes is not None:
+            fb_error = self._fb_error(cur, ref, flow, work_map, hw, reach(fb_boxes, max_shift + 2.0, hw))
         return _Warp(work_map, flow, confidence, structure, fb_error, hw, grid, max_shift)
+
+    def _fb_error(
+        self,
+        cur: np.ndarray,
+        ref: np.ndarray,
+        flow: np.ndarray,
+        work_map: np.ndarray,
+        hw: tuple[int, int],
+        roi: Region | None,
+    ) -> np.ndarray:
+        """Forward-backward flow error (full-resolution px) over ``roi``; zero elsewhere.
+
+        The flow back from the reference, read where each pixel landed, should undo
+        the forward flow; what is left is the flow's own error. The confidence reads
+        it over the mask only, so the backward flow is computed on a crop around the
+        objects (with context on every side), not over the whole frame.
+        """
+        h, w = cur.shape[:2]
+        error = np.zeros((h, w), np.float32)
+        if roi is None:
+            return error
+        sy, sx = h / hw[0], w / hw[1]
+        wy0, wy1 = max(0, int(roi[0] * sy)), min(h, int(np.ceil(roi[1] * sy)))
+        wx0, wx1 = max(0, int(roi[2] * sx)), min(w, int(np.ceil(roi[3] * sx)))
+        if wy1 <= wy0 or wx1 <= wx0:
+            return error
+        # The crop must hold where the window's pixels land in the reference, plus context
+        # for the flow's coarsest pyramid level.
+        window = work_map[wy0:wy1, wx0:wx1]
+        context = FB_CONTEXT_PX + 1
+        cy0 = max(0, min(wy0, int(np.floor(window[..., 1].min()))) - context)
+        cy1 = min(h, max(wy1, int(np.ceil(window[..., 1].max())) + 1) + context)
+        cx0 = max(0, min(wx0, int(np.floor(window[..., 0].min()))) - context)
+        cx1 = min(w, max(wx1, int(np.ceil(window[..., 0].max())) + 1) + context)
+        with self.timer.stage("flow"):
+            back = self._flow(
+                np.ascontiguousarray(ref[cy0:cy1, cx0:cx1]), np.ascontiguousarray(cur[cy0:cy1, cx0:cx1])
+            )
+        at = window - np.array([cx0, cy0], dtype=np.float32)
+        back_at = cv2.remap(back, at, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        error[wy0:wy1, wx0:wx1] = np.linalg.norm(flow[wy0:wy1, wx0:wx1] + back_at, axis=2)
+        error *= np.float32(hw[1] / w)  # working px -> full-resolution px
+        return error
 
     # -- EngineSession ------------------------------------------------------------------
 
@@ -691,12 +738,12 @@ class FlowSession(EngineSession):
 
         warps: dict[int, _Warp] = {}  # reference tick -> flow, computed at most once per frame
 
-        fb = self._settings.fb_scale_px > 0
+        # The forward-backward check runs on the short-term flow only, around the objects.
+        fb_boxes = [s.prev_box for s in self._tracks.values()] if self._settings.fb_scale_px > 0 else None
 
         def warp_for(ref: _RefFrame) -> _Warp:
             if ref.tick not in warps:
-                # The forward-backward check runs on the short-term flow only (one extra flow).
-                warps[ref.tick] = self._warp_to(gray, ref.gray, hw, fb=fb and ref is self._prev)
+                warps[ref.tick] = self._warp_to(gray, ref.gray, hw, fb_boxes if ref is self._prev else None)
             return warps[ref.tick]
 
         tracks: list[ObjectTrack] = []
