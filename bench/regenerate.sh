@@ -57,6 +57,25 @@ step onnx "$PY" bench/bench_onnx.py --image-size 512 --frames 32 --threads 2 --o
 step precision "$PY" bench/bench_precision.py --image-size 512 --frames 40 --objects 1 \
   --out $R/precision_cpu.json                                                   # ~2 min (native bf16 CPUs only)
 
+# Serving (#13): capacity against the per-session design in the same run; SAM2 batching.
+step capacity_flow "${TRACKER[@]}" bench capacity --engine flow --rate 8 --p99-ms 50 --duration 60 \
+  --probe-duration 15 --compare-per-session --json $R/capacity_flow_8hz.json    # ~8 min
+step capacity_sam2 "${TRACKER[@]}" bench capacity --engine sam2 \
+  --engine-option model=sam2.1_hiera_tiny --engine-option random_weights=true \
+  --engine-option image_size=512 --engine-option dtype=bfloat16 \
+  --rate 1 --p99-ms 1000 --duration 60 --probe-duration 30 --max-sessions 8 \
+  --compare-per-session --json $R/capacity_sam2_tiny_1hz.json                    # ~12 min
+step batch "$PY" bench/bench_batch.py --out $R/sam2_batch_cpu.json              # ~8 min
+
+# Scale-out (#14): 3 replicas behind Envoy, one SIGKILL and one SIGTERM, then no faults.
+step cluster "${TRACKER[@]}" bench cluster --replicas 3 --sessions 6 --rate 8 --duration 60 \
+  --kill 1@20 --drain 2@40 --json $R/cluster.json --plots $R/cluster            # ~3 min
+
+# DAVIS as davis2017-evaluation scores it (#16): J, F, J&F of the flow engine on the shared clips.
+DAVIS=${TRACKER_SHARED_DATA:-../shared/data}/davis2016
+step davis "${TRACKER[@]}" replay $DAVIS/blackswan $DAVIS/car-shadow $DAVIS/dog --engine flow \
+  --rate max --report $R/davis_flow.json                                        # ~1 min
+
 # GPU only (bench/gpu_check.sh): bench/results/gpu_check.json.
 if command -v nvidia-smi >/dev/null 2>&1; then
   step gpu bench/gpu_check.sh --json $R/gpu_check.json                          # < 8 min
