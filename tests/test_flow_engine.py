@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from engines import create_engine
-from engines.flow import FlowEngine, FlowSession, parse_options, prompt_to_mask, to_gray8
+from engines.flow import FlowEngine, FlowSession, parse_options
+from engines.imaging import prompt_to_mask, to_gray8
 from tracker.types import (
     BoxPrompt,
     Frame,
@@ -412,7 +413,7 @@ def test_options_parse_and_registry() -> None:
 
 
 def test_drop_islands_removes_specks_but_keeps_a_split_object():
-    from engines.flow import drop_islands
+    from engines.imaging import drop_islands
 
     mask = np.zeros((100, 100), bool)
     mask[10:50, 10:50] = True  # 1600 px body
