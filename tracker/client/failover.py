@@ -119,9 +119,10 @@ def is_retryable_reopen(error: TrackerError, policy: FailoverPolicy) -> bool:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return policy.retry_resource_exhausted
     # DEADLINE_EXCEEDED here is our own open timeout: the replica did not answer in time.
-    return code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) or is_connection_loss(
-        code, error.details
-    )
+    # CANCELLED: this client cancelled nothing, so a replica (or the proxy) dropped the
+    # stream, e.g. one that stopped listening while the proxy still routed to it.
+    transient = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+    return code in transient or is_connection_loss(code, error.details)
 
 
 def triggers_failover(error: TrackerError) -> bool:

@@ -65,17 +65,21 @@ class RunningServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def drain_and_stop(self, grace_s: float = 10.0) -> None:
+    def drain_and_stop(self, grace_s: float = 10.0, linger_s: float = 1.0) -> None:
         """Health NOT_SERVING, refuse new sessions, let open ones answer what they hold, stop.
 
-        The listener stays up while sessions drain, so health probes see NOT_SERVING
-        (rather than a refused connection) and new sessions get a clear UNAVAILABLE.
+        The listener stays up while sessions drain, and for ``linger_s`` after the last
+        one ended (within the grace period), so health probes see NOT_SERVING rather than
+        a refused connection, and a session a proxy still routes here before its next
+        health check gets a clear UNAVAILABLE (which the client fails over on) instead of
+        a stream cut by a closing listener.
         """
         self.health.enter_graceful_shutdown()
         self.host.drain("the server is shutting down")
         deadline = time.monotonic() + grace_s
         while self.host.slots.open and time.monotonic() < deadline:
             time.sleep(0.02)
+        time.sleep(max(0.0, min(linger_s, deadline - time.monotonic())))
         self.server.stop(1.0).wait()
         self._release()
 
