@@ -32,9 +32,11 @@ from tracker.provenance import provenance
 from tracker.types import Frame, FrameResult, FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
 
 GRID = {
-    "guard_sigmas": (0.0, 0.5, 1.0, 1.5, 2.0),
-    "confidence_error_mm": (0.0, 0.5, 1.0, 2.0),
-    "min_confidence": (0.0, 0.2, 0.3, 0.4, 0.5),
+    "guard_mm": (0.0, 0.25, 0.5),
+    "guard_sigmas": (0.5, 1.0, 1.5, 2.0),
+    "confidence_error_mm": (0.5, 1.0, 2.0, 3.0),
+    "min_confidence": (0.0, 0.5),
+    "min_checked_forecasts": (1, 2, 3),
 }
 
 

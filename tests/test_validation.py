@@ -184,3 +184,41 @@ def test_html_report_is_self_contained_and_renders_in_headless_chromium(replayed
     assert shot is not None and shot.shape[:2] == (900, 1200)
     assert shot.std() > 10, "the screenshot is blank"
     assert (shot < 128).any(axis=2).sum() > 2000, "hardly anything dark on the page: no text or figures"
+
+
+def test_dose_metric_only_for_cine_mri() -> None:
+    from tracker.io.sequence import Sequence
+    from tracker.replay import CaseResult, cine_blocks
+    from tracker.types import Modality
+
+    labels = np.zeros((4, 40, 40), np.uint8)
+    labels[:, 10:20, 10:20] = 1
+
+    def blocks(modality: Modality) -> dict[str, object]:
+        seq = Sequence(
+            "s", np.zeros((4, 40, 40), np.uint8), 4.0, modality, first_label=labels[0], labels=labels
+        )
+        return cine_blocks(CaseResult(seq, [], labels.astype(np.uint16), {}, 250.0))
+
+    video = blocks(Modality.ENDOSCOPY)
+    assert video == {"relative_d98_mean": None} and "challenge" not in video
+    cine = blocks(Modality.CINE_MRI)
+    assert cine["relative_d98_mean"] == pytest.approx(1.0) and cine["challenge"]["dice"] == pytest.approx(1.0)
+
+
+def test_synth_cine_hard_command_writes_a_trackrad_case(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tracker.cli", "synth", "cine-hard", "--set", "tuning", "--cases", "1",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    case = tmp_path / "T001"
+    assert (case / "synthetic.json").is_file() and (case / "scanned-region.json").is_file()
+    from tracker.io.trackrad import read_trackrad_case
+
+    seq = read_trackrad_case(case)
+    assert seq.labels is not None and len(seq) >= 60 and np.asarray(seq.first_label).any()
