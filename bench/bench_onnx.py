@@ -9,7 +9,8 @@ logit difference, min mask IoU over all frames and objects).
     .venv/bin/python bench/bench_onnx.py --image-size 512 --frames 32 --threads 2 \
         --out bench/results/onnx_cpu.json
 
-Frames: DAVIS-2016 blackswan from the shared data when present, else a synthetic clip;
+Frames: DAVIS-2016 blackswan from the shared data when present, else a synthetic clip (with a
+warning; the result's `clip` says which);
 two objects (the swan's mask and a box on the bank) prompted on frame 0. The first two
 frames of each engine are warm-up and excluded from the timings (not from parity). The
 engines alternate frame by frame, so load from other processes hits both alike.
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from interleaved import clip, compare_logits, run_interleaved, write_result  # noqa: E402
+from interleaved import clip, clip_source, compare_logits, run_interleaved, write_result  # noqa: E402
 
 logger = logging.getLogger("bench_onnx")
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": "sam2.1_hiera_tiny (random weights, seed 0, logits x40)",
         "image_size": args.image_size,
         "frames": len(frames),
+        "clip": clip_source(len(frames)),
         "objects": 2,
         "threads": args.threads,
         "torch_version": torch.__version__,

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from interleaved import clip, compare_logits, run_interleaved, write_result  # noqa: E402
+from interleaved import clip, clip_source, compare_logits, run_interleaved, write_result  # noqa: E402
 
 logger = logging.getLogger("bench_precision")
 
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": f"{engines['float32'].settings.model} (random weights, seed 0, logits x40)",
         "image_size": args.image_size,
         "frames": len(frames),
+        "clip": clip_source(len(frames)),
         "objects": args.objects,
         "threads": args.threads,
         "torch_version": torch.__version__,

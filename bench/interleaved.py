@@ -7,6 +7,8 @@ other processes hits every engine alike instead of whichever ran during it.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,21 +17,36 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+logger = logging.getLogger("interleaved")
 
 STAGES = ("preprocess", "encoder", "memory_attention", "decoder", "memory_encoder", "mask_upsample")
 WARMUP = 2
 
 
+def _blackswan() -> Path:
+    shared = os.environ.get("TRACKER_SHARED_DATA")
+    return (Path(shared) if shared else REPO.parent / "shared" / "data") / "davis2016" / "blackswan"
+
+
+def clip_source(n: int) -> str:
+    """What :func:`clip` streams, for the result file (the figures depend on it)."""
+    if (_blackswan() / "JPEGImages").is_dir():
+        return f"DAVIS-2016 blackswan, first {n} frames"
+    return f"synthetic 480x854 clip, {n} frames (shared DAVIS data absent)"
+
+
 def clip(n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """blackswan's first ``n`` frames and its frame-0 mask; a synthetic clip, with a warning, without them."""
     import cv2
 
     from engines.sam2.parity import jpeg_paths, read_rgb
 
-    src = REPO.parent / "shared" / "data" / "davis2016" / "blackswan"
+    src = _blackswan()
     if (src / "JPEGImages").is_dir():
         frames = [read_rgb(p) for p in jpeg_paths(src / "JPEGImages")[:n]]
         mask = cv2.imread(str(src / "Annotations" / "00000.png"), cv2.IMREAD_GRAYSCALE) > 127
         return frames, mask
+    logger.warning("%s is absent: streaming a synthetic clip instead (recorded in the result)", src)
     rng = np.random.default_rng(0)
     h, w = 480, 854
     tex = (cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 2.0) * 255).astype(np.uint8)
