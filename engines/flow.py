@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -203,7 +203,15 @@ class FlowEngine(Engine):
         return cls(parse_options(options))
 
     def open_session(self, config: SessionConfig) -> FlowSession:
-        return FlowSession(config, self.settings)
+        """A session with the engine's settings, overridden by the session's own engine options."""
+        settings = self.settings
+        if config.engine_options:
+            current = {f.name: str(getattr(settings, f.name)) for f in fields(FlowSettings)}
+            try:
+                settings = parse_options({**current, **config.engine_options})
+            except ValueError as exc:  # refused at open (INVALID_ARGUMENT), never silently ignored
+                raise PromptError(f"session engine options: {exc}") from None
+        return FlowSession(config, settings)
 
     def default_workers(self, cores: int) -> int:
         # One frame's flow is too small to spread over cores well; frames of

@@ -502,3 +502,15 @@ def test_forward_backward_check_lowers_confidence_below_photometry_and_can_be_of
     assert a.confidence is not None and a.confidence < a.score  # the FB error always costs something
     with pytest.raises(ValueError, match="fb_scale_px"):
         parse_options({"fb_scale_px": "-1"})
+
+
+def test_session_engine_options_override_the_engine_and_bad_ones_refuse_the_open() -> None:
+    engine = FlowEngine.from_options({})
+    objects = (ObjectPrompt(1, MaskPrompt(TARGET)),)
+    small = engine.open_session(SessionConfig(objects=objects, engine_options={"max_side": "135"}))
+    assert small._work_size((SIZE, SIZE)) == (135, 135)
+    assert engine.open_session(SessionConfig(objects=objects))._work_size((SIZE, SIZE)) == (SIZE, SIZE)
+    with pytest.raises(PromptError, match="session engine options: unknown flow engine option"):
+        engine.open_session(SessionConfig(objects=objects, engine_options={"max_sid": "135"}))
+    with pytest.raises(PromptError, match="max_side"):
+        engine.open_session(SessionConfig(objects=objects, engine_options={"max_side": "8"}))
