@@ -52,7 +52,12 @@ class Probe:
     report: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def row(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "report"}
+        """The probe's outcome with the figures that explain it (latencies, stages, batches)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "report"}
+        for key in ("latency_ms", "server_ms", "stages_ms_median", "batch_size"):
+            if key in self.report:
+                out[key] = self.report[key]
+        return out
 
 
 def holds(report: dict[str, Any], p99_ms: float) -> bool:
