@@ -39,7 +39,7 @@ FUTURE_DOCS = frozenset(
 )
 
 BLOCK_RE = re.compile(r"<!-- figures:([\w-]+) -->\n(.*?)<!-- /figures:\1 -->", re.S)
-CITE_RE = re.compile(r"`((?:bench/results/)?[\w.-]+\.json):([\w.-]+)`(?: ×([\d.]+))?")
+CITE_RE = re.compile(r"`((?:bench/results/)?(?:round1/)?[\w.-]+\.json):([\w.-]+)`(?: ×([\d.]+))?")
 NUMBER_RE = re.compile(r"-?[\d,]*\.?\d+(?:e[-+]?\d+)?")
 LINK_RE = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 logger = logging.getLogger("readme_figures")
@@ -62,7 +62,7 @@ class Fig:
 
 
 def results_path(root: Path, file: str) -> Path:
-    return root / (file if "/" in file else f"{RESULTS_DIR}/{file}")
+    return root / (file if file.startswith("bench/") else f"{RESULTS_DIR}/{file}")
 
 
 def load(root: Path, file: str) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def run_tag(data: dict[str, Any]) -> str:
         commit = (prov.get("commit") or "unknown")[:7]
         dirty = " (dirty)" if prov.get("dirty") else ""
         return f"{_machine(m)} · `{commit}`{dirty}"
-    return f"{_machine(data.get('machine', {}))} · **no provenance**"
+    return f"{_machine(data.get('machine', {}))} · **round 1, no provenance**"
 
 
 def _machine(m: dict[str, Any]) -> str:
@@ -135,7 +135,7 @@ def figs(file: str, *rows: Row) -> list[Fig]:
 
 
 def _figs_readme() -> list[Fig]:
-    five_min = "stream_sam2_tiny_1hz_bf16_5min.json"
+    five_min = "round1/stream_sam2_tiny_1hz_bf16_5min.json"
     return [
         *figs(
             "flow.json",
@@ -151,14 +151,14 @@ def _figs_readme() -> list[Fig]:
             ("same run: end-to-end p99", "latency_ms.p99", ".0f", MS),
         ),
         *figs(
-            "reference_1000.json",
+            "round1/reference_1000.json",
             ("sam2 vs SAM2VideoPredictor: max logit difference", "parity.max_abs_logit_diff", ".1f"),
             ("sam2 RSS at frame 1,000 (flat)", "ours.rss_mb_at.1000", ",.0f", MB),
             ("SAM2VideoPredictor RSS at frame 1,000 (grows)", "reference.rss_mb_at.1000", ",.0f", MB),
         ),
-        *figs("precision_cpu.json", ("bf16 vs float32 speed-up per frame (CPU)", "speedup_p50", ".2f", "×")),
+        *figs("round1/precision_cpu.json", ("bf16 vs float32 speed-up per frame (CPU)", "speedup_p50", ".2f", "×")),
         *figs(
-            "onnx_cpu.json", ("ONNX Runtime vs PyTorch speed-up per frame (CPU)", "speedup_p50", ".2f", "×")
+            "round1/onnx_cpu.json", ("ONNX Runtime vs PyTorch speed-up per frame (CPU)", "speedup_p50", ".2f", "×")
         ),
         *figs(
             "gating.json",
@@ -271,7 +271,7 @@ def _figs_soak() -> list[Fig]:
 
 def _figs_stream_5min() -> list[Fig]:
     return figs(
-        "stream_sam2_tiny_1hz_bf16_5min.json",
+        "round1/stream_sam2_tiny_1hz_bf16_5min.json",
         ("frames", "frames", "d"),
         ("answered OK", "ok", "d"),
         ("answered LATE", "late", "d"),
@@ -299,7 +299,7 @@ def _stages(run: str, label: str) -> list[Row]:
 
 def _figs_precision() -> list[Fig]:
     return figs(
-        "precision_cpu.json",
+        "round1/precision_cpu.json",
         *_stages("float32", "float32"),
         *_stages("bfloat16", "bfloat16"),
         ("bf16 speed-up per frame (p50 ratio)", "speedup_p50", ".2f", "×"),
@@ -321,7 +321,7 @@ def _figs_reference() -> list[Fig]:
             (f"{name}: peak RSS", f"{run}.peak_rss_mb", ",.0f", MB),
         ]
     return figs(
-        "reference_1000.json",
+        "round1/reference_1000.json",
         *rows,
         ("max abs logit difference over all frames", "parity.max_abs_logit_diff", ".1f"),
         ("min mask IoU over all frames", "parity.min_iou", ".1f"),
@@ -331,7 +331,7 @@ def _figs_reference() -> list[Fig]:
 
 def _figs_interleaved() -> list[Fig]:
     out: list[Fig] = []
-    for file, name in (("reference_ab_fp32.json", "float32"), ("reference_ab_bf16.json", "bfloat16")):
+    for file, name in (("round1/reference_ab_fp32.json", "float32"), ("round1/reference_ab_bf16.json", "bfloat16")):
         out += figs(
             file,
             (f"{name}: this engine ms/frame p50", "interleaved.ours_ms_p50", ".1f", MS),
@@ -351,21 +351,21 @@ def _figs_interleaved() -> list[Fig]:
         ".2f",
         " s",
     )
-    return out + figs("reference_120.json", init)
+    return out + figs("round1/reference_120.json", init)
 
 
 def _figs_onnx() -> list[Fig]:
     seq = "beside the reference, sequential"
     return [
         *figs(
-            "reference_onnx.json",
+            "round1/reference_onnx.json",
             (f"{seq}: PyTorch engine ms/frame p50", "ours.ms_per_frame_p50", ",.0f", MS),
             (f"{seq}: reference ms/frame p50", "reference.ms_per_frame_p50", ",.0f", MS),
             (f"{seq}: ONNX Runtime ms/frame p50", "onnx.ms_per_frame_p50", ",.0f", MS),
             ("sequential: ONNX vs PyTorch max logit difference", "onnx.parity.max_abs_logit_diff", ".1e"),
         ),
         *figs(
-            "onnx_cpu.json",
+            "round1/onnx_cpu.json",
             *_stages("ours", "interleaved, PyTorch float32"),
             *_stages("onnx", "interleaved, ONNX Runtime float32"),
             ("interleaved: ONNX Runtime speed-up per frame (target ≥ 1.25×)", "speedup_p50", ".2f", "×"),
