@@ -135,41 +135,111 @@ def figs(file: str, *rows: Row) -> list[Fig]:
 
 
 def _figs_readme() -> list[Fig]:
-    five_min = "round1/stream_sam2_tiny_1hz_bf16_5min.json"
+    """This round's headline figures; each file records the machine and commit it ran on."""
     return [
         *figs(
+            "capacity_flow_8hz.json",
+            ("flow at 8 Hz, p99 ≤ 50 ms: sessions held, scheduler", "capacity_sessions", "d"),
+            ("same run: sessions held, per-session design", "baseline_capacity_sessions", "d"),
+        ),
+        *figs(
+            "capacity_sam2_tiny_1hz.json",
+            ("sam2 tiny 512 px bf16 at 1 Hz, p99 ≤ 1 s: sessions held, scheduler", "capacity_sessions", "d"),
+            ("same run: sessions held, per-session design", "baseline_capacity_sessions", "d"),
+        ),
+        *figs(
+            "sam2_batch_cpu.json",
+            (
+                "sam2 tiny bf16 encoder, ms per frame at batch 1",
+                "results.bfloat16.encoder.1.ms_per_frame_p50",
+                ".0f",
+                MS,
+            ),
+            ("… at batch 2", "results.bfloat16.encoder.2.ms_per_frame_p50", ".0f", MS),
+            ("… at batch 4", "results.bfloat16.encoder.4.ms_per_frame_p50", ".0f", MS),
+        ),
+        *figs(
+            "cluster.json",
+            ("3 replicas behind Envoy, SIGKILL + SIGTERM: frames unanswered", "unaccounted", "d"),
+            ("same run: frames answered twice", "duplicates", "d"),
+            ("same run: fault to first OK answer, p50", "resume_ms.p50", ".0f", MS),
+            ("same run: fault to first OK answer, worst", "resume_ms.max", ".0f", MS),
+            ("same run: frames LOST per failover, worst", "lost_per_failover_max", "d"),
+            ("same run: BEAM_ON while no session was open", "beam_on_during_gap", "d"),
+            ("same run: mean Dice with faults", "dice_mean"),
+            ("same sessions without faults: mean Dice", "dice_mean_no_fault"),
+        ),
+        *figs(
+            "validation.json",
+            ("hard cine-MRI, validation set (8 cases): flow mean Dice", "validation.targets.flow_dice_mean"),
+            ("validation set: worst case Dice", "validation.targets.flow_dice_worst"),
+            (
+                "validation set: beam on, target outside 3 mm, worst case",
+                "validation.targets.beam_on_outside_worst",
+                ".1f",
+                PCT,
+                100.0,
+            ),
+            ("validation set: duty cycle ÷ oracle's, mean", "validation.targets.duty_vs_oracle_mean", ".2f"),
+            (
+                "validation set: duty cycle ÷ oracle's, worst case",
+                "validation.targets.duty_vs_oracle_worst",
+                ".2f",
+            ),
+            ("tuning set (6 cases): flow mean Dice", "tuning.targets.flow_dice_mean"),
+            ("tuning set: worst case Dice", "tuning.targets.flow_dice_worst"),
+        ),
+        *figs(
+            "davis_flow.json",
+            (
+                "DAVIS-2016 (3 clips), flow: J&F as davis2017-evaluation computes it",
+                "summary.davis.j_and_f_mean",
+            ),
+            ("same: J", "summary.davis.j_mean"),
+            ("same: F", "summary.davis.f_mean"),
+        ),
+        *figs(
             "flow.json",
-            ("flow: median Dice, 10 synthetic cine-MRI cases", "accuracy.dice_median_all_frames"),
-            ("flow: mean of per-case mean Dice", "accuracy.dice_mean_of_cases"),
-            ("flow: mean centroid error", "accuracy.centroid_mm_mean_of_cases", ".2f", " mm"),
-            ("flow: server latency per 270×270 frame, median", "latency.server_ms_median", ".1f", MS),
-            ("gRPC overhead on loopback, median", "latency.grpc_overhead_ms_median", ".2f", MS),
+            (
+                "easy cine-MRI (10 cases, the regression set): flow mean of per-case Dice",
+                "accuracy.dice_mean_of_cases",
+            ),
+            ("same: worst case's mean Dice", "accuracy.dice_mean_worst_case.dice_mean"),
+            ("same: server latency per 270×270 frame, median", "latency.server_ms_median", ".1f", MS),
         ),
         *figs(
-            five_min,
-            ("sam2 tiny 512 px bf16 at 1 Hz for 5 min: frames answered OK", "ok", "d", " of 300"),
-            ("same run: end-to-end p99", "latency_ms.p99", ".0f", MS),
+            "soak.json",
+            ("soak, 3 min: frames unaccounted for", "unaccounted", "d"),
+        ),
+    ]
+
+
+def _figs_scheduler() -> list[Fig]:
+    return [
+        *figs(
+            "capacity_flow_8hz.json",
+            ("flow 8 Hz, p99 ≤ 50 ms: sessions held, scheduler", "capacity_sessions", "d"),
+            ("per-session design, same run", "baseline_capacity_sessions", "d"),
+            ("scheduler: workers", "scheduler.scheduler.workers", "d"),
         ),
         *figs(
-            "round1/reference_1000.json",
-            ("sam2 vs SAM2VideoPredictor: max logit difference", "parity.max_abs_logit_diff", ".1f"),
-            ("sam2 RSS at frame 1,000 (flat)", "ours.rss_mb_at.1000", ",.0f", MB),
-            ("SAM2VideoPredictor RSS at frame 1,000 (grows)", "reference.rss_mb_at.1000", ",.0f", MB),
-        ),
-        *figs("round1/precision_cpu.json", ("bf16 vs float32 speed-up per frame (CPU)", "speedup_p50", ".2f", "×")),
-        *figs(
-            "round1/onnx_cpu.json", ("ONNX Runtime vs PyTorch speed-up per frame (CPU)", "speedup_p50", ".2f", "×")
+            "capacity_sam2_tiny_1hz.json",
+            ("sam2 tiny bf16 1 Hz, p99 ≤ 1 s: sessions held, scheduler", "capacity_sessions", "d"),
+            ("per-session design, same run", "baseline_capacity_sessions", "d"),
+            ("scheduler: workers", "scheduler.scheduler.workers", "d"),
+            ("scheduler at capacity: end-to-end p99", "p99_ms_at_capacity", ".0f", MS),
         ),
         *figs(
-            "gating.json",
-            ("gating: beam on, target outside 3 mm", "gating.beam_on_outside_fraction", ".1f", PCT, 100.0),
+            "sam2_batch_cpu.json",
+            ("float32 encoder ms/frame, batch 1", "results.float32.encoder.1.ms_per_frame_p50", ".0f", MS),
+            ("float32 encoder ms/frame, batch 2", "results.float32.encoder.2.ms_per_frame_p50", ".0f", MS),
+            ("float32 encoder ms/frame, batch 4", "results.float32.encoder.4.ms_per_frame_p50", ".0f", MS),
+            ("bf16 encoder ms/frame, batch 1", "results.bfloat16.encoder.1.ms_per_frame_p50", ".0f", MS),
+            ("bf16 encoder ms/frame, batch 2", "results.bfloat16.encoder.2.ms_per_frame_p50", ".0f", MS),
+            ("bf16 encoder ms/frame, batch 4", "results.bfloat16.encoder.4.ms_per_frame_p50", ".0f", MS),
+            ("bf16 whole step ms/frame, batch 1", "results.bfloat16.step.1.ms_per_frame_p50", ".0f", MS),
+            ("bf16 whole step ms/frame, batch 4", "results.bfloat16.step.4.ms_per_frame_p50", ".0f", MS),
         ),
-        *figs(
-            "overseer.json",
-            ("overseer (oracle): J with it", "with.j_mean"),
-            ("overseer: J without it", "without.j_mean"),
-        ),
-        *figs("soak.json", ("soak, 3 min: frames unaccounted for", "unaccounted", "d")),
     ]
 
 
@@ -331,7 +401,10 @@ def _figs_reference() -> list[Fig]:
 
 def _figs_interleaved() -> list[Fig]:
     out: list[Fig] = []
-    for file, name in (("round1/reference_ab_fp32.json", "float32"), ("round1/reference_ab_bf16.json", "bfloat16")):
+    for file, name in (
+        ("round1/reference_ab_fp32.json", "float32"),
+        ("round1/reference_ab_bf16.json", "bfloat16"),
+    ):
         out += figs(
             file,
             (f"{name}: this engine ms/frame p50", "interleaved.ours_ms_p50", ".1f", MS),
@@ -444,6 +517,7 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
     """Every block name and how to render it."""
     return {
         "readme-results": lambda: fig_table(root, _figs_readme()),
+        "scheduler": lambda: fig_table(root, _figs_scheduler()),
         "flow": lambda: fig_table(root, _figs_flow()),
         "flow-cases": lambda: fig_table(root, _figs_flow_cases(root)),
         "gating": lambda: fig_table(root, _figs_gating(root)),

@@ -56,8 +56,8 @@ def test_capacity_run_against_real_servers_writes_the_issue_keys(tmp_path):
     out = tmp_path / "capacity.json"
     command = [
         sys.executable, "-m", "tracker.cli", "bench", "capacity", "--engine", "flow", "--rate", "4",
-        "--p99-ms", "2000", "--duration", "2", "--probe-duration", "1.5", "--max-sessions", "2",
-        "--compare-per-session", "--json", str(out),
+        "--p99-ms", "2000", "--duration", "2", "--probe-duration", "1.5", "--warmup", "1",
+        "--max-sessions", "2", "--compare-per-session", "--json", str(out),
     ]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     report = json.loads(out.read_text())

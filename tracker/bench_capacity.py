@@ -35,6 +35,10 @@ class CapacitySettings:
     p99_ms: float
     duration_s: float = 60.0  # the confirming run
     probe_s: float = 15.0  # each search probe
+    # A fresh server's first seconds (first sessions, lazy set-up) are slower than its
+    # steady state; a discarded stream of this length runs first, so that the first probe
+    # does not fail on start-up transients that a longer run would dilute.
+    warmup_s: float = 10.0
     max_sessions: int = 64
     serve_args: tuple[str, ...] = ()  # extra `tracker serve` flags (--workers, --max-batch, ...)
 
@@ -116,6 +120,10 @@ def measure(settings: CapacitySettings, serve_args: tuple[str, ...], label: str)
     try:
         process.wait_ready()
         scheduler = _scheduler_info(process.address, stream.engine)
+        if settings.warmup_s > 0:
+            run_stream(
+                replace(stream, sessions=2, duration_s=settings.warmup_s, frames=None), process=process
+            )
 
         def probe(n: int, duration_s: float) -> Probe:
             run = replace(stream, sessions=n, duration_s=duration_s, frames=None)
@@ -204,6 +212,7 @@ def run_capacity(settings: CapacitySettings, compare_per_session: bool) -> dict[
         "p99_ms": settings.p99_ms,
         "duration_s": settings.duration_s,
         "probe_s": settings.probe_s,
+        "warmup_s": settings.warmup_s,
         "max_sessions": settings.max_sessions,
         "policy": stream.policy.value,
         "budget_ms": stream.budget_ms or "modality default",

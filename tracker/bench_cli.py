@@ -39,6 +39,9 @@ def add_capacity_cli(subparsers: argparse._SubParsersAction) -> None:  # type: i
     p.add_argument("--p99-ms", type=float, required=True, help="end-to-end p99 latency target")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of the confirming run")
     p.add_argument("--probe-duration", type=float, default=15.0, help="seconds of each search probe")
+    p.add_argument(
+        "--warmup", type=float, default=10.0, help="seconds of a discarded stream before the search"
+    )
     p.add_argument("--max-sessions", type=int, default=64, help="upper end of the search")
     p.add_argument("--policy", choices=[p.value for p in BudgetPolicy], default="latest")
     p.add_argument("--budget-ms", type=float, default=0.0, help="0: the modality's default")
@@ -77,6 +80,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
         p99_ms=args.p99_ms,
         duration_s=args.duration,
         probe_s=args.probe_duration,
+        warmup_s=args.warmup,
         max_sessions=args.max_sessions,
         serve_args=tuple(args.serve_arg),
     )

@@ -104,11 +104,6 @@ def parse_options(options: dict[str, str]) -> OnnxOptions:
 class OnnxEngine(Sam2Engine):
     """``Sam2Engine`` over an ONNX-Runtime-backed model (see module docstring)."""
 
-    def default_workers(self, cores: int) -> int:
-        # ONNX Runtime sizes its own thread pools when the sessions are built (its
-        # intra_op_threads option), so one worker uses them without oversubscribing.
-        return 1
-
     def __init__(
         self,
         opts: OnnxOptions,

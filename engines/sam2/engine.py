@@ -178,13 +178,6 @@ class Sam2Engine(Engine):
         """Build from string options; see :data:`engines.sam2.options.OPTION_HELP`."""
         return cls(parse_options(options))
 
-    def default_workers(self, cores: int) -> int:
-        # On a GPU one worker batches the encoder across sessions. On CPU a batched step
-        # costs about as much per frame as single ones (the cores are the limit), so it only
-        # adds waiting; one worker per core with one torch thread each overlaps the sessions'
-        # frames instead (bench/results/capacity_sam2_tiny_1hz.json compares the designs).
-        return cores if self.model.device.type == "cpu" else 1
-
     def set_intra_op_threads(self, threads: int) -> None:
         import torch
 
