@@ -327,3 +327,18 @@ def test_an_accepted_update_changes_what_a_reopen_prompts() -> None:
     core.book_update(PromptUpdate(UpdateAction.REMOVE, 1), 8)
     core.route(PromptAck(8, False, "refused"))  # refused: object 1 stays
     assert [o.object_id for o in core.resume_config().objects] == [1, 2]
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_the_priming_frames_answer_is_swallowed_even_when_the_send_slot_dropped_it(local: bool) -> None:
+    # The priming frame re-sends an index the caller already has an answer for: whether the
+    # server computed it or a "latest" send slot replaced it locally, passing it on would
+    # answer that frame twice.
+    core = FailoverCore(SessionConfig(objects=OBJECTS))
+    core.sent(0, 1.0, IMAGE)
+    core.ended(SessionLostError(grpc.StatusCode.UNAVAILABLE, "goaway"), "s1", now=1.2)
+    core.next_attempt()
+    core.reopened("s2", 1, priming=0)
+    status = FrameStatus.DROPPED if local else FrameStatus.OK
+    assert core.route(ClientResult(FrameResult(0, status), 1.3, 1.4, local=local)) is False
+    assert core.route(ClientResult(FrameResult(5, FrameStatus.OK), 1.5, 1.6)) is True

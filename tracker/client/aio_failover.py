@@ -107,6 +107,10 @@ class AsyncFailoverSession(FailoverViews, AsyncCalls):
                 session = await self._open(config, self.policy.open_timeout_s)
                 if prime is not None:
                     await session.send_frame(prime[1], prime[0])  # no timestamp: budget from arrival
+                    # On the wire before any caller's frame (see the blocking transport).
+                    deadline = time.monotonic() + self.policy.open_timeout_s
+                    while session.frames_sent < 1 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.001)
             except TrackerError as exc:
                 if session is not None:  # opened, then died at once: free it before the next try
                     await session.cancel()

@@ -203,7 +203,9 @@ class FailoverCore:
 
     def answered(self, answer: ClientResult) -> bool:
         """Book an answer from the current session; False: swallow it (the priming frame's)."""
-        if self.priming is not None and answer.frame_index == self.priming and not answer.local:
+        # The priming frame's answer is never the caller's, whether the server computed it or
+        # the client's send slot replaced it (a local DROPPED): that index was answered already.
+        if self.priming is not None and answer.frame_index == self.priming:
             self.priming = None
             return False
         sent = self.inflight.pop(answer.frame_index, None)

@@ -114,6 +114,11 @@ class FailoverSession(FailoverViews, BlockingCalls):
                 if prime is not None:
                     session.send_frame(prime[1], prime[0])  # no timestamp: its budget runs from arrival
                     self._primed += 1
+                    # On the wire before any caller's frame, which would otherwise replace it in a
+                    # "latest" send slot and be prompted with the older frame's masks.
+                    deadline = time.monotonic() + self.policy.open_timeout_s
+                    while session.frames_sent < 1 and time.monotonic() < deadline:
+                        time.sleep(0.001)
             except TrackerError as exc:
                 if session is not None:  # opened, then died at once: free it before the next try
                     session.cancel()
