@@ -110,16 +110,26 @@ def test_click_adds_an_object_that_shows_up_in_the_stream(live_view):
 def test_page_in_headless_chromium_shows_overlays_and_a_moving_plot(live_view, tmp_path):
     url = live_view.view_url
     _sse_events(url, 3)  # frames are flowing
-    first = _screenshot(url, tmp_path, "first")
+    b, g, r = PREDICTION_BGR
+
+    def contour_pixels(shot: np.ndarray) -> int:
+        picture = shot[IMAGE_REGION].astype(int)
+        near = (
+            (abs(picture[:, :, 0] - b) < 40)
+            & (abs(picture[:, :, 1] - g) < 40)
+            & (abs(picture[:, :, 2] - r) < 40)
+        )
+        return int(near.sum())
+
+    # The page draws an overlay once an answer with a mask has reached it; on a loaded
+    # machine the first screenshot can come before that, so take up to five (bounded).
+    for attempt in range(5):
+        first = _screenshot(url, tmp_path, f"first-{attempt}")
+        if contour_pixels(first) > 100:
+            break
+    assert contour_pixels(first) > 100, "the overlay's green contour is not on the page"
     time.sleep(0.5)
     second = _screenshot(url, tmp_path, "second")
-
-    b, g, r = PREDICTION_BGR
-    picture = first[IMAGE_REGION].astype(int)
-    contour = (
-        (abs(picture[:, :, 0] - b) < 40) & (abs(picture[:, :, 1] - g) < 40) & (abs(picture[:, :, 2] - r) < 40)
-    )
-    assert contour.sum() > 100, "the overlay's green contour is not on the page"
 
     plot_a, plot_b = first[PLOT_REGION].astype(int), second[PLOT_REGION].astype(int)
     assert (plot_a < 200).any(axis=2).sum() > 200, "the plot is empty"
