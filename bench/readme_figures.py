@@ -243,6 +243,58 @@ def _figs_scheduler() -> list[Fig]:
     ]
 
 
+def _figs_validation() -> list[Fig]:
+    rows: list[Fig] = []
+    for name in ("tuning", "validation"):
+        rows += figs(
+            "validation.json",
+            (f"{name}: flow mean Dice", f"{name}.targets.flow_dice_mean"),
+            (f"{name}: worst case Dice", f"{name}.targets.flow_dice_worst"),
+            (
+                f"{name}: worst beam-on-outside (3 mm)",
+                f"{name}.targets.beam_on_outside_worst",
+                ".1f",
+                PCT,
+                100.0,
+            ),
+            (f"{name}: duty cycle ÷ oracle's, mean", f"{name}.targets.duty_vs_oracle_mean", ".2f"),
+            (f"{name}: duty cycle ÷ oracle's, worst case", f"{name}.targets.duty_vs_oracle_worst", ".2f"),
+            (f"{name}: relative D98 (official), worst case", f"{name}.worst.relative_d98.worst", ".3f"),
+        )
+    return rows
+
+
+def _figs_cluster() -> list[Fig]:
+    return figs(
+        "cluster.json",
+        ("frames sent", "frames", "d"),
+        ("frames with no answer", "unaccounted", "d"),
+        ("frames answered twice", "duplicates", "d"),
+        ("failovers", "failovers", "d"),
+        ("fault to first OK answer, p50", "resume_ms.p50", ".0f", MS),
+        ("fault to first OK answer, worst", "resume_ms.max", ".0f", MS),
+        ("frames LOST per failover, worst", "lost_per_failover_max", "d"),
+        ("BEAM_ON while no session was open", "beam_on_during_gap", "d"),
+        ("mean Dice with faults", "dice_mean"),
+        ("mean Dice, same sessions without faults", "dice_mean_no_fault"),
+    )
+
+
+def _figs_davis() -> list[Fig]:
+    rows: list[Fig] = []
+    for i, name in enumerate(("blackswan", "car-shadow", "dog")):
+        rows += figs(
+            "davis_flow.json",
+            (f"{name}: J&F", f"cases.{i}.davis.j_and_f_mean"),
+        )
+    return rows + figs(
+        "davis_flow.json",
+        ("all three: J", "summary.davis.j_mean"),
+        ("all three: F", "summary.davis.f_mean"),
+        ("all three: J&F", "summary.davis.j_and_f_mean"),
+    )
+
+
 def _figs_flow() -> list[Fig]:
     return figs(
         "flow.json",
@@ -518,6 +570,9 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
     return {
         "readme-results": lambda: fig_table(root, _figs_readme()),
         "scheduler": lambda: fig_table(root, _figs_scheduler()),
+        "validation": lambda: fig_table(root, _figs_validation()),
+        "cluster": lambda: fig_table(root, _figs_cluster()),
+        "davis": lambda: fig_table(root, _figs_davis()),
         "flow": lambda: fig_table(root, _figs_flow()),
         "flow-cases": lambda: fig_table(root, _figs_flow_cases(root)),
         "gating": lambda: fig_table(root, _figs_gating(root)),
