@@ -89,7 +89,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout the code runs from (None when not a git checkout)."""
+    """Commit and dirty flag of the checkout the code runs from (None when not a git checkout).
+
+    ``dirty`` ignores ``bench/results/``: a regeneration rewrites result files one step
+    after another, and those are outputs, not the code the next figure comes from.
+    """
 
     def git(*args: str) -> str | None:
         try:
@@ -101,7 +105,9 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
         return out.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # Result files that earlier steps of the same regeneration rewrote are not the code a
+    # figure came from: "dirty" means a tracked file other than a result was modified.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
