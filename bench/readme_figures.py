@@ -381,7 +381,7 @@ def _figs_soak() -> list[Fig]:
         ("concurrent workers", "workers", "d"),
         ("sessions", "sessions", ",d"),
         ("frames sent", "frames_sent", ",d"),
-        *((f"answered {s}", f"answered.{s}", ",d") for s in ("OK", "DROPPED", "ERROR", "LATE")),
+        *((f"answered {s}", f"answered.{s}", ",d") for s in ("OK", "DROPPED", "ERROR")),
         ("cut by the client's own disconnect", "cut_by_own_disconnect", ",d"),
         ("cut by the client's own malformed request", "cut_by_own_malformed_request", ",d"),
         ("**unaccounted frames**", "unaccounted", "d"),
