@@ -40,9 +40,12 @@ def tree(tmp_path: Path) -> Path:
     (tmp_path / "bench" / "results").mkdir(parents=True)
     for name in ("readme_figures.py", "stream_suite.py"):
         shutil.copy(REPO / "bench" / name, tmp_path / "bench" / name)
-    for path in (REPO / "bench" / "results").iterdir():
+    results = REPO / "bench" / "results"
+    for path in results.rglob("*"):  # round1/ included
         if path.suffix in (".json", ".md"):
-            shutil.copy(path, tmp_path / "bench" / "results" / path.name)
+            target = tmp_path / "bench" / "results" / path.relative_to(results)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
     assert figures.check(tmp_path) == [], "the copy must start clean"
     return tmp_path
 
@@ -76,23 +79,30 @@ def test_a_result_that_changed_fails(tree: Path) -> None:
     assert any("'0.954' differs from flow.json:accuracy.dice_median_all_frames = 0.5" in p for p in problems)
 
 
+def _row_value(text: str, cite: str) -> tuple[str, str]:
+    """The table row citing ``cite`` and the value it shows."""
+    line = next(line for line in text.splitlines() if f"`{cite}`" in line)
+    return line, [c.strip() for c in line.strip().strip("|").split("|")][1]
+
+
 def test_a_figure_edited_by_hand_fails(tree: Path) -> None:
     readme = tree / "README.md"
     text = readme.read_text()
-    row = "| 4,375 MB | `reference_1000.json:reference.rss_mb_at.1000`"
-    assert row in text
-    readme.write_text(text.replace(row, row.replace("4,375", "4,000")))
+    row, shown = _row_value(text, "cluster.json:resume_ms.p50")
+    readme.write_text(text.replace(row, row.replace(f"| {shown} |", "| 99999 ms |")))
     problems = figures.check(tree)
-    assert any("'4,000 MB' differs from reference_1000.json:reference.rss_mb_at.1000" in p for p in problems)
+    assert any("'99999 ms' differs from cluster.json:resume_ms.p50" in p for p in problems)
 
 
 def test_a_scaled_figure_is_checked_after_scaling(tree: Path) -> None:
-    _edit_json(
-        tree / "bench/results/gating.json", lambda d: d["gating"].update(beam_on_outside_fraction=0.04)
+    _, shown = _row_value(
+        (tree / "docs" / "gating.md").read_text(), "gating.json:gating.beam_on_outside_fraction"
     )
+    _edit_json(tree / "bench/results/gating.json", lambda d: d["gating"].update(beam_on_outside_fraction=0.5))
     problems = figures.check(tree)
     assert any(
-        "'0.4 %' differs from gating.json:gating.beam_on_outside_fraction = 0.04 ×100" in p for p in problems
+        f"'{shown}' differs from gating.json:gating.beam_on_outside_fraction = 0.5 ×100" in p
+        for p in problems
     )
 
 
