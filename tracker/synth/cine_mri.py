@@ -711,6 +711,21 @@ def random_case_params(rng: np.random.Generator) -> CineCaseParams:
     )
 
 
+def acquire(
+    img: np.ndarray, blur_sigma_px: float, gain: np.ndarray, sigma: float, rng: np.random.Generator
+) -> np.ndarray:
+    """One frame as the scanner records it: point-spread blur, coil gain, Rician noise, 16 bits."""
+    if blur_sigma_px > 0:
+        img = cv2.GaussianBlur(img, (0, 0), blur_sigma_px)
+    img = (img * gain).astype(img.dtype, copy=False)  # as in-place scaling would keep it
+    if sigma > 0:
+        n_y, n_x = img.shape
+        re = img + sigma * rng.standard_normal((n_y, n_x), dtype=np.float32)
+        im = sigma * rng.standard_normal((n_y, n_x), dtype=np.float32)
+        img = np.sqrt(re * re + im * im)
+    return np.clip(img + 0.5, 0, 65535).astype(np.uint16)
+
+
 def generate_case(params: CineCaseParams, seed: int) -> CineCase:
     """Render one case; the same ``(params, seed)`` always gives the same arrays."""
     t_start = time.perf_counter()
@@ -799,14 +814,7 @@ def generate_case(params: CineCaseParams, seed: int) -> CineCase:
             soft, src_x[y0:y1, x0:x1], src_y[y0:y1, x0:x1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
         )
         labels[k, y0:y1, x0:x1] = lab >= 0.5
-        if params.blur_sigma_px > 0:
-            img = cv2.GaussianBlur(img, (0, 0), params.blur_sigma_px)
-        img *= anat.bias * (gain[k] * scale)
-        if sigma > 0:
-            re = img + sigma * rng.standard_normal((n, n), dtype=np.float32)
-            im = sigma * rng.standard_normal((n, n), dtype=np.float32)
-            img = np.sqrt(re * re + im * im)
-        frames[k] = np.clip(img + 0.5, 0, 65535).astype(np.uint16)
+        frames[k] = acquire(img, params.blur_sigma_px, anat.bias * (gain[k] * scale), sigma, rng)
 
     elapsed = time.perf_counter() - t_start
     logger.debug(

@@ -54,6 +54,7 @@ from tracker.synth.cine_mri import (
     _noise_field,
     _place_tumour,
     _tumour_shape,
+    acquire,
     random_case_params,
 )
 
@@ -281,14 +282,7 @@ def generate_hard_case(p: HardCineParams, seed: int) -> CineCase:
             tum = under + (level * tex - under) * contrast
             img[y0:y1, x0:x1] = under * (1 - soft) + tum * soft
             labels[k, y0:y1, x0:x1] = soft >= 0.5
-        if b.blur_sigma_px > 0:
-            img = cv2.GaussianBlur(img, (0, 0), b.blur_sigma_px)
-        img *= anat.bias * (gain[k] * scale)
-        if sigma > 0:
-            re = img + sigma * rng.standard_normal((n, n), dtype=np.float32)
-            im = sigma * rng.standard_normal((n, n), dtype=np.float32)
-            img = np.sqrt(re * re + im * im)
-        frames[k] = np.clip(img + 0.5, 0, 65535).astype(np.uint16)
+        frames[k] = acquire(img, b.blur_sigma_px, anat.bias * (gain[k] * scale), sigma, rng)
 
     motion_mm = np.stack([disp_y, -disp_x], axis=1) * _SPACING_MM
     return CineCase(
