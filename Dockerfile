@@ -37,7 +37,6 @@ RUN pip install -c constraints.txt setuptools wheel \
 COPY pyproject.toml README.md ./
 COPY proto proto
 COPY tracker tracker
-COPY engines engines
 RUN pip install -c constraints.txt '.[io,sam2]'
 
 # ---------------------------------------------------------------- cpu
@@ -98,7 +97,6 @@ RUN pip install -c constraints.txt onnx onnxruntime-gpu tensorrt-cu13 pycocotool
 COPY pyproject.toml README.md ./
 COPY proto proto
 COPY tracker tracker
-COPY engines engines
 RUN pip install -c constraints.txt '.[io,sam2,bench]'
 
 # ---------------------------------------------------------------- gpu (last stage: the default target)

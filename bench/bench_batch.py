@@ -6,7 +6,7 @@ natively) and in an order rotated from round to round so that drift and load fro
 processes hit every size alike:
 
 * ``encoder``: ``forward_image`` + ``_prepare_backbone_features`` on a (B, 3, S, S) stack
-  of B different frames (:func:`engines.sam2.engine.encode_images`, what
+  of B different frames (:func:`tracker.engines.sam2.engine.encode_images`, what
   ``Sam2Engine.step_batch`` calls), wall time / B;
 * ``step``: ``Sam2Engine.step_batch`` over B sessions (one mask-prompted object each, on
   different frames of the clip), wall time / B. The sessions stream on from round to
@@ -36,11 +36,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from interleaved import clip, write_result  # noqa: E402
+from tracker.bench.interleaved import clip, write_result
 
 logger = logging.getLogger("bench_batch")
 STAGES = ("preprocess", "encoder", "memory_attention", "decoder", "memory_encoder")
@@ -89,7 +85,7 @@ def _model_context(engine: Any) -> Iterator[None]:
 
 def model_inputs(engine: Any, frames: list[np.ndarray]) -> list[Any]:
     """Each frame as the engine's (1, 3, S, S) input (whole-frame window)."""
-    from engines.sam2.preprocess import frame_to_tensor, full_window
+    from tracker.engines.sam2.preprocess import frame_to_tensor, full_window
 
     model = engine.model
     return [
@@ -102,7 +98,7 @@ def time_encoder(engine: Any, inputs: list[Any], batch: int, offset: int) -> flo
     """Milliseconds per frame of one encoder call on ``batch`` different frames."""
     import torch
 
-    from engines.sam2.engine import encode_images
+    from tracker.engines.sam2.engine import encode_images
 
     picked = [inputs[(offset + i) % len(inputs)] for i in range(batch)]
     with _model_context(engine):
@@ -136,7 +132,7 @@ class StepBench:
 
     def step(self) -> tuple[float, list[dict[str, float]]]:
         """Milliseconds per frame of one ``step_batch`` call, and each item's stage times."""
-        from engines.base import StepOutput
+        from tracker.engines.base import StepOutput
 
         work = [(s, self.frame_for(i, self.k)) for i, s in enumerate(self.sessions)]
         _sync(self.engine.settings.device)
@@ -165,8 +161,8 @@ def batched_vs_one_by_one(
     one by one. On CPU in float32 the tests (tests/test_sam2_batch.py) hold this to 1e-4 /
     0.999; on a GPU and in bf16 kernels may differ by batch size, which this measures.
     """
-    from engines.base import StepOutput
-    from engines.sam2.parity import mask_iou
+    from tracker.engines.base import StepOutput
+    from tracker.engines.sam2.parity import mask_iou
 
     batched, single = StepBench(engine, frames, mask, sessions), StepBench(engine, frames, mask, sessions)
     diff, iou = 0.0, 1.0
@@ -190,8 +186,8 @@ def batched_vs_one_by_one(
 
 
 def build_engine(model: str, image_size: int, device: str, dtype: str) -> Any:
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
 
     options = {"model": model, "random_weights": "true", "image_size": str(image_size)}
     return Sam2Engine(parse_options(options | {"device": device, "dtype": dtype}))
@@ -305,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     prov = provenance(seed=0)
     import torch
 
-    from engines.sam2.options import cpu_has_native_bf16
-    from tracker.bench_stream import machine_info
+    from tracker.bench.common import machine_info
+    from tracker.engines.sam2.options import cpu_has_native_bf16
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -327,8 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     frames, mask = clip(n_frames)
     engines = {d: build_engine(args.model, args.image_size, "cpu", d) for d in dtypes}
     if args.onnx_export_dir is not None:
-        from engines.onnx.engine import OnnxEngine
-        from engines.onnx.engine import parse_options as onnx_options
+        from tracker.engines.onnx.engine import OnnxEngine
+        from tracker.engines.onnx.engine import parse_options as onnx_options
 
         options = {"export_dir": str(args.onnx_export_dir), "image_size": str(args.image_size)}
         engines["onnx_float32"] = OnnxEngine(onnx_options(options))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.bench_stream import machine_info
+from tracker.bench.common import machine_info
 from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, connect, replay_sequence

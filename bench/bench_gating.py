@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker.bench_stream import machine_info
+from tracker.bench.common import machine_info
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, replay
 from tracker.synth.cine_mri import write_cases

@@ -20,15 +20,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from interleaved import clip, clip_source, compare_logits, run_interleaved, write_result  # noqa: E402
+from tracker.bench.interleaved import clip, clip_source, compare_logits, run_interleaved, write_result
 
 logger = logging.getLogger("bench_onnx")
 
@@ -49,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engines.onnx.engine import OnnxEngine
-    from engines.onnx.engine import parse_options as onnx_options
-    from engines.onnx.manifest import MANIFEST_NAME
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
-    from engines.sam2.parity import sharpen_random_logits
-    from tracker.bench_stream import machine_info
+    from tracker.bench.common import machine_info
+    from tracker.engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import parse_options as onnx_options
+    from tracker.engines.onnx.manifest import MANIFEST_NAME
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
+    from tracker.engines.sam2.parity import sharpen_random_logits
     from tracker.export import export_main
 
     torch.set_num_threads(args.threads)

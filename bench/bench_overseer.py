@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker.bench_stream import machine_info
+from tracker.bench.common import machine_info
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, replay
 from tracker.synth.surgical import write_sequence

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from interleaved import clip, clip_source, compare_logits, run_interleaved, write_result  # noqa: E402
+from tracker.bench.interleaved import clip, clip_source, compare_logits, run_interleaved, write_result
 
 logger = logging.getLogger("bench_precision")
 
@@ -45,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
-    from engines.sam2.parity import sharpen_random_logits
-    from tracker.bench_stream import machine_info
+    from tracker.bench.common import machine_info
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
+    from tracker.engines.sam2.parity import sharpen_random_logits
 
     torch.set_num_threads(args.threads)
     base = {"model": args.model, "random_weights": "true", "device": "cpu"}

@@ -34,9 +34,9 @@ def davis_frames(n: int, out_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """``n`` blackswan frames (ping-ponged) written as JPEGs to ``out_dir``, and the frame-0 mask."""
     from PIL import Image
 
-    from tracker.bench_reference import _default_data, ping_pong
+    from tracker.bench.common import davis_clip, ping_pong
 
-    src = _default_data()
+    src = davis_clip()
     paths = sorted((src / "JPEGImages").glob("*.jpg"))
     frames = []
     for k, i in enumerate(ping_pong(len(paths), n)):
@@ -48,14 +48,14 @@ def davis_frames(n: int, out_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def _engine(model: str, image_size: int, device: str, dtype: str):
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
     options = {"model": model, "random_weights": "true", "image_size": str(image_size)}
     return Sam2Engine.from_options(options | {"device": device, "dtype": dtype})
 
 
 def parity(frames_dir: Path, first_mask: np.ndarray, device: str, image_size: int) -> dict[str, float]:
-    from engines.sam2.parity import compare_in_process, sharpen_random_logits
+    from tracker.engines.sam2.parity import compare_in_process, sharpen_random_logits
     from tracker.types import MaskPrompt, PromptUpdate, UpdateAction
 
     engine = _engine("tiny", image_size, device, "float32")
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "no CUDA device: this check needs an NVIDIA GPU (--device cpu only smoke-tests the script)"
         )
         return 2
-    from tracker.bench_stream import machine_info
+    from tracker.bench.common import machine_info
 
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "none (CPU smoke test)"
     result: dict = {

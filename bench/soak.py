@@ -27,7 +27,7 @@ import numpy as np
 import psutil
 
 from tracker import convert
-from tracker.bench_stream import ServerProcess, machine_info
+from tracker.bench.stream import ServerProcess, machine_info
 from tracker.provenance import provenance
 from tracker.types import MaskPrompt
 from tracker.v1 import tracker_pb2 as pb

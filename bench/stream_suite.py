@@ -26,7 +26,7 @@ import logging
 import sys
 from pathlib import Path
 
-from tracker.bench_stream import StreamSettings, run_stream, write_plots
+from tracker.bench.stream import StreamSettings, run_stream, write_plots
 from tracker.provenance import git_state
 from tracker.types import BudgetPolicy
 
@@ -155,13 +155,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_sam2:
         try:
-            from engines import ENGINE_FACTORIES
+            from tracker.engines import ENGINE_FACTORIES
 
             has_sam2 = "sam2" in ENGINE_FACTORIES
         except ImportError:
             has_sam2 = False
         if has_sam2:
-            from engines.sam2.options import cpu_has_native_bf16
+            from tracker.engines.sam2.options import cpu_has_native_bf16
 
             options = (("model", "sam2.1_hiera_tiny"), ("random_weights", "true"), ("image_size", "512"))
             variants = [("sam2_tiny_1hz", "sam2 tiny 512 px", options)]

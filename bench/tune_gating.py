@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from engines import create_engine
+from tracker.engines import create_engine
 from tracker.gating.evaluate import score_gating
 from tracker.gating.gate import BeamState, Gate, GatingConfig
 from tracker.gating.report import true_centroids_mm

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import create_engine
 from tracker.convert import Limits
+from tracker.engines import create_engine
 from tracker.server.app import RunningServer, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -6,11 +6,11 @@ import grpc
 import numpy as np
 import pytest
 
-from engines import create_engine
 from tests.conftest import disk, textured_image
 from tracker import convert
 from tracker.client import TrackerClient, TrackerError
 from tracker.convert import Limits
+from tracker.engines import create_engine
 from tracker.server.app import start_server
 from tracker.types import (
     FrameStatus,

@@ -6,15 +6,19 @@ import json
 
 import pytest
 
-from tracker.bench_stream import StreamSettings, _ping_pong, run_stream, write_plots
+from tracker.bench.common import ping_pong, ping_pong_index
+from tracker.bench.stream import StreamSettings, run_stream, write_plots
 from tracker.cli import main as cli_main
 
 KEYS = {"latency_ms", "server_ms", "late", "dropped", "errors", "frames", "sessions", "rss_mb_peak"}
 
 
 def test_ping_pong_plays_back_and_forth_without_a_jump():
-    assert [_ping_pong(n, 4) for n in range(8)] == [0, 1, 2, 3, 2, 1, 0, 1]
-    assert _ping_pong(5, 1) == 0
+    assert [ping_pong_index(n, 4) for n in range(8)] == [0, 1, 2, 3, 2, 1, 0, 1]
+    assert ping_pong_index(5, 1) == 0
+    assert ping_pong(4, 8) == [0, 1, 2, 3, 2, 1, 0, 1]
+    with pytest.raises(ValueError, match="empty sequence"):
+        ping_pong_index(0, 0)
 
 
 @pytest.mark.slow

@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from engines import create_engine
-from engines.base import Engine, EngineInfo, EngineSession
 from tests.conftest import disk, textured_image
 from tracker import convert
 from tracker.client import ClientResult, TrackerClient
+from tracker.engines import create_engine
+from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.app import start_server
 from tracker.server.runner import DegradeController, SessionRunner
 from tracker.server.session import AcquisitionClock, Arrival, SessionInbox

@@ -15,9 +15,7 @@ import grpc
 import numpy as np
 import pytest
 
-from engines import create_engine
 from tests.conftest import disk, shift, textured_image
-from tracker.aio_client import AsyncTrackerClient
 from tracker.client import (
     ClientResult,
     EngineInfo,
@@ -30,8 +28,10 @@ from tracker.client import (
     TrackerClient,
     TrackerError,
 )
+from tracker.client.aio import AsyncTrackerClient
 from tracker.client.core import Pending
 from tracker.convert import Limits
+from tracker.engines import create_engine
 from tracker.server.app import start_server
 from tracker.server.host import SessionHost
 from tracker.server.servicer import TrackerServicer

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tracker.bench_cluster import ClusterSettings, Fault, run_phase, summarise
-from tracker.bench_stream import StreamSettings, load_sources
+from tracker.bench.cluster import ClusterSettings, Fault, run_phase, summarise
+from tracker.bench.stream import StreamSettings, load_sources
 from tracker.envoy import (
     Endpoint,
     EnvoyNotFound,

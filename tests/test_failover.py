@@ -1,4 +1,4 @@
-"""Client failover (tracker.failover): re-open after a drain, LOST answers, refusals, bounds.
+"""Client failover (tracker.client.failover): re-open after a drain, LOST answers, refusals, bounds.
 
 Real gRPC servers in-process on one loopback port: server A is drained (its
 sessions end UNAVAILABLE, as under SIGTERM), then server B starts on the same
@@ -16,13 +16,13 @@ import grpc
 import numpy as np
 import pytest
 
-from engines import create_engine
 from tests.conftest import disk, free_port, shift, textured_image
-from tracker.aio_client import AsyncTrackerClient
-from tracker.aio_failover import AsyncFailoverSession
 from tracker.client import ClientResult, SessionLostError, TrackerClient, TrackerError
-from tracker.failover import FailoverCore, FailoverPolicy, is_retryable_reopen
-from tracker.failover_session import FailoverSession
+from tracker.client.aio import AsyncTrackerClient
+from tracker.client.aio_failover import AsyncFailoverSession
+from tracker.client.failover import FailoverCore, FailoverPolicy, is_retryable_reopen
+from tracker.client.sync_failover import FailoverSession
+from tracker.engines import create_engine
 from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
 from tracker.metrics import dice
 from tracker.server.app import RunningServer, ServerOptions, start_server

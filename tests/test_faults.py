@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engines import create_engine
-from engines.base import Engine, EngineInfo, EngineSession
 from tests.conftest import disk, free_port, textured_image
 from tracker import convert
 from tracker.client import TrackerClient, TrackerError
 from tracker.convert import Limits
+from tracker.engines import create_engine
+from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.app import ServerOptions, start_server
 from tracker.server.telemetry import JsonLogFormatter
 from tracker.types import (

@@ -1,4 +1,4 @@
-"""Tests of the ``flow`` engine (engines/flow.py) on synthetic, exactly known motion.
+"""Tests of the ``flow`` engine (tracker/engines/flow.py) on synthetic, exactly known motion.
 
 The scenes are textured images (smoothed noise with an interface, a bright
 elliptical "target" and a dark disk), moved by a known backward map: frame
@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import create_engine
-from engines.flow import FlowEngine, FlowSession, parse_options
-from engines.imaging import prompt_to_mask, to_gray8
+from tracker.engines import create_engine
+from tracker.engines.flow import FlowEngine, FlowSession, parse_options
+from tracker.engines.imaging import prompt_to_mask, to_gray8
 from tracker.types import (
     BoxPrompt,
     Frame,
@@ -413,7 +413,7 @@ def test_options_parse_and_registry() -> None:
 
 
 def test_drop_islands_removes_specks_but_keeps_a_split_object():
-    from engines.imaging import drop_islands
+    from tracker.engines.imaging import drop_islands
 
     mask = np.zeros((100, 100), bool)
     mask[10:50, 10:50] = True  # 1600 px body
@@ -438,7 +438,7 @@ def test_propagation_limited_to_the_reachable_region_equals_the_whole_frame(monk
     with downscaled flow (scale 2) the region samples the flow field as a resize would,
     up to OpenCV's 1/32-pixel interpolation grid.
     """
-    import engines.flow as flow_module
+    import tracker.engines.flow as flow_module
 
     def frames() -> list[np.ndarray]:
         out = []

@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
-from engines import ENGINE_FACTORIES
-from engines.availability import REQUIREMENTS
 from tests.test_security import pki  # noqa: F401 - the fixture: a CA and a localhost server certificate
 from tracker.cli import build_parser
+from tracker.engines import ENGINE_FACTORIES
+from tracker.engines.availability import REQUIREMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engines.onnx.engine import parse_options
-from engines.onnx.manifest import (
+from tracker.engines.onnx.engine import parse_options
+from tracker.engines.onnx.manifest import (
     RANDOM_WEIGHTS,
     GraphRecord,
     Manifest,
@@ -15,7 +15,7 @@ from engines.onnx.manifest import (
     WeightsRecord,
     sha256_file,
 )
-from engines.onnx.runtime import parse_providers
+from tracker.engines.onnx.runtime import parse_providers
 
 GRAPHS = ("image_encoder", "memory_attention", "memory_encoder", "sam_heads")
 
@@ -42,7 +42,7 @@ def test_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, engines.onnx; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
+    code = "import sys, tracker.engines.onnx; print('torch' in sys.modules, 'onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -79,7 +79,7 @@ def test_manifest_round_trip_and_hashes(tmp_path: Path) -> None:
 
 
 def test_engine_refuses_mismatching_exports(tmp_path: Path) -> None:
-    from engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import OnnxEngine
 
     _fake_export(tmp_path)
     with pytest.raises(ManifestError, match="image size 256, not 512"):
@@ -95,7 +95,7 @@ def test_engine_refuses_mismatching_exports(tmp_path: Path) -> None:
 
 
 def test_engine_refuses_a_different_checkpoint(tmp_path: Path) -> None:
-    from engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import OnnxEngine
 
     ckpt = tmp_path / "a.pt"
     ckpt.write_bytes(b"weights A")
@@ -111,7 +111,7 @@ def test_engine_refuses_a_different_checkpoint(tmp_path: Path) -> None:
 
 def test_unavailable_provider_fails_loudly(tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
-    from engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import OnnxEngine
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")

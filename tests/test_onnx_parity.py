@@ -1,7 +1,7 @@
 """The onnx engine (ONNX Runtime, CPU, fp32) against the PyTorch sam2 engine (GitHub #4).
 
 Setup: SAM 2.1 tiny, random weights (seed 0), mask logits sharpened x40 by
-:func:`engines.sam2.parity.sharpen_random_logits` in both (the torch engine's model in
+:func:`tracker.engines.sam2.parity.sharpen_random_logits` in both (the torch engine's model in
 place; the export via ``tracker export --sharpen-logits 40``, which rebuilds the same seed),
 256 px. The graphs are exported by ``tracker.export.export_main`` into a temporary
 directory, so the CLI, the manifest and the engine's start-up checks are all exercised.
@@ -24,9 +24,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("sam2")
 
-from engines.sam2.parity import ParityStats, jpeg_paths, read_rgb, run_ours
 from tests.conftest import davis_clip
 from tests.test_sam2_parity import _schedule
+from tracker.engines.sam2.parity import ParityStats, jpeg_paths, read_rgb, run_ours
 
 N_FRAMES = 32
 IMAGE_SIZE = 256
@@ -42,11 +42,11 @@ def _clip(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def test_onnx_engine_matches_torch_engine(tmp_path: Path) -> None:
-    from engines.onnx.engine import OnnxEngine
-    from engines.onnx.engine import parse_options as onnx_options
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
-    from engines.sam2.parity import sharpen_random_logits
+    from tracker.engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import parse_options as onnx_options
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
+    from tracker.engines.sam2.parity import sharpen_random_logits
     from tracker.export import export_main
 
     export_dir = tmp_path / "export"

@@ -1,4 +1,4 @@
-"""engines.sam2.rope: the real-arithmetic RoPE equals sam2's complex RoPEAttention (GitHub #4)."""
+"""tracker.engines.sam2.rope: the real-arithmetic RoPE equals sam2's complex RoPEAttention (GitHub #4)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
-from engines.sam2.rope import RealMemoryAttention, RealRoPEAttention  # noqa: E402
+from tracker.engines.sam2.rope import RealMemoryAttention, RealRoPEAttention  # noqa: E402
 
 TOL = 1e-5
 
@@ -15,8 +15,8 @@ TOL = 1e-5
 @pytest.fixture(scope="module")
 def memory_attention():  # type: ignore[no-untyped-def]
     """The memory attention of SAM 2.1 tiny at 256 px (16x16 grid), random weights."""
-    from engines.sam2.model import build_model
-    from engines.sam2.options import parse_options
+    from tracker.engines.sam2.model import build_model
+    from tracker.engines.sam2.options import parse_options
 
     model = build_model(parse_options({"random_weights": "true", "image_size": "256", "device": "cpu"}))
     return model.memory_attention

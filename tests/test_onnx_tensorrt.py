@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engines.onnx.tensorrt import (
+from tracker.engines.onnx.tensorrt import (
     NOT_INSTALLED,
     TrtOptions,
     cache_key,
@@ -65,7 +65,7 @@ def test_options() -> None:
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed")
 def test_missing_tensorrt_is_a_clear_error() -> None:
-    from engines.onnx.tensorrt import make_engine
+    from tracker.engines.onnx.tensorrt import make_engine
 
     with pytest.raises(RuntimeError, match="TensorRT is not installed"):
         import_tensorrt()
@@ -82,12 +82,12 @@ def test_tensorrt_engine_tracks_like_onnx(tmp_path: Path) -> None:
         pytest.skip("no CUDA device")
     import numpy as np
 
-    from engines.onnx.tensorrt import make_engine
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options as sam2_options
-    from engines.sam2.parity import ParityStats, run_ours, sharpen_random_logits
     from tests.test_onnx_parity import _clip
     from tests.test_sam2_parity import _schedule
+    from tracker.engines.onnx.tensorrt import make_engine
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options as sam2_options
+    from tracker.engines.sam2.parity import ParityStats, run_ours, sharpen_random_logits
     from tracker.export import export_main
 
     exp = tmp_path / "export"

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from engines import create_engine
 from tests.conftest import disk, shift, textured_image
+from tracker.engines import create_engine
 from tracker.overseer.engine import OverseenEngine
 from tracker.overseer.policy import PolicyConfig
 from tracker.overseer.types import Detection
@@ -159,7 +159,7 @@ def test_drift_guard_reanchors_a_jumping_engine() -> None:
         info = create_engine("flow").info
 
         def open_session(self, config: SessionConfig):
-            from engines.base import EngineSession
+            from tracker.engines.base import EngineSession
             from tracker.types import ObjectTrack
 
             class S(EngineSession):
@@ -186,7 +186,7 @@ def test_drift_guard_reanchors_a_jumping_engine() -> None:
 def test_degrading_skips_the_overseer_first_then_the_inner_engine():
     import numpy as np
 
-    from engines import create_engine
+    from tracker.engines import create_engine
     from tracker.overseer.build import wrap_engine
     from tracker.types import Frame, MaskPrompt, ObjectPrompt, SessionConfig
 

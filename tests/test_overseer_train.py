@@ -86,7 +86,7 @@ def test_onnx_export_matches_torchvision(trained) -> None:
 
 
 def test_torch_detector_and_wrap_engine(trained) -> None:
-    from engines import create_engine
+    from tracker.engines import create_engine
     from tracker.overseer.build import load_detector, wrap_engine
 
     root, data, _, _ = trained

@@ -16,8 +16,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from engines import availability
-from engines.availability import EngineRequirement
+from tracker.engines import availability
+from tracker.engines.availability import EngineRequirement
 
 ROOT = Path(__file__).resolve().parents[1]
 BARE_INSTALL_LIMIT_MIB = 640  # issue #17's target for the client library + flow engine

@@ -20,10 +20,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engines import create_engine
 from tests.conftest import disk, textured_image
 from tracker import convert
 from tracker.convert import Limits
+from tracker.engines import create_engine
 from tracker.server.app import start_server
 from tracker.v1 import tracker_pb2 as pb
 

@@ -1,4 +1,4 @@
-"""engines/sam2/accel.py: the engine's per-frame savings on its own model instance.
+"""tracker/engines/sam2/accel.py: the engine's per-frame savings on its own model instance.
 
 The cached position encoding must be exact (same bits as sam2's, every frame) and really
 cached; the bf16 CPU attention core must be installed only for bf16 on CPU and agree with
@@ -12,10 +12,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sam2")
 
-from engines.sam2.accel import CachedPositionEncoding, apply_fast_paths, bf16_matmul_attention  # noqa: E402
-from engines.sam2.model import build_model  # noqa: E402
-from engines.sam2.options import cpu_has_native_bf16, parse_options  # noqa: E402
-from engines.sam2.rope import RealRoPEAttention  # noqa: E402
+from tracker.engines.sam2.accel import CachedPositionEncoding, apply_fast_paths, bf16_matmul_attention  # noqa: E402
+from tracker.engines.sam2.model import build_model  # noqa: E402
+from tracker.engines.sam2.options import cpu_has_native_bf16, parse_options  # noqa: E402
+from tracker.engines.sam2.rope import RealRoPEAttention  # noqa: E402
 
 SIZE = 256
 
@@ -46,7 +46,7 @@ def test_cached_position_encoding_is_exact_and_computed_once() -> None:
     # Second frame: the very same tensors, not recomputed copies.
     first, second = outs[0][1]["vision_pos_enc"], outs[1][1]["vision_pos_enc"]
     assert all(x.data_ptr() == y.data_ptr() for x, y in zip(first, second, strict=True))
-    # A batch of frames (engines.sam2.batch): sam2's values, as a view on the one-frame cache.
+    # A batch of frames (tracker.engines.sam2.batch): sam2's values, as a view on the one-frame cache.
     batch = torch.cat(images)
     with torch.inference_mode():
         a, b = plain.forward_image(batch), fast.forward_image(batch)
@@ -93,7 +93,7 @@ def test_bf16_attention_swap_only_for_bf16_on_cpu() -> None:
     not cpu_has_native_bf16(), reason="this CPU has no native bfloat16 (avx512_bf16/amx_bf16)"
 )
 def test_engine_installs_the_fast_paths() -> None:
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
     engine = Sam2Engine.from_options(
         {"random_weights": "true", "image_size": str(SIZE), "device": "cpu", "dtype": "bfloat16"}

@@ -28,8 +28,8 @@ import pytest
 
 pytest.importorskip("sam2")
 
-from engines.base import Engine, EngineSession, StepOutput
 from tests.conftest import disk, textured_image
+from tracker.engines.base import Engine, EngineSession, StepOutput
 from tracker.types import (
     BoxPrompt,
     Frame,
@@ -174,9 +174,9 @@ def _check_batched_equals_one_by_one(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def torch_engine() -> Any:
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
-    from engines.sam2.parity import sharpen_random_logits
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
+    from tracker.engines.sam2.parity import sharpen_random_logits
 
     engine = Sam2Engine(
         parse_options({"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"})
@@ -191,8 +191,8 @@ def test_torch_batched_equals_one_by_one(torch_engine: Any) -> None:
 
 def test_onnx_batched_equals_one_by_one(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from engines.onnx.engine import OnnxEngine
-    from engines.onnx.engine import parse_options as onnx_options
+    from tracker.engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import parse_options as onnx_options
     from tracker.export import export_main
 
     export_dir = tmp_path / "export"

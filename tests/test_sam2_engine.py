@@ -1,4 +1,4 @@
-"""Tests of the ``sam2`` engine (engines/sam2/) with random weights at 256 px.
+"""Tests of the ``sam2`` engine (tracker/engines/sam2/) with random weights at 256 px.
 
 What random weights can and cannot show: masks are meaningless, so these tests check
 plumbing that does not depend on what the model has learnt: memory bounds (on the
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.sam2.memory import MemoryFrame, MemoryPolicy, ObjectMemory
-from engines.sam2.options import cpu_has_native_bf16, parse_options
-from engines.sam2.preprocess import CropWindow, frame_to_tensor, square_window_around, window_gray
 from tests.conftest import REPO_ROOT, disk, textured_image
+from tracker.engines.sam2.memory import MemoryFrame, MemoryPolicy, ObjectMemory
+from tracker.engines.sam2.options import cpu_has_native_bf16, parse_options
+from tracker.engines.sam2.preprocess import CropWindow, frame_to_tensor, square_window_around, window_gray
 from tracker.types import (
     Frame,
     MaskPrompt,
@@ -53,7 +53,7 @@ def _disc(i: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def engine():
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
     return Sam2Engine.from_options({"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"})
 
@@ -100,7 +100,8 @@ def test_option_defaults_and_aliases() -> None:
 
 def test_importing_the_package_stays_light() -> None:
     code = (
-        "import sys, engines, engines.sam2, engines.sam2.engine, engines.sam2.options;"
+        "import sys, tracker.engines, tracker.engines.sam2, tracker.engines.sam2.engine,"
+        " tracker.engines.sam2.options;"
         "print('torch' in sys.modules, 'sam2' in sys.modules)"
     )
     out = subprocess.run(
@@ -110,7 +111,7 @@ def test_importing_the_package_stays_light() -> None:
 
 
 def test_missing_checkpoint_fails_clearly() -> None:
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         Sam2Engine.from_options({"checkpoint": "/nonexistent/sam2.1_hiera_tiny.pt", "image_size": "256"})
@@ -120,7 +121,7 @@ def test_missing_checkpoint_fails_clearly() -> None:
 
 
 def test_random_weights_are_announced(caplog: pytest.LogCaptureFixture) -> None:
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
     with caplog.at_level(logging.WARNING):
         eng = Sam2Engine.from_options({"random_weights": "true", "image_size": "256", "seed": "3"})
@@ -144,7 +145,7 @@ def test_random_weights_are_announced(caplog: pytest.LogCaptureFixture) -> None:
 def test_same_seed_same_weights() -> None:
     import torch
 
-    from engines.sam2.model import build_model
+    from tracker.engines.sam2.model import build_model
 
     a = build_model(parse_options({"random_weights": "true", "image_size": "256", "seed": "5"}))
     b = build_model(parse_options({"random_weights": "true", "image_size": "256", "seed": "5"}))
@@ -218,8 +219,8 @@ def test_bfloat16_autocast_on_cpu_tracks_like_float32() -> None:
     in bf16 and give masks close to float32's, not identical (sharpened random weights)."""
     import torch
 
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.parity import mask_iou, sharpen_random_logits
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.parity import mask_iou, sharpen_random_logits
 
     base = {"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"}
     engines = {d: Sam2Engine.from_options({**base, "dtype": d}) for d in ("float32", "bfloat16")}
@@ -339,7 +340,7 @@ def test_video_preprocessing_is_sam2s_loader(tmp_path: Path) -> None:
     from PIL import Image
     from sam2.utils.misc import load_video_frames
 
-    from engines.sam2.parity import read_rgb
+    from tracker.engines.sam2.parity import read_rgb
 
     img = _rgb_frames(1)[0]
     Image.fromarray(img).save(tmp_path / "0.jpg", quality=90)
@@ -392,7 +393,7 @@ def test_square_window_stays_inside_the_frame() -> None:
 
 @pytest.mark.slow
 def test_crop_mode_maps_masks_back_to_the_full_frame() -> None:
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
     eng = Sam2Engine.from_options(
         {"random_weights": "true", "image_size": str(IMAGE_SIZE), "crop_margin_px": "10"}

@@ -1,7 +1,7 @@
 """The sam2 engine against sam2's own offline ``SAM2VideoPredictor``: same model, same pixels.
 
 Setup: one SAM 2.1 tiny model with random weights (seed 0; mask logits sharpened by
-:func:`engines.sam2.parity.sharpen_random_logits` so that memory visibly matters), at
+:func:`tracker.engines.sam2.parity.sharpen_random_logits` so that memory visibly matters), at
 256 px, shared by both runs. The reference runs ``init_state`` on a folder of JPEG frames;
 the engine streams the same JPEGs decoded with PIL, one frame at a time.
 
@@ -36,16 +36,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.sam2 import memory as sam2_memory
-from engines.sam2.engine import Sam2Engine
-from engines.sam2.options import parse_options
-from engines.sam2.parity import (
+from tests.conftest import davis_clip
+from tracker.engines.sam2 import memory as sam2_memory
+from tracker.engines.sam2.engine import Sam2Engine
+from tracker.engines.sam2.options import parse_options
+from tracker.engines.sam2.parity import (
     ParityStats,
     compare_in_process,
     run_reference,
     sharpen_random_logits,
 )
-from tests.conftest import davis_clip
 from tracker.types import BoxPrompt, MaskPrompt, PointsPrompt, PromptUpdate, UpdateAction
 
 N_FRAMES = 32

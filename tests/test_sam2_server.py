@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engines.sam2.options import cpu_has_native_bf16
 from tests.conftest import disk, free_port, textured_image
 from tracker.client import TrackerClient
+from tracker.engines.sam2.options import cpu_has_native_bf16
 from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
 
 H, W = 120, 160

@@ -9,10 +9,10 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import pytest
 
-from engines import create_engine
-from engines.base import Engine, EngineInfo, EngineSession, StepOutput
 from tests.conftest import disk, textured_image
 from tracker.client import ClientResult, TrackerClient
+from tracker.engines import create_engine
+from tracker.engines.base import Engine, EngineInfo, EngineSession, StepOutput
 from tracker.server.app import ServerOptions, start_server
 from tracker.server.scheduler import Completion, EdfScheduler, Job, SchedulerConfig, thread_budget
 from tracker.types import (

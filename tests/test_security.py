@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from engines import create_engine
+from tracker.engines import create_engine
 from tracker.server.app import ServerOptions, start_server
 from tracker.server.security import BearerTokenInterceptor, TlsFiles, load_tokens
 from tracker.v1 import tracker_pb2 as pb

@@ -10,10 +10,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from engines import create_engine
 from tests.conftest import disk, shift, textured_image
 from tracker.client import ClientResult, TrackerClient, TrackerError
 from tracker.convert import Limits
+from tracker.engines import create_engine
 from tracker.server.app import start_server
 from tracker.types import (
     BoxPrompt,

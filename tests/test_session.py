@@ -6,9 +6,9 @@ import time
 
 import numpy as np
 
-from engines import create_engine
-from engines.base import Engine, EngineInfo, EngineSession
 from tests.conftest import disk, textured_image
+from tracker.engines import create_engine
+from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.runner import SessionRunner
 from tracker.server.session import Arrival, SessionInbox
 from tracker.types import (

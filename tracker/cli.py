@@ -293,8 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: streaming load, capacity, SAM2 against its reference")
     bench = p.add_subparsers(dest="bench", required=True)
-    from tracker.bench_cli import add_capacity_cli, add_cluster_cli, add_reference_cli
-    from tracker.bench_cli import add_cli as add_stream_cli
+    from tracker.bench.cli import add_capacity_cli, add_cluster_cli, add_reference_cli
+    from tracker.bench.cli import add_cli as add_stream_cli
 
     add_stream_cli(bench)
     add_capacity_cli(bench)
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     except ModuleNotFoundError as exc:  # an optional extra that this install lacks
-        from engines.availability import missing_module_message
+        from tracker.engines.availability import missing_module_message
 
         message = missing_module_message(exc)
         if message is None:

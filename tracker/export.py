@@ -2,7 +2,7 @@
 
 ``tracker export --model tiny --random-weights --image-size 512 --out exports/tiny512``
 writes ``image_encoder.onnx``, ``memory_attention.onnx``, ``memory_encoder.onnx``,
-``sam_heads.onnx`` and ``manifest.json`` (see :mod:`engines.onnx.manifest`); each graph
+``sam_heads.onnx`` and ``manifest.json`` (see :mod:`tracker.engines.onnx.manifest`); each graph
 is verified against its torch module before the manifest is written. The ``onnx``
 engine then runs them with ``export_dir=exports/tiny512``.
 """
@@ -38,15 +38,15 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
         "--sharpen-logits",
         type=float,
         default=None,
-        help=argparse.SUPPRESS,  # tests/benchmarks: engines.sam2.parity.sharpen_random_logits
+        help=argparse.SUPPRESS,  # tests/benchmarks: tracker.engines.sam2.parity.sharpen_random_logits
     )
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Build the model like the sam2 engine does, export, print a summary."""
-    from engines.onnx.export import export_model, weights_record
-    from engines.sam2.model import build_model
-    from engines.sam2.options import parse_options
+    from tracker.engines.onnx.export import export_model, weights_record
+    from tracker.engines.sam2.model import build_model
+    from tracker.engines.sam2.options import parse_options
 
     if args.opset < 17:
         raise SystemExit("--opset must be >= 17 (LayerNormalization, scaled-dot-product attention)")
@@ -60,7 +60,7 @@ def run_export(args: argparse.Namespace) -> int:
     settings = parse_options(opts, cuda_available=False)
     model = build_model(settings)
     if args.sharpen_logits:
-        from engines.sam2.parity import sharpen_random_logits
+        from tracker.engines.sam2.parity import sharpen_random_logits
 
         sharpen_random_logits(model, args.sharpen_logits)
     manifest, checks = export_model(

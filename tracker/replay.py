@@ -41,6 +41,7 @@ from tracker.io.sequence import Sequence
 from tracker.io.writers import write_predictions
 from tracker.overseer import scoring as overseer_scoring
 from tracker.provenance import provenance
+from tracker.timing import percentiles
 from tracker.types import FrameStatus, MaskPrompt, Modality, ObjectPrompt, RepromptEvent, SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -114,15 +115,6 @@ class CaseResult:
 
     def report(self) -> dict[str, object]:
         return case_report(self)
-
-
-def percentiles(values: Seq[float]) -> dict[str, float | None]:
-    """p50/p95/p99/max of ``values`` (None when there are none)."""
-    if len(values) == 0:
-        return {"p50": None, "p95": None, "p99": None, "max": None}
-    arr = np.asarray(values, dtype=float)
-    p50, p95, p99 = np.percentile(arr, [50, 95, 99])
-    return {"p50": float(p50), "p95": float(p95), "p99": float(p99), "max": float(arr.max())}
 
 
 def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionConfig:
@@ -505,7 +497,7 @@ def connect(
             client.wait_ready()
             yield client
         return
-    from engines import create_engine
+    from tracker.engines import create_engine
     from tracker.server.app import start_server
 
     name = engine or "flow"

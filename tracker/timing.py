@@ -9,10 +9,12 @@ synchronisation, which the frame needs anyway to hand its masks to the CPU).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 # The stages a frame can pass through, in pipeline order. Engines report the ones they have.
 PIPELINE_STAGES = (
@@ -79,3 +81,21 @@ class StageTimer:
                 self.add(name, float(start.elapsed_time(end)))
             self._events = []
         return dict(self._cpu_ms)
+
+
+def percentiles(
+    values: Iterable[float], quantiles: Iterable[float] = (50, 95, 99)
+) -> dict[str, float | None]:
+    """``{"p50": ..., "p95": ..., "p99": ..., "max": ...}`` of ``values``; None for each when empty.
+
+    Keys are ``p`` plus the quantile, with ``.`` written ``_`` (99.9 -> ``p99_9``). The one
+    latency summary of replay, the live view and every benchmark.
+    """
+    arr = np.asarray(list(values), dtype=float)
+    qs = tuple(quantiles)
+    keys = [f"p{q:g}".replace(".", "_") for q in qs]
+    if arr.size == 0:
+        return {**dict.fromkeys(keys), "max": None}
+    out: dict[str, float | None] = {k: float(np.percentile(arr, q)) for k, q in zip(keys, qs, strict=True)}
+    out["max"] = float(arr.max())
+    return out

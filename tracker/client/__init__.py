@@ -24,8 +24,7 @@ Behind a proxy, ``open_session(..., failover=True)`` does that for you: a new
 session from the last masks, the frames of the gap answered ``LOST``
 (:mod:`tracker.client.failover`, docs/scale-out.md).
 
-The asyncio flavour with the same vocabulary is :mod:`tracker.client.aio`
-(also importable as :mod:`tracker.aio_client`).
+The asyncio flavour with the same vocabulary is :mod:`tracker.client.aio`.
 
 Layout (docs/client.md): one core without I/O (:mod:`~tracker.client.core`:
 request building, update ids, outbox, answer routing;

@@ -24,11 +24,12 @@ import cv2
 import numpy as np
 
 from tracker.client import ClientResult, StreamSession, TrackerClient, TrackerError
+from tracker.client.sync_failover import FailoverSession
 from tracker.convert import default_budget_ms
-from tracker.failover_session import FailoverSession
 from tracker.io.readers import read_mask_file
 from tracker.live.source import FrameSource, open_source
 from tracker.live.view import ViewServer, ViewState, start_view
+from tracker.timing import percentiles
 from tracker.types import (
     BoxPrompt,
     FrameStatus,
@@ -69,7 +70,7 @@ class LiveOptions:
     root_certificates: Path | None = None
     token: str | None = None
     # Re-open through the same address (a proxy) when the session's replica dies or
-    # drains; the frames of the gap are answered LOST (tracker.failover).
+    # drains; the frames of the gap are answered LOST (tracker.client.failover).
     failover: bool = False
 
 
@@ -97,13 +98,6 @@ class LiveSummary:
         data = dict(self.__dict__)
         data.pop("answered_indices")
         return data
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "max": None}
-    p50, p95 = np.percentile(values, [50, 95])
-    return {"p50": float(p50), "p95": float(p95), "max": float(max(values))}
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
@@ -437,7 +431,7 @@ class LiveRunner:
                         }
                         for e in self.session.events
                     ]
-            self.summary.latency_ms = _percentiles(self._latencies)
+            self.summary.latency_ms = percentiles(self._latencies, (50, 95))
             self._stack.close()
             self.source.close()
         return self.summary

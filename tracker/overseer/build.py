@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engines.base import Engine
+from tracker.engines.base import Engine
 from tracker.overseer.engine import OPTION_PREFIX, Execution, OverseenEngine
 from tracker.overseer.policy import GuardConfig, PolicyConfig
 from tracker.overseer.types import Detector

@@ -2,7 +2,7 @@
 
 Why a wrapper: the overseer must compose with every engine (``flow`` today,
 ``sam2`` tomorrow) and stay out of the server code. :class:`OverseenSession`
-is an :class:`~engines.base.EngineSession` around an inner session; per frame
+is an :class:`~tracker.engines.base.EngineSession` around an inner session; per frame
 it
 
 1. forwards the queued prompt updates (the client's and its own) to the inner
@@ -15,7 +15,7 @@ it
 4. queues the decisions as prompt updates for the next frame (``apply`` on
    itself, so ``label_of``/``object_ids`` and the client see the new objects)
    and records them as :class:`~tracker.types.RepromptEvent` s, which this
-   frame's :class:`~engines.base.StepOutput` carries to the server.
+   frame's :class:`~tracker.engines.base.StepOutput` carries to the server.
 
 Execution: ``inline`` (detector on the frame path: fast detectors, the
 oracle), ``thread`` (always beside it) or ``auto`` (the first run goes to the
@@ -45,7 +45,7 @@ from typing import Literal
 
 import numpy as np
 
-from engines.base import Engine, EngineInfo, EngineSession
+from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.overseer.policy import (
     Decision,
     DriftGuardPolicy,
@@ -325,7 +325,7 @@ class OverseenEngine(Engine):
         )
         self._guard_engine: Engine | None = None
         if guard:
-            from engines.flow import FlowEngine
+            from tracker.engines.flow import FlowEngine
 
             self._guard_engine = FlowEngine()
 

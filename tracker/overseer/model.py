@@ -157,7 +157,7 @@ def frame_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1] from an RGB or grey frame of any supported dtype."""
     a = np.asarray(pixels)
     if a.dtype != np.uint8 or a.ndim != 3:
-        from engines.imaging import to_gray8
+        from tracker.engines.imaging import to_gray8
 
         a = to_gray8(a) if not (a.ndim == 3 and a.dtype == np.uint8) else a
     if a.ndim == 2:

@@ -27,7 +27,7 @@ def _rgb8(pixels: np.ndarray) -> np.ndarray:
     a = np.asarray(pixels)
     if a.ndim == 3 and a.dtype == np.uint8:
         return a[:, :, :3]
-    from engines.imaging import to_gray8
+    from tracker.engines.imaging import to_gray8
 
     return np.repeat(to_gray8(a)[:, :, None], 3, axis=2)
 

@@ -21,9 +21,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engines import availability, create_engine
-from engines.base import Engine
 from tracker.convert import Limits
+from tracker.engines import availability, create_engine
+from tracker.engines.base import Engine
 from tracker.server.host import SessionHost
 from tracker.server.scheduler import SchedulerConfig
 from tracker.server.security import BearerTokenInterceptor, TlsFiles

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from engines.base import Engine, EngineSession
+from tracker.engines.base import Engine, EngineSession
 from tracker.server.runner import SessionRunner
 from tracker.server.scheduler import Scheduler, SchedulerConfig, SchedulerInfo, make_scheduler
 from tracker.server.session import (

@@ -8,7 +8,7 @@ The pipeline of a frame, each stage testable alone:
    the degradation level (``DEGRADE``); otherwise the frame goes to the engine's
    scheduler with its deadline.
 2. **infer** (a scheduler worker): the engine's ``step`` (alone or batched with
-   other sessions' frames) returns one :class:`~engines.base.StepOutput`: tracks,
+   other sessions' frames) returns one :class:`~tracker.engines.base.StepOutput`: tracks,
    stage times and overseer events together.
 3. **postprocess** (the same worker, :func:`postprocess`): masks to boxes,
    centroids and millimetres.
@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from engines.base import EngineSession
+from tracker.engines.base import EngineSession
 from tracker.gating.gate import Gate, GatingDecision
 from tracker.masks import describe
 from tracker.server.scheduler import Completion, InlineScheduler, Job, Scheduler

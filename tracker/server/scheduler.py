@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from engines.base import Engine, EngineSession, StepOutput
+from tracker.engines.base import Engine, EngineSession, StepOutput
 from tracker.types import Frame
 
 logger = logging.getLogger(__name__)

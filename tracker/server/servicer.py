@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import grpc
 from google.protobuf.message import DecodeError
 
-from engines.base import EngineInfo
 from tracker import __version__, convert
+from tracker.engines.base import EngineInfo
 from tracker.gating.gate import GatingDecision
 from tracker.server.host import (
     Incoming,

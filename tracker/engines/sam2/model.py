@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from engines.sam2.options import Sam2Settings
+from tracker.engines.sam2.options import Sam2Settings
 
 if TYPE_CHECKING:
     import torch

@@ -8,7 +8,7 @@ The report holds what the targets of issue #14 are about: every frame
 accounted for, how long sessions took to resume, how many frames each failover
 lost, whether the beam was ever on while no session was open, and the Dice
 cost of restarting from the last mask. Sending is paced by acquisition time
-(open loop) as in :mod:`tracker.bench_stream`, whose server process, sources
+(open loop) as in :mod:`tracker.bench.stream`, whose server process, sources
 and percentiles it reuses.
 """
 
@@ -28,15 +28,17 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from tracker.bench_stream import ServerProcess, StreamSettings, _ping_pong, load_sources, machine_info
+from tracker.bench.common import machine_info, ping_pong_index
+from tracker.bench.stream import ServerProcess, StreamSettings, load_sources
 from tracker.client import ClientResult, TrackerClient
+from tracker.client.failover import FailoverEvent
+from tracker.client.sync_failover import FailoverSession
 from tracker.envoy import Endpoint, EnvoyProcess, EnvoySettings, envoy_version, free_port
-from tracker.failover import FailoverEvent
-from tracker.failover_session import FailoverSession
 from tracker.gating.gate import BeamState, GatingConfig
 from tracker.io.sequence import Sequence
 from tracker.metrics import dice
 from tracker.provenance import provenance
+from tracker.timing import percentiles
 from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -218,7 +220,7 @@ def _run_session(log: SessionLog, session: FailoverSession, sequence: Sequence, 
             delay = when - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            pixels = np.asarray(sequence.frames[_ping_pong(i, len(sequence))])
+            pixels = np.asarray(sequence.frames[ping_pong_index(i, len(sequence))])
             session.send_frame(pixels, i, timestamp_s=when - t0)
         session.done_writing()
     except Exception as exc:
@@ -290,17 +292,11 @@ def _dice_mean(logs: list[SessionLog], sequences: list[Sequence]) -> float | Non
         for i, answer in log.answers.items():
             if i == 0 or answer.status not in (FrameStatus.OK, FrameStatus.LATE):
                 continue
-            truth = np.asarray(seq.labels[_ping_pong(i, len(seq))])
+            truth = np.asarray(seq.labels[ping_pong_index(i, len(seq))])
             for oid in seq.object_ids():
                 found = [o for o in answer.objects if o.object_id == oid]
                 values.append(dice(found[0].mask, truth == oid) if found else 0.0)
     return float(np.mean(values)) if values else None
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "max": None}
-    return {"p50": float(np.percentile(values, 50)), "max": float(max(values))}
 
 
 def summarise(
@@ -379,8 +375,8 @@ def summarise(
         "session_errors": [log.error for log in logs if log.error],
         "failovers": len(events_out),
         "unresumed": unresumed,
-        "resume_ms": _percentiles(resume_ms),
-        "detect_ms": _percentiles(detect_ms),
+        "resume_ms": percentiles(resume_ms, (50,)),
+        "detect_ms": percentiles(detect_ms, (50,)),
         "lost_per_failover_max": max(lost) if lost else 0,
         "beam_on_during_gap": beam_on_gap,
         "beam_on": sum(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,21 +15,17 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from tracker.bench.common import davis_clip
+
 logger = logging.getLogger("interleaved")
 
 STAGES = ("preprocess", "encoder", "memory_attention", "decoder", "memory_encoder", "mask_upsample")
 WARMUP = 2
 
 
-def _blackswan() -> Path:
-    shared = os.environ.get("TRACKER_SHARED_DATA")
-    return (Path(shared) if shared else REPO.parent / "shared" / "data") / "davis2016" / "blackswan"
-
-
 def clip_source(n: int) -> str:
     """What :func:`clip` streams, for the result file (the figures depend on it)."""
-    if (_blackswan() / "JPEGImages").is_dir():
+    if (davis_clip() / "JPEGImages").is_dir():
         return f"DAVIS-2016 blackswan, first {n} frames"
     return f"synthetic 480x854 clip, {n} frames (shared DAVIS data absent)"
 
@@ -39,9 +34,9 @@ def clip(n: int) -> tuple[list[np.ndarray], np.ndarray]:
     """blackswan's first ``n`` frames and its frame-0 mask; a synthetic clip, with a warning, without them."""
     import cv2
 
-    from engines.sam2.parity import jpeg_paths, read_rgb
+    from tracker.engines.sam2.parity import jpeg_paths, read_rgb
 
-    src = _blackswan()
+    src = davis_clip()
     if (src / "JPEGImages").is_dir():
         frames = [read_rgb(p) for p in jpeg_paths(src / "JPEGImages")[:n]]
         mask = cv2.imread(str(src / "Annotations" / "00000.png"), cv2.IMREAD_GRAYSCALE) > 127
@@ -109,7 +104,7 @@ def run_interleaved(
 
 def compare_logits(a: dict[int, dict], b: dict[int, dict]) -> tuple[float, float]:
     """Max abs low-res logit difference and min mask IoU (logits > 0) over all frames and objects."""
-    from engines.sam2.parity import mask_iou
+    from tracker.engines.sam2.parity import mask_iou
 
     diff, iou = 0.0, 1.0
     for f, objects in a.items():

@@ -9,9 +9,9 @@ interleaved pairs sam2 uses, the cos/sin tables are real buffers taken from sam2
 keys are rotated with ``position % HW`` tables and the last ``num_k_exclude_rope`` of
 them are put back unrotated with a ``where``, so the memory length *and* the number of
 pointer tokens are dynamic axes of one graph. The installed package is not edited; these
-modules borrow the original layers' weights. The export uses them (engines/onnx/), and so
+modules borrow the original layers' weights. The export uses them (tracker/engines/onnx/), and so
 does the PyTorch engine's bf16 CPU path, which swaps in a faster attention core
-(engines/sam2/accel.py).
+(tracker/engines/sam2/accel.py).
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 Meta's ``SAM2VideoPredictor`` is an offline tool: ``init_state`` loads a whole video,
 ``propagate_in_video`` walks over it and every frame's outputs are kept to the end. This
 engine drives the same model (built by sam2's own ``build_sam2_video_predictor``, see
-:mod:`engines.sam2.model`) through ``SAM2Base``'s own methods, frame by frame:
+:mod:`tracker.engines.sam2.model`) through ``SAM2Base``'s own methods, frame by frame:
 
 1. ``forward_image`` + ``_prepare_backbone_features`` once per frame; the features are
    shared by every object of the session (batch size 1, as the reference runs objects).
    ``Sam2Engine.step_batch`` runs this call once for frames of several sessions and hands
-   each its slice (see :mod:`engines.sam2.batch`); everything below stays per session.
+   each its slice (see :mod:`tracker.engines.sam2.batch`); everything below stays per session.
 2. Prompt updates arriving with the frame are applied first. A prompted object (ADD, or
    CORRECT, which makes the frame a conditioning frame of that object) runs ``track_step``
    with ``is_init_cond_frame=True`` and ``run_mem_encoder=False``; a mask prompt goes
@@ -19,15 +19,15 @@ engine drives the same model (built by sam2's own ``build_sam2_video_predictor``
    ``add_new_mask``/``add_new_points_or_box`` + ``propagate_in_video_preflight`` do.
 3. Every other object runs ``track_step(is_init_cond_frame=False, run_mem_encoder=True)``
    against an ``output_dict`` built at the boundary from our per-object
-   :class:`~engines.sam2.memory.ObjectMemory`, which holds only what SAM2 can still read
-   (see :mod:`engines.sam2.memory` for the exact selection rule and what ``num_frames``
+   :class:`~tracker.engines.sam2.memory.ObjectMemory`, which holds only what SAM2 can still read
+   (see :mod:`tracker.engines.sam2.memory` for the exact selection rule and what ``num_frames``
    is passed).
 4. Mask features are stored in bfloat16 (as the reference stores them; halves memory).
    The low-res logits are hole-filled as the reference does (``fill_hole_area``, when
    sam2's CUDA kernel exists), upsampled to the frame (or crop window) with bilinear
    ``F.interpolate`` and thresholded at 0; the presence score is
    ``sigmoid(object_score_logits)``.
-5. At build, :mod:`engines.sam2.accel` installs per-frame savings on this engine's model
+5. At build, :mod:`tracker.engines.sam2.accel` installs per-frame savings on this engine's model
    instance: the neck's position encodings are computed once (exact), and with bf16 on
    CPU memory attention uses a bf16 matrix-product attention core.
 
@@ -43,11 +43,11 @@ Differences from the reference (all deliberate, all documented in the parity tes
   *future* conditioning memory, and those outputs then feed its memory after k. A causal
   stream cannot do that; it matches the reference run as the stream experiences it:
   propagate up to k - 1, add the object on k, propagate from k (tested).
-* ``num_frames`` is "unbounded" (see :mod:`engines.sam2.memory`): identical to the
+* ``num_frames`` is "unbounded" (see :mod:`tracker.engines.sam2.memory`): identical to the
   reference for clips of at least ``max_obj_ptrs_in_encoder`` (16) frames.
 * Crop mode and the cine-MRI preset have no counterpart in the reference.
 
-Options, costs: see :mod:`engines.sam2.options`. Per frame: one image-encoder pass
+Options, costs: see :mod:`tracker.engines.sam2.options`. Per frame: one image-encoder pass
 (dominant: ~0.5 s for tiny at 512 px on 2 CPU cores) plus, per object, memory attention
 over at most ``num_maskmem`` frames and ``max_obj_ptrs`` pointers, the SAM heads and the
 memory encoder.
@@ -63,10 +63,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines.base import Engine, EngineInfo, EngineSession, StepOutput
-from engines.sam2.memory import STREAM_NUM_FRAMES, MemoryFrame, MemoryPolicy, ObjectMemory
-from engines.sam2.options import Sam2Settings, parse_options
-from engines.sam2.preprocess import (
+from tracker.engines.base import Engine, EngineInfo, EngineSession, StepOutput
+from tracker.engines.sam2.memory import STREAM_NUM_FRAMES, MemoryFrame, MemoryPolicy, ObjectMemory
+from tracker.engines.sam2.options import Sam2Settings, parse_options
+from tracker.engines.sam2.preprocess import (
     CropWindow,
     frame_to_tensor,
     full_window,
@@ -79,7 +79,7 @@ from engines.sam2.preprocess import (
     square_window_around,
     union_box,
 )
-from engines.sam2.timing import instrument, timing_into
+from tracker.engines.sam2.timing import instrument, timing_into
 from tracker.types import (
     BoxPrompt,
     Frame,
@@ -131,8 +131,8 @@ class Sam2Engine(Engine):
         settings' config and image size (the parity test shares one with the reference)."""
         import torch
 
-        from engines.sam2.accel import apply_fast_paths
-        from engines.sam2.model import build_model, fill_holes_available
+        from tracker.engines.sam2.accel import apply_fast_paths
+        from tracker.engines.sam2.model import build_model, fill_holes_available
 
         self.settings = settings
         # Most frames one image-encoder call takes (None: any); step_batch runs larger
@@ -144,8 +144,8 @@ class Sam2Engine(Engine):
                 f"model image_size {self.model.image_size} differs from settings {settings.image_size}"
             )
         self.model.eval()
-        apply_fast_paths(self.model, settings)  # see engines.sam2.accel: exact except bf16 on CPU
-        instrument(self.model)  # per-stage timings; numerics untouched (see engines.sam2.timing)
+        apply_fast_paths(self.model, settings)  # see tracker.engines.sam2.accel: exact except bf16 on CPU
+        instrument(self.model)  # per-stage timings; numerics untouched (see tracker.engines.sam2.timing)
         self.policy = MemoryPolicy.of(self.model)
         self.fill_hole_area = int(getattr(self.model, "fill_hole_area", 0))
         self.fill_holes = self.fill_hole_area > 0 and fill_holes_available()
@@ -175,7 +175,7 @@ class Sam2Engine(Engine):
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> Sam2Engine:
-        """Build from string options; see :data:`engines.sam2.options.OPTION_HELP`."""
+        """Build from string options; see :data:`tracker.engines.sam2.options.OPTION_HELP`."""
         return cls(parse_options(options))
 
     def set_intra_op_threads(self, threads: int) -> None:
@@ -192,14 +192,14 @@ class Sam2Engine(Engine):
 
         The input is always resized (or cropped, then resized) to ``image_size`` square, so
         frame sizes need not match; what must match is the model, its device and the
-        autocast dtype, all fixed per engine. See :mod:`engines.sam2.batch`.
+        autocast dtype, all fixed per engine. See :mod:`tracker.engines.sam2.batch`.
         """
         s = self.settings
         return (self.info.name, id(self), s.image_size, s.device, s.dtype)
 
     def step_batch(self, work: Sequence[tuple[EngineSession, Frame]]) -> list[StepOutput | Exception]:
         """One encoder call for all items, then each session's own tracking (see engines.sam2.batch)."""
-        from engines.sam2.batch import step_batch
+        from tracker.engines.sam2.batch import step_batch
 
         return step_batch(self, work)
 
@@ -324,7 +324,7 @@ class Sam2Session(EngineSession):
         settings = self._engine.settings
         if settings.dtype == "bfloat16":
             # On CPU this pays only where the CPU multiplies bf16 natively (the option
-            # checks); memory attention then needs engines.sam2.accel's attention core,
+            # checks); memory attention then needs tracker.engines.sam2.accel's attention core,
             # since PyTorch's CPU SDPA does not speed up in bf16. Figures: README,
             # "Precision" (bench/bench_precision.py).
             return torch.autocast(settings.device, dtype=torch.bfloat16)

@@ -1,14 +1,14 @@
 """Frames of several sessions through one SAM2 image-encoder call (issue #13, item 2).
 
-The scheduler hands :meth:`~engines.sam2.engine.Sam2Engine.step_batch` one frame from each
-of up to ``--max-batch`` distinct sessions whose :meth:`~engines.sam2.engine.Sam2Engine.batch_key`
+The scheduler hands :meth:`~tracker.engines.sam2.engine.Sam2Engine.step_batch` one frame from each
+of up to ``--max-batch`` distinct sessions whose :meth:`~tracker.engines.sam2.engine.Sam2Engine.batch_key`
 is equal. :func:`step_batch` runs, for ``B`` such items:
 
 1. per session: ``begin_step`` (frame size check), ``_prepare`` (prompt inputs and crop
    window; a PromptError is raised here, before the session's state changes) and the
    preprocessing of its frame to the (1, 3, S, S) model input;
 2. once: ``forward_image`` + ``_prepare_backbone_features`` on the stacked (B, 3, S, S)
-   tensor, sliced back per item (:func:`engines.sam2.engine.encode_images`);
+   tensor, sliced back per item (:func:`tracker.engines.sam2.engine.encode_images`);
 3. per session: memory attention, SAM heads and memory encoder for each of its objects,
    exactly as a one-frame step does.
 
@@ -17,7 +17,7 @@ shared encoder call itself fails, every item of the batch gets that exception (e
 session's frame counter has then advanced, as it would have in a one-frame step).
 
 Stage times: each item's ``encoder`` stage is the batched call's time divided by ``B``
-(its share of the device), and :attr:`~engines.base.StepOutput.batch_size` says ``B``.
+(its share of the device), and :attr:`~tracker.engines.base.StepOutput.batch_size` says ``B``.
 
 Not batched: memory attention, the SAM heads and the memory encoder run per object, as
 in SAM2's own video predictor. Each object attends to its own memory bank, whose token
@@ -34,15 +34,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engines.base import EngineSession, StepOutput
-from engines.sam2.timing import timing_into
+from tracker.engines.base import EngineSession, StepOutput
+from tracker.engines.sam2.timing import timing_into
 from tracker.timing import StageTimer
 from tracker.types import Frame
 
 if TYPE_CHECKING:
     import torch
 
-    from engines.sam2.engine import Sam2Engine, Sam2Session, _StepPlan
+    from tracker.engines.sam2.engine import Sam2Engine, Sam2Session, _StepPlan
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def step_batch(
     """One outcome per item, in order: its :class:`StepOutput` or the exception it raised."""
     import torch
 
-    from engines.sam2.engine import Sam2Session
+    from tracker.engines.sam2.engine import Sam2Session
 
     outcomes: list[StepOutput | Exception | None] = [None] * len(work)
     seen: set[int] = set()
@@ -94,7 +94,7 @@ def _encode_and_track(
 ) -> None:
     import torch
 
-    from engines.sam2.engine import encode_images
+    from tracker.engines.sam2.engine import encode_images
 
     b = len(items)
     lead = items[0].session

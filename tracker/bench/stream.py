@@ -9,7 +9,6 @@ its CPU and memory are measured apart from the load generator's.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import subprocess
@@ -17,22 +16,21 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from tracker.bench.common import machine_info, ping_pong_index
 from tracker.client import ClientResult, TrackerClient
 from tracker.io.sequence import Sequence
-from tracker.provenance import machine_info as provenance_machine_info
 from tracker.provenance import provenance
-from tracker.timing import PIPELINE_STAGES
+from tracker.timing import PIPELINE_STAGES, percentiles
 from tracker.types import BudgetPolicy, FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
 
 logger = logging.getLogger(__name__)
 
-PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
+QUANTILES = (50, 90, 99, 99.9)  # p50, p90, p99, p99_9
 
 
 @dataclass(frozen=True)
@@ -82,24 +80,6 @@ def stage_order(name: str) -> int:
     if name in PIPELINE_STAGES:
         return PIPELINE_STAGES.index(name)
     return PIPELINE_STAGES.index("encoder")
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {**dict.fromkeys(PERCENTILES), "max": None}
-    arr = np.asarray(values, dtype=float)
-    out: dict[str, float | None] = {k: float(np.percentile(arr, q)) for k, q in PERCENTILES.items()}
-    out["max"] = float(arr.max())
-    return out
-
-
-def machine_info() -> dict[str, object]:
-    from engines.sam2.options import cpu_has_native_bf16  # torch-free
-
-    info: dict[str, object] = {**provenance_machine_info(), "cpu_native_bf16": cpu_has_native_bf16()}
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        info["torch"] = metadata.version("torch")
-    return info
 
 
 class ServerProcess:
@@ -225,15 +205,6 @@ def load_sources(settings: StreamSettings, seed: int = 0) -> list[Sequence]:
     ]
 
 
-def _ping_pong(n: int, length: int) -> int:
-    """Frame index ``n`` of a sequence played forwards and backwards without a jump."""
-    if length == 1:
-        return 0
-    period = 2 * (length - 1)
-    k = n % period
-    return k if k < length else period - k
-
-
 def _run_session(
     k: int,
     client: TrackerClient,
@@ -280,7 +251,7 @@ def _run_session(
         delay = scheduled[i] - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        pixels = np.asarray(sequence.frames[_ping_pong(i, len(sequence))])
+        pixels = np.asarray(sequence.frames[ping_pong_index(i, len(sequence))])
         session.send_frame(pixels, i, timestamp_s=scheduled[i] - t0)
     collector.join()
     session.close()
@@ -390,8 +361,8 @@ def build_report(
         "errors": statuses.count(FrameStatus.ERROR),
         "ok": statuses.count(FrameStatus.OK),
         "degraded": sum(o.degraded for o in outcomes),
-        "latency_ms": percentiles([o.latency_ms for o in answered]),
-        "server_ms": percentiles([o.server_ms for o in answered]),
+        "latency_ms": percentiles([o.latency_ms for o in answered], QUANTILES),
+        "server_ms": percentiles([o.server_ms for o in answered], QUANTILES),
         "stages_ms_median": stages,
         "throughput_fps": len([o for o in outcomes if o.status in (FrameStatus.OK, FrameStatus.LATE)])
         / wall_s,

@@ -1,7 +1,7 @@
 """Export SAM 2.1's per-frame graphs to ONNX, verify each against torch, write the manifest.
 
 Uses the TorchScript exporter (``dynamo=False``): it handles sam2's modules as they are
-(after the RoPE rewrite in :mod:`engines.sam2.rope`) and gives plain opset-17 graphs that
+(after the RoPE rewrite in :mod:`tracker.engines.sam2.rope`) and gives plain opset-17 graphs that
 ONNX Runtime and TensorRT both take. Every graph is run once under ONNX Runtime on random
 inputs and compared with its torch module before the manifest is written, so a directory
 with a manifest holds graphs that were checked.
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engines.onnx.graphs import GRAPH_NAMES, GraphSpec, example_inputs, graph_module, graph_specs
-from engines.onnx.manifest import RANDOM_WEIGHTS, GraphRecord, Manifest, WeightsRecord, sha256_file
+from tracker.engines.onnx.graphs import GRAPH_NAMES, GraphSpec, example_inputs, graph_module, graph_specs
+from tracker.engines.onnx.manifest import RANDOM_WEIGHTS, GraphRecord, Manifest, WeightsRecord, sha256_file
 
 logger = logging.getLogger(__name__)
 

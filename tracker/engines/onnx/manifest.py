@@ -38,7 +38,7 @@ class WeightsRecord:
     sha256: str = RANDOM_WEIGHTS
     path: str | None = None
     seed: int | None = None
-    sharpen_logits: float | None = None  # tests/benchmarks: engines.sam2.parity.sharpen_random_logits
+    sharpen_logits: float | None = None  # tests/benchmarks: tracker.engines.sam2.parity.sharpen_random_logits
 
 
 @dataclass

@@ -19,7 +19,7 @@ weights (same config, same seed or checkpoint). Reported for each:
   the binary masks at video resolution, over every frame and object both produced.
 
 With random weights the decoder's mask logits are sharpened by the same factor in both
-runs (:func:`engines.sam2.parity.sharpen_random_logits`) so the parity figures mean
+runs (:func:`tracker.engines.sam2.parity.sharpen_random_logits`) so the parity figures mean
 something; timings are unaffected.
 
 ``--engine onnx`` adds the ONNX Runtime engine as a third run (its own subprocess, the
@@ -36,7 +36,7 @@ medians and the median of the per-frame ratios reference/ours under ``interleave
 
 Usage::
 
-    python -m tracker.bench_reference --frames 120 --model tiny --image-size 512 \\
+    python -m tracker.bench.reference --frames 120 --model tiny --image-size 512 \\
         --random-weights --device cpu --objects 1 --json bench/sam2_reference.json
 """
 
@@ -46,7 +46,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from tracker.bench.common import davis_clip, machine_info, ping_pong
 from tracker.provenance import provenance
 
 logger = logging.getLogger(__name__)
@@ -93,31 +93,7 @@ def _proc_status_mb(key: str) -> float:
     return float("nan")
 
 
-def machine_info() -> dict[str, Any]:
-    """The harness's machine record plus what this benchmark depends on (threads, sam2)."""
-    import torch
-
-    from engines.sam2.engine import _sam2_version
-    from tracker.bench_stream import machine_info as base_info
-
-    return {**base_info(), "torch_threads": torch.get_num_threads(), "sam2": _sam2_version()}
-
-
 # -- clip preparation --------------------------------------------------------------------------
-
-
-def _default_data() -> Path:
-    env = os.environ.get("TRACKER_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return root / "davis2016" / "blackswan"
-
-
-def ping_pong(n_src: int, n: int) -> list[int]:
-    """Source indices 0, 1, ..., n_src-1, n_src-2, ..., 1, 0, 1, ... of length ``n``."""
-    if n_src == 1:
-        return [0] * n
-    period = 2 * (n_src - 1)
-    return [i % period if i % period < n_src else period - i % period for i in range(n)]
 
 
 def prepare_clip(folder: Path, n: int, objects: int, data: Path | None) -> tuple[list[np.ndarray], str]:
@@ -160,9 +136,9 @@ def prepare_clip(folder: Path, n: int, objects: int, data: Path | None) -> tuple
 
 
 def _build_model(spec: dict[str, Any]) -> Any:
-    from engines.sam2.model import build_model
-    from engines.sam2.options import parse_options
-    from engines.sam2.parity import sharpen_random_logits
+    from tracker.engines.sam2.model import build_model
+    from tracker.engines.sam2.options import parse_options
+    from tracker.engines.sam2.parity import sharpen_random_logits
 
     settings = parse_options(spec["options"])
     model = build_model(settings)
@@ -176,9 +152,9 @@ def _interleaved_worker(spec: dict[str, Any], out_dir: Path) -> int:
     import torch
     from tqdm import tqdm
 
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
-    from engines.sam2.parity import _apply_reference, jpeg_paths, read_rgb
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
+    from tracker.engines.sam2.parity import _apply_reference, jpeg_paths, read_rgb
     from tracker.types import Frame, MaskPrompt, PromptUpdate, SessionConfig, UpdateAction
 
     n = spec["interleaved_frames"]
@@ -234,13 +210,13 @@ def _interleaved_worker(spec: dict[str, Any], out_dir: Path) -> int:
 
 def _streaming_engine(kind: str, spec: dict[str, Any], model: Any) -> Any:
     """The PyTorch engine on ``model`` (``ours``), or the ONNX Runtime engine on the export."""
-    from engines.sam2.engine import Sam2Engine
-    from engines.sam2.options import parse_options
+    from tracker.engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.options import parse_options
 
     if kind == "ours":
         return Sam2Engine(parse_options(spec["options"]), model=model)
-    from engines.onnx.engine import OnnxEngine
-    from engines.onnx.engine import parse_options as onnx_options
+    from tracker.engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import parse_options as onnx_options
 
     return OnnxEngine(onnx_options({"export_dir": spec["export_dir"], "providers": spec["providers"]}))
 
@@ -249,7 +225,7 @@ def _worker(kind: str, spec_path: Path) -> int:
     import torch
     from tqdm import tqdm
 
-    from engines.sam2.parity import _apply_reference, jpeg_paths, read_rgb
+    from tracker.engines.sam2.parity import _apply_reference, jpeg_paths, read_rgb
     from tracker.types import Frame, MaskPrompt, PromptUpdate, SessionConfig, UpdateAction
 
     spec = json.loads(spec_path.read_text())
@@ -362,7 +338,7 @@ def _worker(kind: str, spec_path: Path) -> int:
 def _parity(
     out_dir: Path, n: int, k: int, shape: tuple[int, int], runs: tuple[str, str] = ("ours", "reference")
 ) -> dict[str, Any]:
-    from engines.sam2.parity import mask_iou
+    from tracker.engines.sam2.parity import mask_iou
 
     a = np.load(out_dir / f"{runs[0]}_logits.npy", mmap_mode="r")
     b = np.load(out_dir / f"{runs[1]}_logits.npy", mmap_mode="r")
@@ -456,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         options["checkpoint"] = str(args.checkpoint)
     else:
         options["random_weights"] = "true"
-    from engines.sam2.options import parse_options
+    from tracker.engines.sam2.options import parse_options
 
     settings = parse_options(options)  # fail on bad options before writing anything
     if args.engine == "onnx" and settings.dtype != "float32":
@@ -465,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.keep or Path(tempfile.mkdtemp(prefix="sam2_bench_"))
     frames_dir = work / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    data = args.data or _default_data()
+    data = args.data or davis_clip()
     masks, desc = prepare_clip(frames_dir, args.frames, args.objects, data if data.is_dir() else None)
     np.savez_compressed(work / "prompts.npz", masks=np.stack(masks))
     spec = {
@@ -491,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [
                 sys.executable,
                 "-m",
-                "tracker.bench_reference",
+                "tracker.bench.reference",
                 "--_worker",
                 kind,
                 "--_spec",
@@ -508,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             spec["interleaved_frames"] = min(args.interleaved, args.frames)
             (work / "spec.json").write_text(json.dumps(spec))
             logger.info("running the interleaved A/B over %d frames", spec["interleaved_frames"])
-            cmd = [sys.executable, "-m", "tracker.bench_reference", "--_worker", "interleaved"]
+            cmd = [sys.executable, "-m", "tracker.bench.reference", "--_worker", "interleaved"]
             cmd += ["--_spec", str(work / "spec.json")]
             subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
             results["interleaved"] = json.loads((work / "interleaved_result.json").read_text())
@@ -516,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
     results["provenance"] = run_provenance
-    results["machine"] = machine_info()
+    results["machine"] = machine_info(torch_threads=True)
     results["settings"] = {
         "frames": args.frames,
         "model": settings.model,

@@ -1,6 +1,6 @@
 """The ``tensorrt`` engine: the exported SAM 2.1 graphs as TensorRT engines (GitHub #4).
 
-Same model wiring as the ``onnx`` engine (:func:`engines.onnx.runtime.build_onnx_model`
+Same model wiring as the ``onnx`` engine (:func:`tracker.engines.onnx.runtime.build_onnx_model`
 with a TensorRT graph factory), so streaming, memory and prompts are still the ``sam2``
 engine's. Each ONNX graph is compiled with the TensorRT Python API (FP32 or FP16, one
 optimisation profile covering the dynamic memory length and point count) and the
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import OnnxEngine
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def profile_for(
     Memory: from one token (a no-memory token) to ``max_memory_frames`` frames plus all
     pointer tokens; optimised for SAM 2.1's usual 7 frames + 16 pointers. Points: 1 to
     ``max_points``, optimised for 2 (a box). Image-encoder batch (exports with a dynamic
-    batch axis, engines.sam2.batch): 1 to ``max_batch``, optimised for ``max_batch`` (under
+    batch axis, tracker.engines.sam2.batch): 1 to ``max_batch``, optimised for ``max_batch`` (under
     load the scheduler fills batches). Written against TensorRT's documented
     ``IOptimizationProfile.set_shape``; not yet run on a GPU.
     """
@@ -224,7 +224,7 @@ def load_or_build(
 
 
 class TrtGraph:
-    """One TensorRT engine, called like :class:`engines.onnx.runtime.OrtGraph` (CUDA tensors).
+    """One TensorRT engine, called like :class:`tracker.engines.onnx.runtime.OrtGraph` (CUDA tensors).
 
     Execution context and CUDA stream are per thread, i.e. per session. The work is
     ordered after the caller's current stream and the caller's stream waits for it, so
@@ -309,9 +309,9 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
 
     if not torch.cuda.is_available():
         raise RuntimeError("the tensorrt engine needs a CUDA device; none is available")
-    from engines.onnx.engine import OnnxEngine
-    from engines.onnx.engine import parse_options as onnx_options
-    from engines.onnx.manifest import Manifest
+    from tracker.engines.onnx.engine import OnnxEngine
+    from tracker.engines.onnx.engine import parse_options as onnx_options
+    from tracker.engines.onnx.manifest import Manifest
 
     manifest = Manifest.read(opts.export_dir)
     onnx_opts = dataclasses.replace(
@@ -334,3 +334,29 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
     )
     engine.max_encoder_batch = opts.max_batch  # the profile's limit: larger batches run in chunks
     return engine
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build (or find cached) the TensorRT plans of one export: engines/Makefile's ``tensorrt``."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m tracker.engines.onnx.tensorrt", description=main.__doc__)
+    p.add_argument("--export-dir", required=True, help="a `tracker export` directory")
+    p.add_argument("--precision", default="fp16", help="fp16 | fp32")
+    p.add_argument("--max-batch", default="8", help="largest encoder batch the profile allows")
+    p.add_argument("--cache-dir", default="", help="where plans go (default EXPORT_DIR/tensorrt_cache)")
+    args = p.parse_args(argv)
+    options = {"export_dir": args.export_dir, "precision": args.precision, "max_batch": args.max_batch}
+    if args.cache_dir:
+        options["cache_dir"] = args.cache_dir
+    try:
+        engine = make_engine(options)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        p.error(str(exc))
+    logger.info("TensorRT plans ready: %s", engine.info.backend)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    raise SystemExit(main())

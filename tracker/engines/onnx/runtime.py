@@ -1,7 +1,7 @@
 """ONNX Runtime sessions behind thin torch modules that take the place of SAM2's heavy parts.
 
 :func:`build_onnx_model` builds the same ``SAM2VideoPredictor`` as the ``sam2`` engine
-(:func:`engines.sam2.model.build_model`, same config, weights from the checkpoint or seed
+(:func:`tracker.engines.sam2.model.build_model`, same config, weights from the checkpoint or seed
 recorded in the manifest) and swaps four submodules for shells: ``image_encoder``,
 ``memory_attention``, ``memory_encoder`` and the pair ``sam_prompt_encoder`` /
 ``sam_mask_decoder``. ``SAM2Base``'s own methods (``forward_image``, ``track_step``,
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engines.onnx.manifest import RANDOM_WEIGHTS, Manifest
+from tracker.engines.onnx.manifest import RANDOM_WEIGHTS, Manifest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,7 +57,7 @@ def parse_providers(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How the sessions run (see ``OPTION_HELP`` in :mod:`engines.onnx.engine`)."""
+    """How the sessions run (see ``OPTION_HELP`` in :mod:`tracker.engines.onnx.engine`)."""
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0  # 0: ORT's default (one per physical core)
@@ -173,13 +173,13 @@ def _shell_base() -> type:
 class ImageEncoderShell(_shell_base()):  # type: ignore[misc]
     """Stands in for ``model.image_encoder``; returns ``forward_image``'s feature maps.
 
-    The graph already applies ``conv_s0``/``conv_s1`` (see :mod:`engines.onnx.graphs`), so
+    The graph already applies ``conv_s0``/``conv_s1`` (see :mod:`tracker.engines.onnx.graphs`), so
     :class:`MaskDecoderShell` exposes identity convs to ``forward_image``. The sine position
     encodings are computed once per shape by the original neck's (parameter-free) module.
     """
 
     def __init__(self, graph: OrtGraph, position_encoding: Any) -> None:
-        from engines.sam2.accel import CachedPositionEncoding
+        from tracker.engines.sam2.accel import CachedPositionEncoding
 
         super().__init__()
         self.graph = graph
@@ -344,7 +344,7 @@ class OnnxModelSpec:
 
 def settings_for(manifest: Manifest, spec: OnnxModelSpec, crop_margin_px: int | None = None) -> Any:
     """The ``Sam2Settings`` that rebuild the model the export was made from."""
-    from engines.sam2.options import Sam2Settings
+    from tracker.engines.sam2.options import Sam2Settings
 
     w = manifest.weights
     checkpoint = None
@@ -377,7 +377,7 @@ def build_onnx_model(
     ``make_graph(name, onnx_path)``: another backend with :class:`OrtGraph`'s calling
     convention (the TensorRT engine passes its own); default ORT with ``spec.runtime``.
     """
-    from engines.sam2.model import build_model
+    from tracker.engines.sam2.model import build_model
 
     if make_graph is None:
         check_providers_available(spec.runtime.providers)

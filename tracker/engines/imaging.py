@@ -251,7 +251,7 @@ def prompt_to_mask(
     ``MaskPrompt`` is taken as is; ``BoxPrompt`` and ``PointsPrompt`` are
     segmented with GrabCut (see :func:`_box_mask` and :func:`_points_mask` for
     when it falls back to the filled box or disks). The prompt is assumed
-    already checked against the image size (:func:`engines.base.check_prompt_fits`).
+    already checked against the image size (:func:`tracker.engines.base.check_prompt_fits`).
     """
     if isinstance(prompt, MaskPrompt):
         return np.asarray(prompt.mask).astype(bool)

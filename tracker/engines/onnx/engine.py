@@ -1,8 +1,8 @@
 """The ``onnx`` engine: the ``sam2`` engine's streaming code over ONNX Runtime graphs.
 
-Only the compute backend differs from ``sam2``: :func:`engines.onnx.runtime.build_onnx_model`
+Only the compute backend differs from ``sam2``: :func:`tracker.engines.onnx.runtime.build_onnx_model`
 returns a SAM2 model whose heavy submodules run in ONNX Runtime, and
-:class:`engines.sam2.engine.Sam2Engine` drives it unchanged (memory bank, prompts,
+:class:`tracker.engines.sam2.engine.Sam2Engine` drives it unchanged (memory bank, prompts,
 objects, crop, degradation, per-stage timings). Graphs come from ``tracker export``;
 the export directory's manifest must match (model, image size, file and checkpoint
 hashes) or start-up fails.
@@ -16,10 +16,10 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
-from engines.base import EngineSession
-from engines.sam2.engine import Sam2Engine
-from engines.sam2.options import OPTION_HELP as SAM2_OPTION_HELP
-from engines.sam2.options import parse_options as parse_sam2_options
+from tracker.engines.base import EngineSession
+from tracker.engines.sam2.engine import Sam2Engine
+from tracker.engines.sam2.options import OPTION_HELP as SAM2_OPTION_HELP
+from tracker.engines.sam2.options import parse_options as parse_sam2_options
 from tracker.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class OnnxOptions:
 
 def parse_options(options: dict[str, str]) -> OnnxOptions:
     """Validate string options; ValueError names the bad one. No torch/ORT import."""
-    from engines.onnx.runtime import parse_providers
+    from tracker.engines.onnx.runtime import parse_providers
 
     unknown = sorted(set(options) - set(OPTION_HELP))
     if unknown:
@@ -113,8 +113,8 @@ class OnnxEngine(Sam2Engine):
         backend: str | None = None,
     ) -> None:
         """``make_graph``/``name``/``backend``: another runtime for the same graphs (TensorRT)."""
-        from engines.onnx.manifest import Manifest
-        from engines.onnx.runtime import OnnxModelSpec, RuntimeOptions, build_onnx_model, settings_for
+        from tracker.engines.onnx.manifest import Manifest
+        from tracker.engines.onnx.runtime import OnnxModelSpec, RuntimeOptions, build_onnx_model, settings_for
 
         manifest = Manifest.read(opts.export_dir)
         manifest.verify(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tracker.bench_stream import ServerProcess, StreamSettings, machine_info, run_stream
+from tracker.bench.stream import ServerProcess, StreamSettings, machine_info, run_stream
 from tracker.provenance import provenance
 
 logger = logging.getLogger(__name__)

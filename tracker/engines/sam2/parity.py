@@ -1,6 +1,6 @@
 """Run this engine and sam2's own ``SAM2VideoPredictor`` on the same clip, and compare.
 
-Used by tests/test_sam2_parity.py and tracker/bench_reference.py. The reference runs
+Used by tests/test_sam2_parity.py and tracker/bench/reference.py. The reference runs
 offline on a folder of JPEG frames (``init_state``); the engine is fed the very same
 decoded pixels (the JPEGs read back with PIL), so both see identical model inputs.
 
@@ -10,7 +10,7 @@ reference propagates up to the frame before a prompt update, the update is appli
 propagation resumes from that frame. That is the only way the reference can add an object
 on frame k > 0 causally: added before a propagation from frame 0, it would also segment
 the object on frames < k from its future conditioning memory (see
-:mod:`engines.sam2.engine`).
+:mod:`tracker.engines.sam2.engine`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tracker.types import BoxPrompt, Frame, MaskPrompt, PointsPrompt, PromptUpda
 if TYPE_CHECKING:
     import torch
 
-    from engines.sam2.engine import Sam2Engine
+    from tracker.engines.sam2.engine import Sam2Engine
 
 # frame index -> {object id: (low-res logits (1, 1, S/4, S/4), video-res logits (1, 1, H, W))}
 FrameOutputs = dict[int, tuple["torch.Tensor", "torch.Tensor"]]

@@ -65,8 +65,8 @@ def add_capacity_cli(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 
 def _cmd_capacity(args: argparse.Namespace) -> int:
-    from tracker.bench_capacity import CapacitySettings, run_capacity, write
-    from tracker.bench_stream import StreamSettings
+    from tracker.bench.capacity import CapacitySettings, run_capacity, write
+    from tracker.bench.stream import StreamSettings
 
     settings = CapacitySettings(
         stream=StreamSettings(
@@ -114,13 +114,13 @@ def add_reference_cli(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
-    from tracker.bench_reference import main
+    from tracker.bench.reference import main
 
     return main(args.forwarded)
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
-    from tracker.bench_stream import StreamSettings, run_stream, write_plots
+    from tracker.bench.stream import StreamSettings, run_stream, write_plots
 
     options = [_key_value(pair) for pair in args.engine_option]
     settings = StreamSettings(
@@ -169,7 +169,7 @@ def add_cluster_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
-    from tracker.bench_cluster import ClusterSettings, Fault, run_cluster, write_plots
+    from tracker.bench.cluster import ClusterSettings, Fault, run_cluster, write_plots
 
     options = []
     for pair in args.engine_option:

@@ -1,8 +1,8 @@
 """The ``onnx`` engine (ONNX Runtime) and the ``tensorrt`` engine: SAM 2.1 per-frame graphs.
 
 Importing this package imports neither torch, sam2 nor onnxruntime; building an engine does.
-See :mod:`engines.onnx.engine` (the engine), :mod:`engines.onnx.export` (``tracker export``)
-and :mod:`engines.sam2.rope` (the complex-free rotary attention).
+See :mod:`tracker.engines.onnx.engine` (the engine), :mod:`tracker.engines.onnx.export` (``tracker export``)
+and :mod:`tracker.engines.sam2.rope` (the complex-free rotary attention).
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engines.base import Engine
+    from tracker.engines.base import Engine
 
 
 def make_engine(options: dict[str, str]) -> Engine:
-    """Registry factory for ``engines.ENGINE_FACTORIES["onnx"]``."""
-    from engines.onnx.engine import OnnxEngine
+    """Registry factory for ``tracker.engines.ENGINE_FACTORIES["onnx"]``."""
+    from tracker.engines.onnx.engine import OnnxEngine
 
     return OnnxEngine.from_options(options)
 
 
 def make_tensorrt_engine(options: dict[str, str]) -> Engine:
-    """Registry factory for ``engines.ENGINE_FACTORIES["tensorrt"]``."""
-    from engines.onnx.tensorrt import make_engine as make_trt
+    """Registry factory for ``tracker.engines.ENGINE_FACTORIES["tensorrt"]``."""
+    from tracker.engines.onnx.tensorrt import make_engine as make_trt
 
     return make_trt(options)
 

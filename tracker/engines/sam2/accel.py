@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from engines.sam2.options import Sam2Settings
+    from tracker.engines.sam2.options import Sam2Settings
 
-from engines.sam2.rope import _module_base
+from tracker.engines.sam2.rope import _module_base
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class CachedPositionEncoding(_module_base()):  # type: ignore[misc]
     """sam2's ``PositionEmbeddingSine``, computed once per (height, width, device).
 
     The cached tensor is returned as is (no copy); callers must not write into it, and
-    sam2 does not. A batch of B frames (engines.sam2.batch) gets a B-fold broadcast view of
+    sam2 does not. A batch of B frames (tracker.engines.sam2.batch) gets a B-fold broadcast view of
     the one-frame encoding (the values do not depend on the frame), not a B-fold copy:
     at 1024 px the finest level alone is 64 MiB per frame.
     """
@@ -84,7 +84,7 @@ def apply_fast_paths(model: Any, settings: Sam2Settings) -> list[str]:
     from sam2.modeling.position_encoding import PositionEmbeddingSine
     from sam2.modeling.sam.transformer import RoPEAttention
 
-    from engines.sam2.rope import RealRoPEAttention
+    from tracker.engines.sam2.rope import RealRoPEAttention
 
     done: list[str] = []
     neck = getattr(getattr(model, "image_encoder", None), "neck", None)

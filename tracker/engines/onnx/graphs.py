@@ -2,16 +2,16 @@
 
 Each wraps submodules of a built SAM2 model (weights shared, nothing copied) and has
 exactly the inputs/outputs of its ONNX graph, so the graph can be checked against the
-module it was traced from (:func:`engines.onnx.export.verify_graph`). The cut points are
+module it was traced from (:func:`tracker.engines.onnx.export.verify_graph`). The cut points are
 chosen so that *all* of sam2's control flow (memory selection, prompts, multimask choice,
 object pointers, occlusion handling) stays in ``SAM2Base`` in torch and the graphs are pure
 tensor programs:
 
 * image encoder: trunk + FPN neck + the SAM decoder's ``conv_s0``/``conv_s1`` (what
   ``forward_image`` computes), with a dynamic batch axis (frames of several sessions in
-  one call, :mod:`engines.sam2.batch`); the sine position encodings depend only on shapes
+  one call, :mod:`tracker.engines.sam2.batch`); the sine position encodings depend only on shapes
   and are computed once in torch by the runtime instead of being copied out every frame;
-* memory attention: :class:`engines.sam2.rope.RealMemoryAttention` (dynamic memory length
+* memory attention: :class:`tracker.engines.sam2.rope.RealMemoryAttention` (dynamic memory length
   and number of object-pointer tokens);
 * memory encoder: ``MemoryEncoder.forward(pix_feat, mask, skip_mask_sigmoid=True)``, as
   ``_encode_new_memory`` calls it;
@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engines.sam2.rope import RealMemoryAttention, _module_base
+from tracker.engines.sam2.rope import RealMemoryAttention, _module_base
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +77,7 @@ def graph_specs(model: Any) -> dict[str, GraphSpec]:
     return {
         "image_encoder": GraphSpec(
             "image_encoder",
-            # Dynamic batch: frames of several sessions share one call (engines.sam2.batch).
+            # Dynamic batch: frames of several sessions share one call (tracker.engines.sam2.batch).
             (TensorSpec("image", ("batch", 3, s, s), f32),),
             tuple(
                 TensorSpec(f"backbone_fpn_{i}", ("batch", level_ch[i], level_hw[i], level_hw[i]), f32)
@@ -144,7 +144,7 @@ class ImageEncoderGraph(_module_base()):  # type: ignore[misc]
 
 
 class MemoryAttentionGraph(RealMemoryAttention):
-    """The memory attention with real RoPE (see :mod:`engines.sam2.rope`)."""
+    """The memory attention with real RoPE (see :mod:`tracker.engines.sam2.rope`)."""
 
 
 class MemoryEncoderGraph(_module_base()):  # type: ignore[misc]

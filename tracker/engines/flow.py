@@ -35,8 +35,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from engines.base import Engine, EngineInfo, EngineSession
-from engines.imaging import drop_islands, prompt_to_mask, to_gray8
+from tracker.engines.base import Engine, EngineInfo, EngineSession
+from tracker.engines.imaging import drop_islands, prompt_to_mask, to_gray8
 from tracker.types import (
     Frame,
     ObjectTrack,

@@ -1,4 +1,4 @@
-"""Tracking engines behind one small interface (see :mod:`engines.base`).
+"""Tracking engines behind one small interface (see :mod:`tracker.engines.base`).
 
 Engines are chosen by name, explicitly: an unknown or unavailable engine is an
 error at start-up, never a silent fallback to another one.
@@ -8,29 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from engines.base import Engine, EngineInfo, EngineSession
+from tracker.engines.base import Engine, EngineInfo, EngineSession
 
 
 def _make_flow(options: dict[str, str]) -> Engine:
-    from engines.flow import FlowEngine
+    from tracker.engines.flow import FlowEngine
 
     return FlowEngine.from_options(options)
 
 
 def _make_sam2(options: dict[str, str]) -> Engine:
-    from engines.sam2 import make_engine
+    from tracker.engines.sam2 import make_engine
 
     return make_engine(options)
 
 
 def _make_onnx(options: dict[str, str]) -> Engine:
-    from engines.onnx import make_engine
+    from tracker.engines.onnx import make_engine
 
     return make_engine(options)
 
 
 def _make_tensorrt(options: dict[str, str]) -> Engine:
-    from engines.onnx import make_tensorrt_engine
+    from tracker.engines.onnx import make_tensorrt_engine
 
     return make_tensorrt_engine(options)
 
