@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from tracker.engines import create_engine
 from tracker.gating.evaluate import score_gating
-from tracker.gating.gate import BeamState, Gate, GatingConfig
+from tracker.gating.gate import Gate
 from tracker.gating.report import true_centroids_mm
+from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.readers import open_sequence
 from tracker.masks import describe
 from tracker.provenance import provenance

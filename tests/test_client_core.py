@@ -19,7 +19,7 @@ from tracker.client.connect import make_connect_options
 from tracker.client.core import END, SessionCore, build_session_config, frame_of, unwrap
 from tracker.client.errors import error_from_status, is_connection_loss
 from tracker.client.failover import REFUSAL_CODES, FailoverCore, FailoverPolicy, triggers_failover
-from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
+from tracker.gating.types import BeamState, GatingConfig, GatingDecision
 from tracker.types import (
     BoxPrompt,
     FrameResult,

@@ -24,7 +24,7 @@ from tracker.envoy import (
     render_config,
     validate_config,
 )
-from tracker.gating.gate import BeamState
+from tracker.gating.types import BeamState
 from tracker.types import FrameStatus
 
 pytestmark = pytest.mark.slow

@@ -23,7 +23,7 @@ from tracker.client.aio_failover import AsyncFailoverSession
 from tracker.client.failover import FailoverCore, FailoverPolicy, is_retryable_reopen
 from tracker.client.sync_failover import FailoverSession
 from tracker.engines import create_engine
-from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
+from tracker.gating.types import BeamState, GatingConfig, GatingDecision
 from tracker.metrics import dice
 from tracker.server.app import RunningServer, ServerOptions, start_server
 from tracker.types import FrameResult, FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig

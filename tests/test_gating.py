@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from tracker.gating.dose import relative_d98
-from tracker.gating.gate import BeamState, Gate, GatingConfig
+from tracker.gating.gate import Gate
 from tracker.gating.predictor import HoldPredictor, KalmanPredictor, make_predictor
+from tracker.gating.types import BeamState, GatingConfig
 from tracker.masks import describe
 from tracker.types import FrameResult, FrameStatus, Geometry, ObjectTrack
 

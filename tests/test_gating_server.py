@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import disk, shift, textured_image
 from tracker.client import ClientResult, TrackerClient
-from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
+from tracker.gating.types import BeamState, GatingConfig, GatingDecision
 from tracker.types import FrameStatus, Geometry, MaskPrompt, Modality, ObjectPrompt, SessionConfig
 
 H, W = 96, 120

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tracker import convert
-from tracker.gating.gate import HOLD_CAUSES, BeamState, Gate, GatingConfig
+from tracker.gating.gate import Gate
+from tracker.gating.types import HOLD_CAUSES, BeamState, GatingConfig
 from tracker.masks import describe
 from tracker.types import FrameResult, FrameStatus, Geometry, ObjectTrack
 

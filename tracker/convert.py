@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracker import masks as mask_codec
-from tracker.gating.gate import BeamState, GatingConfig, GatingDecision
+from tracker.gating.types import BeamState, GatingConfig, GatingDecision
 from tracker.types import (
     BoxPrompt,
     BudgetPolicy,

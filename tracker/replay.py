@@ -34,8 +34,8 @@ from tracker import davis, metrics
 from tracker.challenge import challenge_scores
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.convert import default_budget_ms
-from tracker.gating.gate import BeamState, GatingConfig
 from tracker.gating.report import confidence_block, gating_blocks, worst_cases
+from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.io.writers import write_predictions

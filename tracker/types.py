@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # the gating types import these; annotations only here
-    from tracker.gating.gate import GatingConfig, GatingDecision
+if TYPE_CHECKING:  # annotations only: tracker.types imports no feature
+    from tracker.gating.types import GatingConfig, GatingDecision
 
 
 class Modality(enum.Enum):

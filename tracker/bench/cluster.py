@@ -34,7 +34,7 @@ from tracker.client import ClientResult, TrackerClient
 from tracker.client.failover import FailoverEvent
 from tracker.client.sync_failover import FailoverSession
 from tracker.envoy import Endpoint, EnvoyProcess, EnvoySettings, envoy_version, free_port
-from tracker.gating.gate import BeamState, GatingConfig
+from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.sequence import Sequence
 from tracker.metrics import dice
 from tracker.provenance import provenance

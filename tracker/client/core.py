@@ -23,7 +23,7 @@ import numpy as np
 from tracker import convert
 from tracker.client.errors import SessionLostError, TrackerError, error_from_status
 from tracker.client.messages import ClientResult, SessionStarted, skipped_result
-from tracker.gating.gate import GatingDecision
+from tracker.gating.types import GatingDecision
 from tracker.types import Prompt, PromptAck, PromptUpdate, SessionConfig, UpdateAction
 from tracker.v1 import tracker_pb2 as pb
 

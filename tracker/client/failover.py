@@ -48,7 +48,7 @@ import numpy as np
 from tracker.client.core import END, OpenRequest
 from tracker.client.errors import SessionLostError, TrackerError, is_connection_loss
 from tracker.client.messages import ClientResult
-from tracker.gating.gate import BeamState, GatingDecision
+from tracker.gating.types import BeamState, GatingDecision
 from tracker.types import (
     FrameResult,
     FrameStatus,

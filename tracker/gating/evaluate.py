@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracker.gating.gate import BeamState
+from tracker.gating.types import BeamState
 
 
 def interpolate_positions(times_s: np.ndarray, positions: np.ndarray, at_s: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ inside the gating window by more than the guard band. Any doubt holds the beam:
 a missing, late, dropped or errored frame, a lost object, a low presence score,
 a tracking confidence under the threshold, or silence on the stream for longer
 than the timeout. Every HOLD carries a reason (a sentence) and a cause (a short
-code, :data:`HOLD_CAUSES`).
+code, :data:`tracker.gating.types.HOLD_CAUSES`).
 
 Two rules (``GatingConfig.rule``):
 
@@ -29,96 +29,14 @@ the target moves when an answer arrives later than the forecast assumed.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
 from tracker.gating.predictor import MotionPredictor, make_predictor
+from tracker.gating.types import BeamState, GatingConfig, GatingDecision
 from tracker.types import FrameResult, FrameStatus, Geometry, ObjectResult
-
-
-class BeamState(enum.Enum):
-    ON = "BEAM_ON"
-    HOLD = "BEAM_HOLD"
-
-
-@dataclass(frozen=True)
-class GatingDecision:
-    state: BeamState
-    reason: str
-    frame_index: int | None = None  # None: decided without a frame (a stalled stream)
-    cause: str = ""  # HOLD: one of HOLD_CAUSES; BEAM_ON: ""
-    guard_mm: float = 0.0  # the guard band in force for this decision (largest over the gated objects)
-
-
-# Why a HOLD was decided, as a short code (the reason gives the figures).
-HOLD_CAUSES = (
-    "frame_status",  # the frame was DROPPED, LATE or ERROR
-    "not_tracked",  # a gated object is missing from the answer, or none is gated
-    "lost",  # empty mask, presence score too low, or no prediction yet
-    "warming_up",  # too few forecasts checked yet to know the prediction error
-    "low_confidence",  # tracking confidence under min_confidence
-    "outside",  # the prediction is outside the window itself
-    "guard_band",  # inside the window, but within the estimated error of its edge
-    "stalled",  # no frame answered for the stall timeout
-)
-RULES = ("centroid", "mask")
-
-
-@dataclass(frozen=True)
-class GatingConfig:
-    margin_mm: float = 3.0  # window: a sphere of this radius around each reference position
-    # The beam stays on only while the predicted position is this far inside the margin:
-    # a guard band for tracking and prediction error, traded against duty cycle.
-    guard_mm: float = 0.5  # the smallest guard band (mm); the estimated error can widen it
-    window_mask: np.ndarray | None = None  # or: a mask in the image (bool H x W); implies rule "mask"
-    min_inside_fraction: float = 0.95  # mask rule: share of the object that must lie inside
-    rule: str = "centroid"  # "centroid" or "mask" (see the module docstring)
-    # Uncertainty: hold under this tracking confidence; widen the guard to this many
-    # estimated standard errors; the tracking error (mm) that confidence 0 stands for.
-    # guard_sigmas 1 and confidence_error_mm 2 were chosen on the hard tuning set only
-    # (bench/tune_gating.py: the largest duty cycle with no beam-on-outside frame).
-    min_confidence: float = 0.5
-    guard_sigmas: float = 1.0
-    confidence_error_mm: float = 2.0
-    # Hold until this many forecasts were checked against measurements: before that the
-    # prediction error (and so the guard) is unknown, and doubt holds the beam.
-    min_checked_forecasts: int = 2  # chosen on the tuning set (1, 2, 3 gave 0.66, 0.69, 0.66 of the oracle)
-    min_presence: float = 0.5  # presence score under which the object counts as lost
-    stall_timeout_ms: float = 500.0  # hold when no frame has been answered for this long
-    beam_latency_ms: float = 0.0  # added to the measured latency to make the horizon
-    horizon_ms: float = 0.0  # > 0: a fixed prediction horizon instead of latency + beam latency
-    predictor: str = "kalman"
-    object_ids: tuple[int, ...] = ()  # objects that gate the beam; empty: all
-
-    def __post_init__(self) -> None:
-        if not np.isfinite(self.margin_mm) or self.margin_mm <= 0:
-            raise ValueError(f"gating margin must be a positive number of mm, got {self.margin_mm}")
-        if not 0 <= self.guard_mm < self.margin_mm:
-            raise ValueError(
-                f"gating guard must lie in [0, margin), got {self.guard_mm} mm for {self.margin_mm} mm"
-            )
-        if not 0 < self.min_inside_fraction <= 1:
-            raise ValueError(f"min_inside_fraction must be in (0, 1], got {self.min_inside_fraction}")
-        if self.rule not in RULES:
-            raise ValueError(f"gating rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        if not 0 <= self.min_confidence <= 1:
-            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
-        if not (np.isfinite(self.guard_sigmas) and self.guard_sigmas >= 0):
-            raise ValueError(f"guard_sigmas must be a number >= 0, got {self.guard_sigmas}")
-        if self.min_checked_forecasts < 0:
-            raise ValueError(f"min_checked_forecasts must be >= 0, got {self.min_checked_forecasts}")
-        if not (np.isfinite(self.confidence_error_mm) and self.confidence_error_mm >= 0):
-            raise ValueError(f"confidence_error_mm must be a number >= 0, got {self.confidence_error_mm}")
-        if self.stall_timeout_ms <= 0:
-            raise ValueError(f"stall timeout must be positive, got {self.stall_timeout_ms} ms")
-        make_predictor(self.predictor)  # validates the name
-
-    @property
-    def mask_rule(self) -> bool:
-        return self.rule == "mask" or self.window_mask is not None
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from tracker.gating.evaluate import prediction_errors, score_gating
-from tracker.gating.gate import BeamState
+from tracker.gating.types import BeamState
 from tracker.masks import centroid_of
 from tracker.types import FrameStatus
 

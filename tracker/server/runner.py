@@ -41,7 +41,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tracker.engines.base import EngineSession
-from tracker.gating.gate import Gate, GatingDecision
+from tracker.gating.gate import Gate
+from tracker.gating.types import GatingDecision
 from tracker.masks import describe
 from tracker.server.scheduler import Completion, InlineScheduler, Job, Scheduler
 from tracker.server.session import (

@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError
 
 from tracker import __version__, convert
 from tracker.engines.base import EngineInfo
-from tracker.gating.gate import GatingDecision
+from tracker.gating.types import GatingDecision
 from tracker.server.host import (
     Incoming,
     Received,

@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.gating.gate import GatingDecision
+from tracker.gating.types import GatingDecision
 from tracker.types import (
     BudgetPolicy,
     Frame,
