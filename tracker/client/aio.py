@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import grpc
 import grpc.aio
@@ -40,9 +40,6 @@ from tracker.client.messages import ClientResult, ServerInfo, SessionStarted
 from tracker.types import Prompt, PromptAck, PromptUpdate, SessionConfig
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
-
-if TYPE_CHECKING:
-    from tracker.client.aio_failover import AsyncFailoverSession
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +141,10 @@ class AsyncTrackerClient(ChannelOwner):
             raise error_from_rpc(exc) from None
         return ServerInfo.from_proto(msg)
 
-    async def open_request(self, request: OpenRequest) -> AsyncStreamSession | AsyncFailoverSession:
-        """Open as asked: an :class:`AsyncStreamSession`, or an ``AsyncFailoverSession``."""
+    async def open_request(self, request: OpenRequest) -> AsyncCalls:
+        """Open as asked: an :class:`AsyncStreamSession`, or an ``AsyncFailoverSession`` (both
+        :class:`AsyncCalls`); the failover module builds on this one, so it is imported only when asked.
+        """
         if request.failover:
             from tracker.client.aio_failover import AsyncFailoverSession
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,16 +22,21 @@ from tracker.client.errors import TrackerError
 from tracker.client.failover import FailoverViews
 from tracker.types import PromptAck, PromptUpdate, SessionConfig
 
-if TYPE_CHECKING:
-    from tracker.client.aio import AsyncTrackerClient
-
 logger = logging.getLogger(__name__)
+
+
+class AsyncSessionOpener(Protocol):
+    """What a failover session needs of its client (:class:`~tracker.client.aio.AsyncTrackerClient`)."""
+
+    async def open_request(self, request: OpenRequest) -> AsyncStreamSession: ...
+
+    def reconnect(self) -> None: ...
 
 
 class AsyncFailoverSession(FailoverViews, AsyncCalls):
     """An :class:`~tracker.client.aio.AsyncStreamSession` look-alike that re-opens itself."""
 
-    def __init__(self, client: AsyncTrackerClient, request: OpenRequest) -> None:
+    def __init__(self, client: AsyncSessionOpener, request: OpenRequest) -> None:
         super().__init__(client, request)
         self._lock = contextlib.nullcontext()  # one event loop: nothing to guard
         self._answers: asyncio.Queue[object] = asyncio.Queue()

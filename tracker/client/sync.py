@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import numpy as np
@@ -29,9 +29,6 @@ from tracker.client.messages import ClientResult, ServerInfo, SessionStarted
 from tracker.types import Prompt, PromptAck, PromptUpdate, SessionConfig
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
-
-if TYPE_CHECKING:
-    from tracker.client.sync_failover import FailoverSession
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +147,11 @@ class TrackerClient(ChannelOwner):
             raise error_from_rpc(exc) from None
         return ServerInfo.from_proto(msg)
 
-    def open_request(self, request: OpenRequest) -> StreamSession | FailoverSession:
-        """Open as asked: a :class:`StreamSession`, or a ``FailoverSession``."""
+    def open_request(self, request: OpenRequest) -> BlockingCalls:
+        """Open as asked: a :class:`StreamSession`, or a ``FailoverSession`` (both :class:`BlockingCalls`).
+
+        The failover module builds on this one, so it is imported here only when asked for.
+        """
         if request.failover:
             from tracker.client.sync_failover import FailoverSession
 

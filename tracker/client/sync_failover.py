@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,10 +23,15 @@ from tracker.client.failover import FailoverViews
 from tracker.client.sync import AnswerQueue, BlockingCalls, StreamSession
 from tracker.types import PromptAck, PromptUpdate, SessionConfig
 
-if TYPE_CHECKING:
-    from tracker.client.sync import TrackerClient
-
 logger = logging.getLogger(__name__)
+
+
+class SessionOpener(Protocol):
+    """What a failover session needs of its client (:class:`~tracker.client.TrackerClient`)."""
+
+    def open_request(self, request: OpenRequest) -> StreamSession: ...
+
+    def reconnect(self) -> None: ...
 
 
 class FailoverSession(FailoverViews, BlockingCalls):
@@ -37,7 +42,7 @@ class FailoverSession(FailoverViews, BlockingCalls):
     ``LOST`` frames; :attr:`events` lists the failovers so far.
     """
 
-    def __init__(self, client: TrackerClient, request: OpenRequest) -> None:
+    def __init__(self, client: SessionOpener, request: OpenRequest) -> None:
         super().__init__(client, request)
         self._lock = threading.Lock()  # guards the core
         self._answers = AnswerQueue()

@@ -25,7 +25,7 @@ from tracker.types import FrameStatus
 
 if TYPE_CHECKING:
     from tracker.io.sequence import Sequence
-    from tracker.replay import CaseResult
+    from tracker.replay.records import CaseResult
 
 
 def true_centroids_mm(sequence: Sequence, object_id: int) -> np.ndarray:
