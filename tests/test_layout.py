@@ -82,7 +82,8 @@ def test_the_graph_sees_type_checking_and_relative_imports(tmp_path: Path) -> No
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from tracker import b\n")
+    a_source = "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from tracker import b\n"
+    (pkg / "a.py").write_text(a_source)
     (pkg / "b.py").write_text("from .sub import c\n")
     (pkg / "sub" / "c.py").write_text("def f():\n    from tracker import a\n")  # late: no edge
     mods = {
