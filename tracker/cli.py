@@ -60,7 +60,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         allow_insecure_remote=args.insecure,
-        scheduler=SchedulerConfig(args.scheduler, args.workers, args.max_batch, args.max_queue_delay_ms),
+        scheduler=SchedulerConfig(
+            args.scheduler, args.workers, args.max_batch, args.max_queue_delay_ms, args.worker_stall_timeout_s
+        ),
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     engine_options = _key_values(args.engine_option)
@@ -189,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=2.0,
         help="how long a worker may wait to fill a batch (never past a frame's deadline)",
+    )
+    sched.add_argument(
+        "--worker-stall-timeout-s",
+        type=float,
+        default=30.0,
+        help="a worker whose engine call runs longer is replaced and its sessions end UNAVAILABLE",
     )
     sam2 = p.add_argument_group("sam2 engine")
     sam2.add_argument("--model", default=None, help="sam2.1_hiera_tiny|small|base_plus|large (or t/s/b+/l)")

@@ -28,6 +28,7 @@ from tracker.server.session import (
     SessionIdle,
     SessionInbox,
     SessionShutdown,
+    SessionWorkerLost,
 )
 from tracker.server.telemetry import Telemetry
 from tracker.types import Frame, FrameResult, PromptAck, PromptError, PromptUpdate, SessionConfig
@@ -190,6 +191,9 @@ class HostedSession:
         except SessionShutdown:
             self.outcome = "shutdown"
             raise
+        except SessionWorkerLost:
+            self.outcome = "worker_lost"
+            raise
         self.outcome = "cancelled" if self.inbox.cancelled else "completed"
         logger.info(
             "session %s ended: %d frames processed, %d dropped%s",
@@ -238,7 +242,10 @@ class SessionHost:
             info = engine.info
             self.telemetry.describe_engine(info.name, info.version, info.device, info.random_weights)
             observe: Callable[[int], None] = self.telemetry.batch_size.labels(engine=name).observe
-            self.schedulers[name] = make_scheduler(engine, config, name, on_batch=observe)
+            replaced = self.telemetry.workers_replaced.labels(engine=name)
+            self.schedulers[name] = make_scheduler(
+                engine, config, name, on_batch=observe, on_worker_lost=lambda _reason, c=replaced: c.inc()
+            )
             s = self.schedulers[name].info
             logger.info(
                 "engine %s: scheduler %s, %d worker(s) x %d thread(s), max batch %d, max queue delay %.1f ms",

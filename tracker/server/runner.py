@@ -44,7 +44,7 @@ from tracker.engines.base import EngineSession
 from tracker.gating.gate import Gate
 from tracker.gating.types import GatingDecision
 from tracker.masks import describe
-from tracker.server.scheduler import Completion, InlineScheduler, Job, Scheduler
+from tracker.server.scheduler import Completion, InlineScheduler, Job, Scheduler, WorkerLost
 from tracker.server.session import (
     Arrival,
     Batch,
@@ -53,6 +53,7 @@ from tracker.server.session import (
     SessionIdle,
     SessionInbox,
     SessionShutdown,
+    SessionWorkerLost,
 )
 from tracker.types import (
     BudgetPolicy,
@@ -197,6 +198,8 @@ class SessionRunner:
                 yield self._gated(answer)
             if batch.computed is not None:
                 yield self._gated(self.answer(batch.computed), batch.computed.arrival)
+                if isinstance(batch.computed.completion.error, WorkerLost):
+                    raise SessionWorkerLost(str(batch.computed.completion.error))
             if batch.failure is not None:
                 raise SessionFailed(batch.failure)
             if self.inbox.in_flight:
@@ -327,7 +330,7 @@ class SessionRunner:
                 # Only prompts queued before the frame size was known can fail here; the
                 # objects they define cannot be tracked, so the session cannot go on.
                 raise SessionFailed(f"frame {index}: {error}") from error
-            if isinstance(error, FrameError):
+            if isinstance(error, FrameError | WorkerLost):
                 message = str(error)
             else:  # an engine fault costs one frame, not the session or the server
                 logger.error("engine failed on frame %d", index, exc_info=error)

@@ -25,6 +25,15 @@ libraries' own thread pools are sized so that workers x threads <= cores
 (:func:`thread_budget`); otherwise N workers each spawning a pool per call
 oversubscribe the cores, which is what throttled the per-session design.
 
+**A worker that dies or hangs** is replaced, and the sessions whose frames it held
+end (their frame answered ``ERROR``, then the stream ``UNAVAILABLE``): threads cannot
+be killed, so a watchdog retires a worker whose engine call has run longer than
+``stall_timeout_s`` (a native call that never returns, a stalled device) and starts
+a fresh one; a worker whose thread is ending (an exception that is not an
+``Exception``, such as ``SystemExit``, escaped the engine) does the same on its way
+out. Completions are delivered once, so a retired worker that returns late changes
+nothing. Other sessions keep being served throughout.
+
 :class:`InlineScheduler` is the per-session design kept for comparison
 (``tracker serve --scheduler per-session``): the job runs on the submitting
 session's own thread with the libraries' default thread pools.
@@ -57,6 +66,9 @@ class SchedulerConfig:
     workers: int | None = None  # None: the engine's default for this machine
     max_batch: int = 4
     max_queue_delay_ms: float = 2.0
+    # A worker whose engine call runs longer than this is retired and replaced; its sessions
+    # end UNAVAILABLE. Far above any frame's cost: it catches a hang, not a slow frame.
+    stall_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULERS:
@@ -67,6 +79,17 @@ class SchedulerConfig:
             raise ValueError(f"--max-batch must be at least 1, got {self.max_batch}")
         if self.max_queue_delay_ms < 0:
             raise ValueError(f"--max-queue-delay-ms must be >= 0, got {self.max_queue_delay_ms}")
+        if not self.stall_timeout_s > 0:
+            raise ValueError(f"--worker-stall-timeout-s must be > 0, got {self.stall_timeout_s}")
+
+
+class WorkerLost(RuntimeError):
+    """The compute worker holding this frame died or stopped answering.
+
+    The session's engine state may be half-updated (or still being updated by the stuck
+    call), so the session cannot go on: its frame is answered ERROR and its stream ends
+    UNAVAILABLE, which a failover client answers by resuming on a fresh session.
+    """
 
 
 @dataclass
@@ -90,6 +113,17 @@ class Job:
     frame: Frame = field(compare=False)
     done: Callable[[Completion], None] = field(compare=False)
     submitted_mono: float = field(compare=False, default=0.0)
+    _completed: bool = field(compare=False, default=False, repr=False)
+    _lock: threading.Lock = field(compare=False, default_factory=threading.Lock, repr=False)
+
+    def complete(self, completion: Completion) -> bool:
+        """Deliver ``completion`` unless one was delivered already (a retired worker's late one)."""
+        with self._lock:
+            if self._completed:
+                return False
+            self._completed = True
+        self.done(completion)
+        return True
 
 
 @dataclass(frozen=True)
@@ -153,7 +187,7 @@ class Scheduler:
                 batch_size=len(jobs),
             )
             try:
-                job.done(completion)
+                job.complete(completion)
             except Exception:  # a session's callback must not take the worker down
                 logger.exception("completion callback failed")
 
@@ -180,6 +214,8 @@ class EdfScheduler(Scheduler):
         threads_per_worker: int | None = None,
         name: str = "engine",
         on_batch: Callable[[int], None] | None = None,
+        stall_timeout_s: float = 30.0,
+        on_worker_lost: Callable[[str], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -194,6 +230,14 @@ class EdfScheduler(Scheduler):
         self._seq = itertools.count()
         self._closed = False
         self._batch_ms: float | None = None  # running estimate of one engine call, for the batch wait
+        self._name = name
+        self._stall_s = stall_timeout_s
+        self._on_worker_lost = on_worker_lost
+        self._busy: dict[threading.Thread, tuple[float, list[Job]]] = {}  # worker -> (start, jobs)
+        self._retired: set[threading.Thread] = set()
+        self._replacements = itertools.count(1)
+        self._stop = threading.Event()
+        self.workers_replaced = 0
         engine.set_intra_op_threads(threads)
         self._workers = [
             threading.Thread(target=self._work, name=f"{name}-worker-{i}", daemon=True)
@@ -201,6 +245,8 @@ class EdfScheduler(Scheduler):
         ]
         for worker in self._workers:
             worker.start()
+        self._watchdog = threading.Thread(target=self._watch, name=f"{name}-watchdog", daemon=True)
+        self._watchdog.start()
 
     def submit(self, job: Job) -> None:
         with self._cond:
@@ -215,31 +261,92 @@ class EdfScheduler(Scheduler):
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def live_workers(self) -> list[threading.Thread]:
+        """The workers taking jobs now (not the retired ones, even if still stuck in a call)."""
+        with self._cond:
+            return [w for w in self._workers if w not in self._retired]
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
             left, self._queue = self._queue, []
             self._cond.notify_all()
+            workers = [w for w in self._workers if w not in self._retired]
+        self._stop.set()
         now = time.monotonic()
         for job in left:
-            job.done(Completion(None, RuntimeError("the server is shutting down"), now, now, 0))
-        for worker in self._workers:
+            job.complete(Completion(None, RuntimeError("the server is shutting down"), now, now, 0))
+        for worker in workers:
             worker.join(timeout=5.0)
+        self._watchdog.join(timeout=5.0)
 
     # -- workers -------------------------------------------------------------------------
 
     def _work(self) -> None:
+        me = threading.current_thread()
         self.engine.set_intra_op_threads(self.info.threads_per_worker)  # per-thread pools (OpenMP)
         while True:
             jobs = self._take()
             if jobs is None:
                 return
             start = time.monotonic()
-            self._run(self.engine, jobs)
+            with self._cond:
+                self._busy[me] = (start, jobs)
+            try:
+                self._run(self.engine, jobs)
+            except BaseException as exc:  # this thread is ending: hand its work and its place on
+                self._lose(me, jobs, f"compute worker {me.name} died: {type(exc).__name__}: {exc}")
+                return
+            finally:
+                with self._cond:
+                    self._busy.pop(me, None)
+            if me in self._retired:  # the watchdog gave up on this call and replaced the worker
+                return
             elapsed_ms = (time.monotonic() - start) * 1000.0
             self._batch_ms = elapsed_ms if self._batch_ms is None else 0.8 * self._batch_ms + 0.2 * elapsed_ms
             if self._on_batch is not None:
                 self._on_batch(len(jobs))
+
+    def _watch(self) -> None:
+        """Retire workers whose engine call has run past the stall timeout."""
+        period = min(1.0, self._stall_s / 4.0)
+        while not self._stop.wait(period):
+            now = time.monotonic()
+            with self._cond:
+                stuck = [
+                    (worker, jobs, now - start)
+                    for worker, (start, jobs) in self._busy.items()
+                    if now - start > self._stall_s and worker not in self._retired
+                ]
+            for worker, jobs, age in stuck:
+                self._lose(
+                    worker,
+                    jobs,
+                    f"compute worker {worker.name} stopped responding: {len(jobs)} frame(s) in the engine"
+                    f" for {age:.1f} s (stall timeout {self._stall_s:g} s)",
+                )
+
+    def _lose(self, worker: threading.Thread, jobs: list[Job], reason: str) -> None:
+        """Retire ``worker``, start its replacement, and end the jobs it held with :class:`WorkerLost`."""
+        with self._cond:
+            if worker in self._retired:
+                return
+            self._retired.add(worker)
+            self._busy.pop(worker, None)
+            if not self._closed:
+                fresh = threading.Thread(
+                    target=self._work, name=f"{self._name}-worker-r{next(self._replacements)}", daemon=True
+                )
+                self._workers.append(fresh)
+                fresh.start()
+            self.workers_replaced += 1
+        logger.error("%s; a fresh worker took its place; ending the session(s) it held", reason)
+        now = time.monotonic()
+        for job in jobs:
+            job.complete(Completion(None, WorkerLost(reason), now, now, len(jobs)))
+        if self._on_worker_lost is not None:
+            self._on_worker_lost(reason)
 
     def _take(self) -> list[Job] | None:
         """The earliest-deadline job and, when the engine batches, its batch-mates."""
@@ -289,7 +396,11 @@ class EdfScheduler(Scheduler):
 
 
 def make_scheduler(
-    engine: Engine, config: SchedulerConfig, name: str, on_batch: Callable[[int], None] | None = None
+    engine: Engine,
+    config: SchedulerConfig,
+    name: str,
+    on_batch: Callable[[int], None] | None = None,
+    on_worker_lost: Callable[[str], None] | None = None,
 ) -> Scheduler:
     if config.kind == "per-session":
         return InlineScheduler()
@@ -301,4 +412,6 @@ def make_scheduler(
         max_queue_delay_ms=config.max_queue_delay_ms,
         name=name,
         on_batch=on_batch,
+        stall_timeout_s=config.stall_timeout_s,
+        on_worker_lost=on_worker_lost,
     )

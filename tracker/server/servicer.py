@@ -28,7 +28,13 @@ from tracker.server.host import (
     Violation,
 )
 from tracker.server.scheduler import SchedulerInfo
-from tracker.server.session import SessionFailed, SessionIdle, SessionShutdown, error_result
+from tracker.server.session import (
+    SessionFailed,
+    SessionIdle,
+    SessionShutdown,
+    SessionWorkerLost,
+    error_result,
+)
 from tracker.types import FrameError, FrameResult, PromptAck, PromptError
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
@@ -164,6 +170,12 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except SessionIdle as exc:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session closed: {exc}")
+            except SessionWorkerLost as exc:
+                context.abort(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"session ended: {exc}; its frame was answered ERROR and its tracking state is"
+                    " lost: open a new session",
+                )
             except SessionShutdown as exc:
                 context.abort(
                     grpc.StatusCode.UNAVAILABLE,

@@ -61,6 +61,10 @@ class SessionShutdown(Exception):
     """The server is shutting down; frames already waiting have been answered."""
 
 
+class SessionWorkerLost(Exception):
+    """The compute worker holding this session's frame died or hung; the frame was answered ERROR."""
+
+
 @dataclass
 class Arrival:
     """A decoded frame, when it reached the server and when it was acquired."""

@@ -61,6 +61,12 @@ class Telemetry:
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
             registry=self.registry,
         )
+        self.workers_replaced = Counter(
+            "tracker_workers_replaced",
+            "Compute workers that died or hung and were replaced (their sessions ended UNAVAILABLE)",
+            ["engine"],
+            registry=self.registry,
+        )
         self.engine_info = Info("tracker_engine", "Engines served", ["engine"], registry=self.registry)
         self.server_info = Info("tracker_server", "Server version", registry=self.registry)
         self.server_info.info({"version": __version__})
