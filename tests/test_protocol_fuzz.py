@@ -25,6 +25,7 @@ from tracker import convert
 from tracker.convert import Limits
 from tracker.engines import create_engine
 from tracker.server.app import start_server
+from tracker.types import MaskPrompt
 from tracker.v1 import tracker_pb2 as pb
 
 H, W = 32, 40
@@ -43,7 +44,7 @@ def server():
 
 
 def _mask_prompt(cx: float, cy: float) -> pb.Prompt:
-    return convert.prompt_to_proto(convert.MaskPrompt(disk(H, W, cx, cy, 5)))
+    return convert.prompt_to_proto(MaskPrompt(disk(H, W, cx, cy, 5)))
 
 
 def _good_open() -> pb.TrackRequest:
