@@ -406,7 +406,7 @@ def test_cli_fetch_refusal_exit_code(
 ) -> None:
     _, base = server
     unpublished = dataclasses.replace(resolve_model("tiny"), sha256=None)
-    monkeypatch.setattr(weights, "_REGISTRY", (unpublished,))
+    monkeypatch.setattr(weights.registry, "_REGISTRY", (unpublished,))
     common = ["weights", "fetch", "tiny", "--dir", str(tmp_path), "--url", f"{base}/net.pt", "--no-progress"]
     args = _parser().parse_args(common)
     assert args.func(args) == 2
