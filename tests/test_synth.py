@@ -20,9 +20,9 @@ from tracker.synth.cine_mri import (
     CineCaseParams,
     generate_case,
     random_case_params,
-    write_case_preview,
     write_cases,
 )
+from tracker.synth.preview import write_case_preview
 
 # Regular breathing, so that a test about one property is not blurred by the others.
 _STEADY = BreathingParams(

@@ -88,9 +88,9 @@ def test_breathing_has_coughs_holds_and_drift() -> None:
 
 
 def test_sliding_boundary_makes_the_field_jump_at_the_lung(hard_case) -> None:
-    from tracker.synth.cine_mri import _build_anatomy
+    from tracker.synth.phantom import build_anatomy
 
-    anat = _build_anatomy(270, "thorax", np.random.default_rng(0), CineCaseParams())
+    anat = build_anatomy(270, "thorax", np.random.default_rng(0))
     sliding = _sliding_patterns(anat, 0.5)
     lung = anat.masks["lung"]
     edge = cv2.dilate(lung.astype(np.uint8), np.ones((9, 9))) > 0

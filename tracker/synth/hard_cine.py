@@ -33,32 +33,18 @@ Seeds are split: the **tuning** set (root seed :data:`TUNING_SEED`, case ids
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from tracker.synth.acquisition import acquire, signal_scale
 from tracker.synth.breathing import breathing_trace
-from tracker.synth.cine_mri import (
-    _LIVER_LEVEL,
-    _PAD,
-    _SPACING_MM,
-    CineCase,
-    CineCaseParams,
-    _Anatomy,
-    _bilinear,
-    _build_anatomy,
-    _noise_field,
-    _place_tumour,
-    _tumour_shape,
-    acquire,
-    random_case_params,
-)
-
-logger = logging.getLogger(__name__)
+from tracker.synth.cine_mri import CineCase, CineCaseParams, random_case_params, save_case
+from tracker.synth.motion import Warp, field_motion, inhale_phase
+from tracker.synth.phantom import PAD, SPACING_MM, Anatomy, build_anatomy, noise_field
+from tracker.synth.tumour import place_tumour, tumour_shape
 
 TUNING_SEED = 15_001
 VALIDATION_SEED = 15_002
@@ -148,7 +134,7 @@ def hard_breathing(p: HardCineParams, rng: np.random.Generator) -> tuple[np.ndar
     return trace, through - through[0]  # the prompted frame cuts the tumour through its middle
 
 
-def _sliding_patterns(anat: _Anatomy, sliding: float) -> np.ndarray:
+def _sliding_patterns(anat: Anatomy, sliding: float) -> np.ndarray:
     """The field's patterns with the lung's SI/AP motion cut to ``sliding`` x across its boundary."""
     lung = cv2.GaussianBlur(anat.masks["lung"].astype(np.float32), (0, 0), 1.0)
     factor = 1.0 - (1.0 - sliding) * lung
@@ -159,7 +145,7 @@ def _sliding_patterns(anat: _Anatomy, sliding: float) -> np.ndarray:
 
 
 def _gas_field(
-    anat: _Anatomy, p: HardCineParams, rng: np.random.Generator
+    anat: Anatomy, p: HardCineParams, rng: np.random.Generator
 ) -> list[tuple[np.ndarray, float, float]]:
     """Gas pockets in the abdomen: (Gaussian footprint on the canvas, onset s, duration s)."""
     abdomen = anat.masks["abdomen"]
@@ -178,7 +164,7 @@ def _gas_field(
 
 
 def _tumour_level(
-    anat: _Anatomy, site: str, centre: tuple[float, float], p: CineCaseParams, rng: np.random.Generator
+    anat: Anatomy, site: str, centre: tuple[float, float], p: CineCaseParams, rng: np.random.Generator
 ) -> float:
     lv = anat.levels
     x, y = round(centre[0]), round(centre[1])
@@ -197,53 +183,35 @@ def generate_hard_case(p: HardCineParams, seed: int) -> CineCase:
     b = p.base
     n, count, rate = b.size_px, b.n_frames, b.frame_rate_hz
     trace, through = hard_breathing(p, rng)
-    anat = _build_anatomy(n, b.region, rng, b)
+    anat = build_anatomy(n, b.region, rng)
     patterns = _sliding_patterns(anat, p.sliding)
     anat.patterns = patterns
-    radius_fn, r0, _ = _tumour_shape(b.tumour_diameter_mm / _SPACING_MM, rng)
+    radius_fn, r0, _ = tumour_shape(b.tumour_diameter_mm / SPACING_MM, rng)
     alt_amps = rng.uniform(0.0, 0.2, len(radius_fn[0])) / radius_fn[0] ** 0.7  # the outline at depth
-    site, centre = _place_tumour(anat, b, trace, rng)
+    site, centre = place_tumour(anat, b.region, b.tumour_diameter_mm, b.low_contrast, trace, rng)
     level = _tumour_level(anat, site, centre, b, rng)
-    texture = (1.0 + 0.06 * _noise_field(anat.image.shape, 1.2, rng)).astype(np.float32)
+    texture = (1.0 + 0.06 * noise_field(anat.image.shape, 1.2, rng)).astype(np.float32)
     gas = _gas_field(anat, p, rng)
     bright = (anat.image > 1.7 * anat.levels["liver"]).astype(np.float32)
 
-    pc = _bilinear(patterns, centre)
-    s_si, s_ap = 1.0 / max(float(pc[0]), 0.3), 1.0 / max(float(pc[1]), 0.3)
     t = np.arange(count) / rate
     heart_phase = rng.uniform(0, 2 * np.pi)
-    cardiac = b.cardiac_amplitude_mm * 0.5 * (1 - np.cos(2 * np.pi * anat.heart_hz * t + heart_phase))
+    motion = field_motion(patterns, centre, trace, t, anat.heart_hz, b.cardiac_amplitude_mm, heart_phase, 0.3)
     pulse = 0.5 * (1 + np.cos(2 * np.pi * anat.heart_hz * t + heart_phase + 1.0))
-    a_si, a_ap = trace[:, 0] * s_si, trace[:, 1] * s_ap
-    disp_x = -a_ap * pc[1] + cardiac * pc[2]
-    disp_y = a_si * pc[0] + cardiac * pc[3]
-    amp_ref = max(b.breathing.amplitude_mean_mm, 1e-3)
-    phase = np.clip(trace[:, 0] / amp_ref, -0.5, 2.0)
+    phase = inhale_phase(trace, b.breathing.amplitude_mean_mm)
     walk = np.cumsum(rng.normal(0, 1, count))
     walk = walk / max(np.abs(walk).max(), 1e-6)
     gain = 1.0 + p.gain_drift * (0.6 * t / max(t[-1], 1e-6) * rng.choice([-1.0, 1.0]) + 0.4 * walk)
-    scale = _LIVER_LEVEL * float(rng.uniform(0.7, 1.6))
-    sigma = b.noise_sigma * scale
+    scale, sigma = signal_scale(b.noise_sigma, rng)
 
-    gy, gx = np.mgrid[0:n, 0:n].astype(np.float32)
-    gy_c = gy + _PAD
-    pats_fov = patterns[_PAD : _PAD + n]
+    warp = Warp.over(patterns, n)
+    gx, gy = warp.gx, warp.gy
     frames = np.empty((count, n, n), np.uint16)
     labels = np.zeros((count, n, n), np.uint8)
     half = int(np.ceil(r0 * 2.2 + 6))
     orders, amps, phases = radius_fn
     for k in range(count):
-        ak = np.array([a_si[k], a_ap[k], cardiac[k]], np.float32)
-
-        def field_at(q: np.ndarray, ak: np.ndarray = ak) -> tuple[np.ndarray, np.ndarray]:
-            return (-ak[1] * q[..., 1] + ak[2] * q[..., 2], ak[0] * q[..., 0] + ak[2] * q[..., 3])
-
-        dx, dy = field_at(pats_fov)
-        src_x, src_y = gx - dx, gy_c - dy
-        for _ in range(2):  # fixed-point inverse of the forward field
-            q = cv2.remap(patterns, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            dx, dy = field_at(q)
-            src_x, src_y = gx - dx, gy_c - dy
+        src_x, src_y = warp.source(motion.amplitudes(k))
         source = anat.image
         for footprint, onset, length in gas:
             life = (t[k] - onset) / length
@@ -256,7 +224,7 @@ def generate_hard_case(p: HardCineParams, seed: int) -> CineCase:
         # The tumour's cross-section at this slice position, drawn in output coordinates.
         depth = float(through[k]) / p.tumour_depth_mm
         section = np.sqrt(max(0.0, 1.0 - depth * depth))
-        cx, cy = centre[0] + disp_x[k], centre[1] + disp_y[k] - _PAD
+        cx, cy = centre[0] + motion.disp_x[k], centre[1] + motion.disp_y[k] - PAD
         if section > 0.05:
             x0, x1 = max(0, int(cx) - half), min(n, int(cx) + half + 1)
             y0, y1 = max(0, int(cy) - half), min(n, int(cy) + half + 1)
@@ -284,17 +252,16 @@ def generate_hard_case(p: HardCineParams, seed: int) -> CineCase:
             labels[k, y0:y1, x0:x1] = soft >= 0.5
         frames[k] = acquire(img, b.blur_sigma_px, anat.bias * (gain[k] * scale), sigma, rng)
 
-    motion_mm = np.stack([disp_y, -disp_x], axis=1) * _SPACING_MM
     return CineCase(
         frames=frames,
         labels=labels,
         params=b,
-        motion_mm=motion_mm.astype(np.float64),
+        motion_mm=motion.motion_mm.astype(np.float64),
         seed=seed,
         tumour_site=site,
-        tumour_centre_px=(float(centre[0]), float(centre[1] - _PAD)),
+        tumour_centre_px=(float(centre[0]), float(centre[1] - PAD)),
         breathing_mm=trace,
-        body_mask=anat.masks["body"][_PAD : _PAD + n].copy(),
+        body_mask=anat.masks["body"][PAD : PAD + n].copy(),
         metadata={"through_plane_mm": through.round(3).tolist()},
     )
 
@@ -312,8 +279,6 @@ def write_hard_cases(out_dir: Path, which: str, n_cases: int, progress: bool = T
     """Write the first ``n_cases`` of the tuning or validation set as TrackRAD case folders."""
     from tqdm import tqdm
 
-    from tracker.io.trackrad import write_trackrad_case
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -324,16 +289,6 @@ def write_hard_cases(out_dir: Path, which: str, n_cases: int, progress: bool = T
         case = generate_hard_case(params, seed)
         # TrackRAD names the thorax region "lung" (it picks the dose metric's sigma).
         region = "lung" if params.base.region == "thorax" else params.base.region
-        path = write_trackrad_case(
-            out_dir,
-            case_id,
-            case.frames,
-            case.labels[0],
-            params.base.frame_rate_hz,
-            labels=case.labels,
-            b_field_strength_t=params.base.field_strength_t,
-            scanned_region=region,
-        )
         truth = {
             "set": which,
             "seed": seed,
@@ -343,7 +298,5 @@ def write_hard_cases(out_dir: Path, which: str, n_cases: int, progress: bool = T
             "through_plane_mm": case.metadata["through_plane_mm"],
             "empty_label_frames": int((~case.labels.any(axis=(1, 2))).sum()),
         }
-        (path / "synthetic.json").write_text(json.dumps(truth))
-        logger.info("wrote %s (%s, %s, %d frames)", path, region, case.tumour_site, params.base.n_frames)
-        paths.append(path)
+        paths.append(save_case(out_dir, case_id, case, region, truth))
     return paths
