@@ -7,7 +7,7 @@ a check that cannot fail would prove nothing.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import shutil
 import subprocess
@@ -20,16 +20,19 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _load_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("readme_figures", REPO / "bench" / "readme_figures.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+BENCH = REPO / "bench"
 
 
-figures = _load_module()
+def _bench_module(name: str) -> ModuleType:
+    """bench/NAME.py, imported as the bench scripts import their siblings: by name from bench/."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+sources = _bench_module("figure_sources")
+blocks = _bench_module("figure_blocks")
+checker = _bench_module("figure_check")
 
 
 @pytest.fixture
@@ -38,7 +41,13 @@ def tree(tmp_path: Path) -> Path:
     shutil.copy(REPO / "README.md", tmp_path / "README.md")
     shutil.copytree(REPO / "docs", tmp_path / "docs")
     (tmp_path / "bench" / "results").mkdir(parents=True)
-    for name in ("readme_figures.py", "stream_suite.py"):
+    for name in (
+        "readme_figures.py",
+        "figure_sources.py",
+        "figure_blocks.py",
+        "figure_check.py",
+        "stream_suite.py",
+    ):
         shutil.copy(REPO / "bench" / name, tmp_path / "bench" / name)
     results = REPO / "bench" / "results"
     for path in results.rglob("*"):  # round1/ included
@@ -46,7 +55,7 @@ def tree(tmp_path: Path) -> Path:
             target = tmp_path / "bench" / "results" / path.relative_to(results)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, target)
-    assert figures.check(tmp_path) == [], "the copy must start clean"
+    assert checker.check(tmp_path) == [], "the copy must start clean"
     return tmp_path
 
 
@@ -57,15 +66,15 @@ def _edit_json(path: Path, edit) -> None:
 
 
 def test_committed_pages_trace_every_figure_and_link() -> None:
-    problems = figures.check(REPO)
+    problems = checker.check(REPO)
     assert problems == [], "\n".join(problems)
     readme = (REPO / "README.md").read_text()
     # The blocks are really there and filled, not vacuously absent.
-    assert figures.BLOCK_RE.search(readme) is not None
+    assert sources.BLOCK_RE.search(readme) is not None
     n_rows = sum(
         line.startswith("| ") and "`" in line
-        for path in figures.doc_files(REPO)
-        for m in figures.BLOCK_RE.finditer(path.read_text())
+        for path in sources.doc_files(REPO)
+        for m in sources.BLOCK_RE.finditer(path.read_text())
         for line in m.group(2).splitlines()
     )
     assert n_rows >= 100
@@ -74,7 +83,7 @@ def test_committed_pages_trace_every_figure_and_link() -> None:
 
 def test_a_result_that_changed_fails(tree: Path) -> None:
     _edit_json(tree / "bench/results/flow.json", lambda d: d["accuracy"].update(dice_median_all_frames=0.5))
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("stale" in p for p in problems)
     assert any("'0.954' differs from flow.json:accuracy.dice_median_all_frames = 0.5" in p for p in problems)
 
@@ -90,7 +99,7 @@ def test_a_figure_edited_by_hand_fails(tree: Path) -> None:
     text = readme.read_text()
     row, shown = _row_value(text, "cluster.json:resume_ms.p50")
     readme.write_text(text.replace(row, row.replace(f"| {shown} |", "| 99999 ms |")))
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("'99999 ms' differs from cluster.json:resume_ms.p50" in p for p in problems)
 
 
@@ -99,7 +108,7 @@ def test_a_scaled_figure_is_checked_after_scaling(tree: Path) -> None:
         (tree / "docs" / "gating.md").read_text(), "gating.json:gating.beam_on_outside_fraction"
     )
     _edit_json(tree / "bench/results/gating.json", lambda d: d["gating"].update(beam_on_outside_fraction=0.5))
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any(
         f"'{shown}' differs from gating.json:gating.beam_on_outside_fraction = 0.5 ×100" in p
         for p in problems
@@ -108,13 +117,13 @@ def test_a_scaled_figure_is_checked_after_scaling(tree: Path) -> None:
 
 def test_a_missing_key_fails(tree: Path) -> None:
     _edit_json(tree / "bench/results/soak.json", lambda d: d.pop("unaccounted"))
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("key 'unaccounted' not found" in p for p in problems)
 
 
 def test_a_missing_result_file_fails(tree: Path) -> None:
     (tree / "bench/results/overseer.json").unlink()
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("overseer.json" in p and "does not exist" in p for p in problems)
 
 
@@ -124,22 +133,22 @@ def test_a_row_without_a_source_fails(tree: Path) -> None:
     page.write_text(
         text.replace("<!-- /figures:gating -->", "| made-up figure | 42 mm | | |\n<!-- /figures:gating -->")
     )
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("figure row without a source: | made-up figure" in p for p in problems)
 
 
 def test_a_streaming_row_that_matches_no_result_fails(tree: Path) -> None:
     _edit_json(tree / "bench/results/stream_flow_8x8hz.json", lambda d: d.update(ok=7000))
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("stream row 'cine load' differs from stream_flow_8x8hz.json" in p for p in problems)
-    with pytest.raises(figures.FigureError, match="matches no bench/results/stream_"):
-        figures.stream_block(tree)
+    with pytest.raises(sources.FigureError, match="matches no bench/results/stream_"):
+        blocks.stream_block(tree)
 
 
 def test_a_prose_citation_must_resolve(tree: Path) -> None:
     page = tree / "docs" / "engines.md"
     page.write_text(page.read_text() + "\nSee `precision_cpu.json:bfloat16.no_such_key`.\n")
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("prose citation `precision_cpu.json:bfloat16.no_such_key`" in p for p in problems)
 
 
@@ -147,9 +156,9 @@ def test_a_long_readme_fails(tree: Path) -> None:
     readme = tree / "README.md"
     lines = readme.read_text().splitlines()
     readme.write_text("\n".join(lines + ["filler"] * (251 - len(lines))) + "\n")
-    assert any("README.md has 251 lines (at most 250)" in p for p in figures.check(tree))
+    assert any("README.md has 251 lines (at most 250)" in p for p in checker.check(tree))
     readme.write_text("\n".join(lines + ["filler"] * (250 - len(lines))) + "\n")
-    assert figures.check(tree) == []
+    assert checker.check(tree) == []
 
 
 def test_a_broken_relative_link_fails(tree: Path) -> None:
@@ -157,7 +166,7 @@ def test_a_broken_relative_link_fails(tree: Path) -> None:
     page.write_text(
         page.read_text() + "\nSee [training](training.md) and [the code](../tracker/nothing.py).\n"
     )
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert any("docs/overseer.md: link to missing file training.md" in p for p in problems)
     assert any("link to missing file ../tracker/nothing.py" in p for p in problems)
 
@@ -167,22 +176,22 @@ def test_a_link_to_a_missing_heading_fails(tree: Path) -> None:
     page.write_text(
         page.read_text() + "\n[ok](engines.md#precision-float32-and-bf16) [bad](engines.md#no-such-part)\n"
     )
-    problems = figures.check(tree)
+    problems = checker.check(tree)
     assert problems == ["docs/gating.md: link to missing heading engines.md#no-such-part"]
 
 
 def test_heading_ids_follow_github() -> None:
     text = "# A `b`: C 2.1, d\n```\n# not a heading\n```\n## Same\n## Same\n"
-    assert figures.anchors(text) == {"a-b-c-21-d", "same", "same-1"}
+    assert checker.anchors(text) == {"a-b-c-21-d", "same", "same-1"}
 
 
 def test_provenance_names_machine_and_commit_and_old_files_are_marked() -> None:
     machine = {"cpu": "AMD EPYC", "cores": 2, "ram_gib": 23.4}
     new = {"provenance": {"commit": "0123456789abcdef", "dirty": True, "machine": machine}}
-    assert figures.run_tag(new) == "AMD EPYC, 2 cores, 23.4 GiB, no GPU · `0123456` (dirty)"
+    assert sources.run_tag(new) == "AMD EPYC, 2 cores, 23.4 GiB, no GPU · `0123456` (dirty)"
     old = "AMD EPYC, 2 cores, 23.4 GiB, no GPU · **round 1, no provenance**"
-    assert figures.run_tag({"machine": machine}) == old
-    assert "no provenance**" in figures.run_tag({})
+    assert sources.run_tag({"machine": machine}) == old
+    assert "no provenance**" in sources.run_tag({})
 
 
 def test_check_command_exits_non_zero_and_rewrite_fixes_stale_blocks(tree: Path) -> None:
