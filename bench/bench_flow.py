@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.bench.common import machine_info
+from tracker.bench.common import machine_info, write_json
 from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, connect, replay_sequence
@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         f" mean centroid error {acc['centroid_mm_mean_of_cases']:.2f} mm"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(result, args.json)
     return 0
 
 

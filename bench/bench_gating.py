@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker.bench.common import machine_info
+from tracker.bench.common import machine_info, write_json
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, replay
 from tracker.synth.cine_mri import write_cases
@@ -101,8 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         f"prediction beats no prediction on {better} of {len(per_case)} cases; worse on {len(worse)}: {worse}"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(result, args.json)
     return 0
 
 

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker.bench.common import machine_info
+from tracker.bench.common import machine_info, write_json
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, replay
 from tracker.synth.surgical import write_sequence
@@ -139,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args, Path(tmp))
     result = {"provenance": run_provenance, "machine": machine_info(), **result}
     text = table(result)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2))
+    write_json(result, args.json)
     args.json.with_suffix(".md").write_text(text + "\n")
     print(text)
     print(json.dumps(result["targets"]))

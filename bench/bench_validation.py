@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tracker.bench.common import write_json
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, replay
 from tracker.synth.hard_cine import write_hard_cases
@@ -164,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             write_html_report(args.html, report, results)
     result["seconds"] = round(time.time() - started, 1)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(result, args.json)
     return 0
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import psutil
 
 from tracker import convert
+from tracker.bench.common import write_json
 from tracker.bench.stream import ServerProcess, machine_info
 from tracker.provenance import provenance
 from tracker.types import MaskPrompt
@@ -191,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=2))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(report, args.json)
     ok = alive and report["unaccounted"] == 0 and not tally.unexpected
     return 0 if ok else 1
 

@@ -16,11 +16,9 @@ from one run on one machine.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from tracker.bench.stream import ServerProcess, StreamSettings, machine_info, run_stream
@@ -223,8 +221,3 @@ def run_capacity(settings: CapacitySettings, compare_per_session: bool) -> dict[
     report["machine"] = machine_info()
     report["provenance"] = run_provenance
     return report
-
-
-def write(report: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))

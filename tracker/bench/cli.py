@@ -65,7 +65,8 @@ def add_capacity_cli(subparsers: argparse._SubParsersAction) -> None:  # type: i
 
 
 def _cmd_capacity(args: argparse.Namespace) -> int:
-    from tracker.bench.capacity import CapacitySettings, run_capacity, write
+    from tracker.bench.capacity import CapacitySettings, run_capacity
+    from tracker.bench.common import write_json
     from tracker.bench.stream import StreamSettings
 
     settings = CapacitySettings(
@@ -85,7 +86,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
         serve_args=tuple(args.serve_arg),
     )
     report = run_capacity(settings, args.compare_per_session)
-    write(report, args.json)
+    write_json(report, args.json)
     keys = (
         "capacity_sessions",
         "baseline_capacity_sessions",
@@ -120,6 +121,7 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 
 def _cmd_stream(args: argparse.Namespace) -> int:
+    from tracker.bench.common import write_json
     from tracker.bench.stream import StreamSettings, run_stream, write_plots
 
     options = [_key_value(pair) for pair in args.engine_option]
@@ -135,8 +137,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         sources=tuple(args.source),
     )
     report = run_stream(settings, server=args.server)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    write_json(report, args.json)
     if args.plots is not None:
         budget = args.budget_ms or (1000.0 if not args.source else None)
         write_plots(report, args.plots, budget)
@@ -170,6 +171,7 @@ def add_cluster_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ig
 
 def _cmd_cluster(args: argparse.Namespace) -> int:
     from tracker.bench.cluster import ClusterSettings, Fault, run_cluster, write_plots
+    from tracker.bench.common import write_json
 
     options = []
     for pair in args.engine_option:
@@ -192,8 +194,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     report = run_cluster(settings)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
+    write_json(report, args.json)
     if args.plots is not None:
         write_plots(report, args.plots)
     keys = (

@@ -7,7 +7,9 @@ too); provenance is :func:`tracker.provenance.provenance`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,12 @@ def machine_info(torch_threads: bool = False) -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
         info["sam2"] = _sam2_version()
     return info
+
+
+def write_json(report: Mapping[str, Any], path: Path) -> None:
+    """Write a benchmark's report to ``path`` as indented JSON, making its folder first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
 
 
 def ping_pong_index(i: int, length: int) -> int:
