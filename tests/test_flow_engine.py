@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from tracker.engines import create_engine
+from tracker.engines.base import PROMPT_CAPABILITIES
 from tracker.engines.flow import FlowEngine, FlowSession, parse_options
 from tracker.engines.imaging import prompt_to_mask, to_gray8
 from tracker.types import (
@@ -402,14 +403,17 @@ def test_options_parse_and_registry() -> None:
     assert (s.algorithm, s.anchor_weight, s.max_side) == ("farneback", 2.5, 512)
     engine = create_engine("flow", {"dis_preset": "fast"})
     assert isinstance(engine, FlowEngine) and engine.info.name == "flow"
-    assert {
+    # The names clients read in EngineInfo.capabilities, pinned here once for every engine's test.
+    wire_names = [
         "mask_prompt",
         "box_prompt",
         "points_prompt",
         "add_object",
         "remove_object",
         "correct_object",
-    } <= set(engine.info.capabilities)
+    ]
+    assert list(PROMPT_CAPABILITIES) == wire_names
+    assert set(PROMPT_CAPABILITIES) <= set(engine.info.capabilities)
 
 
 def test_drop_islands_removes_specks_but_keeps_a_split_object():

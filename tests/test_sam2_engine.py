@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT, disk, textured_image
+from tracker.engines.base import PROMPT_CAPABILITIES
 from tracker.engines.sam2.memory import MemoryFrame, MemoryPolicy, ObjectMemory
 from tracker.engines.sam2.options import cpu_has_native_bf16, parse_options
 from tracker.engines.sam2.preprocess import CropWindow, frame_to_tensor, square_window_around, window_gray
@@ -131,15 +132,7 @@ def test_random_weights_are_announced(caplog: pytest.LogCaptureFixture) -> None:
     assert eng.info.warnings[0].startswith("RANDOM WEIGHTS")
     assert "not for clinical use" in eng.info.warnings[0]
     assert eng.info.name == "sam2"
-    for cap in (
-        "mask_prompt",
-        "box_prompt",
-        "points_prompt",
-        "add_object",
-        "remove_object",
-        "correct_object",
-    ):
-        assert cap in eng.info.capabilities
+    assert set(PROMPT_CAPABILITIES) <= set(eng.info.capabilities)
 
 
 def test_same_seed_same_weights() -> None:

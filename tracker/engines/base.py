@@ -43,6 +43,16 @@ from tracker.types import (
     UpdateAction,
 )
 
+# The prompt kinds and prompt updates an engine accepts, as it names them in EngineInfo.capabilities.
+PROMPT_CAPABILITIES: tuple[str, ...] = (
+    "mask_prompt",
+    "box_prompt",
+    "points_prompt",
+    "add_object",
+    "remove_object",
+    "correct_object",
+)
+
 
 @dataclass(frozen=True)
 class EngineInfo:

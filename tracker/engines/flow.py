@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
-from tracker.engines.base import Engine, EngineInfo, EngineSession
+from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession
 from tracker.engines.imaging import drop_islands, prompt_to_mask, to_gray8
 from tracker.types import (
     Frame,
@@ -186,14 +186,7 @@ class FlowEngine(Engine):
         self.info = EngineInfo(
             name="flow",
             version=f"{ENGINE_VERSION} ({algo}, OpenCV {cv2.__version__})",
-            capabilities=(
-                "mask_prompt",
-                "box_prompt",
-                "points_prompt",
-                "add_object",
-                "remove_object",
-                "correct_object",
-            ),
+            capabilities=PROMPT_CAPABILITIES,
             device="cpu",
         )
 

@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tracker.engines.base import Engine, EngineInfo, EngineSession, StepOutput
+from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession, StepOutput
 from tracker.engines.sam2.memory import STREAM_NUM_FRAMES, MemoryFrame, MemoryPolicy, ObjectMemory
 from tracker.engines.sam2.options import Sam2Settings, parse_options
 from tracker.engines.sam2.preprocess import (
@@ -101,12 +101,7 @@ logger = logging.getLogger(__name__)
 ENGINE_VERSION = "0.1.0"
 
 CAPABILITIES = (
-    "mask_prompt",
-    "box_prompt",
-    "points_prompt",
-    "add_object",
-    "remove_object",
-    "correct_object",
+    *PROMPT_CAPABILITIES,
     "presence_score",
     "multi_object",
     "cine_mri_preset",
