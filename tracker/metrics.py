@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,12 +189,16 @@ def surface_distances_mm(
     )
 
 
-def hd95_mm(pred: np.ndarray, gt: np.ndarray, spacing_mm: tuple[float, float] = (1.0, 1.0)) -> float:
-    """95th-percentile Hausdorff distance in mm (medpy/MONAI convention).
+def _surface_metric_mm(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    spacing_mm: tuple[float, float],
+    combine: Callable[[np.ndarray, np.ndarray], float],
+) -> float:
+    """``combine`` of the two directed surface distances (pred to gt, gt to pred), in mm.
 
-    ``max(percentile(d_pred_to_gt, 95), percentile(d_gt_to_pred, 95))``, linear
-    interpolation. ``nan`` when ``gt`` is empty; the image-extent penalty when
-    only ``pred`` is empty.
+    The empty cases are decided here, once for every surface metric: ``nan`` when ``gt`` is
+    empty, the image-extent penalty when only ``pred`` is.
     """
     p, g = _as_pair(pred, gt)
     if not g.any():
@@ -202,7 +206,19 @@ def hd95_mm(pred: np.ndarray, gt: np.ndarray, spacing_mm: tuple[float, float] = 
     if not p.any():
         return empty_prediction_penalty_mm(p.shape, spacing_mm)
     d_pg, d_gp = surface_distances_mm(p, g, spacing_mm)
-    return float(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95)))
+    return float(combine(d_pg, d_gp))
+
+
+def hd95_mm(pred: np.ndarray, gt: np.ndarray, spacing_mm: tuple[float, float] = (1.0, 1.0)) -> float:
+    """95th-percentile Hausdorff distance in mm (medpy/MONAI convention).
+
+    ``max(percentile(d_pred_to_gt, 95), percentile(d_gt_to_pred, 95))``, linear
+    interpolation. ``nan`` when ``gt`` is empty; the image-extent penalty when
+    only ``pred`` is empty.
+    """
+    return _surface_metric_mm(
+        pred, gt, spacing_mm, lambda d_pg, d_gp: max(np.percentile(d_pg, 95), np.percentile(d_gp, 95))
+    )
 
 
 def mean_surface_distance_mm(
@@ -214,13 +230,7 @@ def mean_surface_distance_mm(
     a long contour from outweighing a short one. ``nan`` when ``gt`` is empty;
     the image-extent penalty when only ``pred`` is empty.
     """
-    p, g = _as_pair(pred, gt)
-    if not g.any():
-        return math.nan
-    if not p.any():
-        return empty_prediction_penalty_mm(p.shape, spacing_mm)
-    d_pg, d_gp = surface_distances_mm(p, g, spacing_mm)
-    return float(0.5 * (d_pg.mean() + d_gp.mean()))
+    return _surface_metric_mm(pred, gt, spacing_mm, lambda d_pg, d_gp: 0.5 * (d_pg.mean() + d_gp.mean()))
 
 
 def _centroid_mm(mask: np.ndarray, sx: float, sy: float) -> tuple[float, float]:
