@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.bench.common import write_json
+from tracker.cli_args import key_values
 from tracker.provenance import provenance
 from tracker.replay import ReplayOptions, replay
 from tracker.synth.hard_cine import write_hard_cases
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     prov = provenance(seed=None)
     started = time.time()
-    engine_options = dict(kv.split("=", 1) for kv in args.engine_option)
+    engine_options = key_values(args.engine_option)
     counts = {"tuning": 1, "validation": 1} if args.smoke else {
         "tuning": args.tuning_cases, "validation": args.validation_cases
     }  # fmt: skip

@@ -9,18 +9,9 @@ import sys
 from pathlib import Path
 
 from tracker import __version__
+from tracker.cli_args import key_values
 
 logger = logging.getLogger("tracker")
-
-
-def _key_values(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {pair!r}")
-        options[key] = value
-    return options
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -65,7 +56,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ),
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
-    engine_options = _key_values(args.engine_option)
+    engine_options = key_values(args.engine_option)
     # SAM2 shorthands (issue #3's flags); the same settings as --engine-option KEY=VALUE.
     for key, value in (
         ("model", args.model),
@@ -82,7 +73,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         engine_options,
         options,
         args.overseer,
-        _key_values(args.overseer_option),
+        key_values(args.overseer_option),
         args.model_dir,
     )
 
@@ -93,14 +84,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         rate=args.rate,
         engine=args.engine,
-        engine_options=_key_values(args.engine_option),
+        engine_options=key_values(args.engine_option),
         latency_budget_ms=args.budget_ms,
         out_masks=args.out_masks,
         first_mask=args.first_mask,
         frame_rate_hz=args.frame_rate,
         progress=not args.no_progress,
         overseer=args.overseer,
-        overseer_options=_key_values(args.overseer_option),
+        overseer_options=key_values(args.overseer_option),
         gating_margin_mm=args.gating_margin_mm,
         beam_latency_ms=args.beam_latency_ms,
         gating_rule=args.gating_rule,

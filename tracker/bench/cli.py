@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from tracker.cli_args import key_value
 from tracker.types import BudgetPolicy
 
 
@@ -75,7 +76,7 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
             rate_hz=args.rate,
             budget_ms=args.budget_ms,
             policy=BudgetPolicy(args.policy),
-            engine_options=tuple(_key_value(pair) for pair in args.engine_option),
+            engine_options=tuple(key_value(pair) for pair in args.engine_option),
             sources=tuple(args.source),
         ),
         p99_ms=args.p99_ms,
@@ -98,13 +99,6 @@ def _cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_value(pair: str) -> tuple[str, str]:
-    key, sep, value = pair.partition("=")
-    if not sep:
-        raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-    return key, value
-
-
 def add_reference_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser(
         "reference",
@@ -124,7 +118,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     from tracker.bench.common import write_json
     from tracker.bench.stream import StreamSettings, run_stream, write_plots
 
-    options = [_key_value(pair) for pair in args.engine_option]
+    options = [key_value(pair) for pair in args.engine_option]
     settings = StreamSettings(
         engine=args.engine,
         sessions=args.sessions,
@@ -173,12 +167,7 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
     from tracker.bench.cluster import ClusterSettings, Fault, run_cluster, write_plots
     from tracker.bench.common import write_json
 
-    options = []
-    for pair in args.engine_option:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        options.append((key, value))
+    options = [key_value(pair) for pair in args.engine_option]
     faults = tuple(Fault.parse("kill", t) for t in args.kill) + tuple(
         Fault.parse("drain", t) for t in args.drain
     )

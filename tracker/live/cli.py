@@ -8,19 +8,11 @@ import logging
 import os
 from pathlib import Path
 
+from tracker.cli_args import key_values
+
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "TRACKER_TOKEN"  # a token on the command line would show in `ps`
-
-
-def _key_values(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {pair!r}")
-        options[key] = value
-    return options
 
 
 def _cmd_live(args: argparse.Namespace) -> int:
@@ -30,7 +22,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     options = LiveOptions(
         server=args.server,
         engine=args.engine,
-        engine_options=_key_values(args.engine_option),
+        engine_options=key_values(args.engine_option),
         prompt_box=parse_box(args.prompt_box) if args.prompt_box else None,
         prompt_mask=args.prompt_mask,
         prompt_click=args.prompt_click,
