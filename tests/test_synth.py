@@ -4,6 +4,7 @@ so these check that it is deterministic, consistent with the image, and not triv
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 
@@ -17,11 +18,13 @@ from tracker.io.trackrad import read_trackrad_case
 from tracker.synth.breathing import BreathingParams, breathing_trace
 from tracker.synth.cine_mri import (
     REGIONS,
+    CineCase,
     CineCaseParams,
     generate_case,
     random_case_params,
     write_cases,
 )
+from tracker.synth.hard_cine import HardCineParams, generate_hard_case
 from tracker.synth.preview import write_case_preview
 
 # Regular breathing, so that a test about one property is not blurred by the others.
@@ -131,6 +134,35 @@ def test_random_case_params_ranges() -> None:
     amplitudes = [p.breathing.amplitude_mean_mm for p in drawn]
     assert min(periods) >= 3.0 and max(periods) <= 6.0
     assert min(amplitudes) >= 5.0 and max(amplitudes) <= 25.0
+
+
+# SHA-256 of the frames, labels and true motion of small easy and hard cases, recorded from the
+# generators as they were before they were split into modules: refactoring must not change a
+# generated case (tuned defaults and recorded results depend on them). A change that means to
+# change cases records new digests in the same commit, and so may an OpenCV or NumPy upgrade
+# (constraints.txt pins both), whose floating point can differ.
+_CASE_DIGESTS = {
+    "easy": "62f4b2e290ab518dcc418f93be55f681b5e33917d4058b4e4c30b7c0dd320f22",
+    "easy, low contrast": "2aaeb6c29f7323679533e0f65bcec657a5f943db500995d6e5a53021640a92c6",
+    "hard": "7de314f863b2e51a01c34213201c421a1af6ec957a02aeec23798b99656fba71",
+}
+
+
+def _digest(case: CineCase) -> str:
+    digest = hashlib.sha256()
+    for array in (case.frames, case.labels, case.motion_mm):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def test_generated_cases_are_bit_identical_to_the_recorded_ones() -> None:
+    low = _small(n_frames=6, region="abdomen", low_contrast=True, tumour_diameter_mm=25.0)
+    digests = {
+        "easy": _digest(generate_case(_small(n_frames=6), 5)),
+        "easy, low contrast": _digest(generate_case(low, 6)),
+        "hard": _digest(generate_hard_case(HardCineParams(base=_small(n_frames=6)), 5)),
+    }
+    assert digests == _CASE_DIGESTS
 
 
 def test_generate_case_is_deterministic() -> None:
