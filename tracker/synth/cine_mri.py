@@ -51,8 +51,8 @@ import numpy as np
 
 from tracker.synth.acquisition import acquire, signal_scale
 from tracker.synth.breathing import BreathingParams, breathing_trace, random_breathing_params
-from tracker.synth.motion import Warp, field_motion, inhale_phase
-from tracker.synth.phantom import PAD, SPACING_MM, build_anatomy, smoothstep
+from tracker.synth.motion import FieldMotion, Warp, field_motion, inhale_phase
+from tracker.synth.phantom import PAD, SPACING_MM, Anatomy, build_anatomy, smoothstep
 from tracker.synth.tumour import Tumour, insert_tumour, place_tumour, tumour_shape
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,35 @@ class CineCase:
     def motion_px(self) -> np.ndarray:
         """Tumour displacement as (dx, dy) pixels: anterior is -x, inferior is +y."""
         return np.stack([-self.motion_mm[:, 1], self.motion_mm[:, 0]], axis=1) / SPACING_MM
+
+    @classmethod
+    def from_canvas(
+        cls,
+        params: CineCaseParams,
+        seed: int,
+        frames: np.ndarray,
+        labels: np.ndarray,
+        anat: Anatomy,
+        motion: FieldMotion,
+        site: str,
+        centre: tuple[float, float],
+        trace: np.ndarray,
+        metadata: dict[str, object],
+    ) -> CineCase:
+        """A rendered case, with what was drawn on the padded canvas moved into the field of view."""
+        n = params.size_px
+        return cls(
+            frames=frames,
+            labels=labels,
+            params=params,
+            motion_mm=motion.motion_mm.astype(np.float64),
+            seed=seed,
+            tumour_site=site,
+            tumour_centre_px=(float(centre[0]), float(centre[1] - PAD)),
+            breathing_mm=trace,
+            body_mask=anat.masks["body"][PAD : PAD + n].copy(),
+            metadata=metadata,
+        )
 
 
 def random_case_params(rng: np.random.Generator) -> CineCaseParams:
@@ -229,18 +258,8 @@ def generate_case(params: CineCaseParams, seed: int) -> CineCase:
     logger.debug(
         "generated %d frames of %dx%d (%s, %s) in %.2f s", t_count, n, n, params.region, site, elapsed
     )
-    return CineCase(
-        frames=frames,
-        labels=labels,
-        params=params,
-        motion_mm=motion.motion_mm.astype(np.float64),
-        seed=seed,
-        tumour_site=site,
-        tumour_centre_px=(float(centre[0]), float(centre[1] - PAD)),
-        breathing_mm=trace,
-        body_mask=anat.masks["body"][PAD : PAD + n].copy(),
-        metadata={"generation_s": elapsed, "hp": hp},
-    )
+    metadata: dict[str, object] = {"generation_s": elapsed, "hp": hp}
+    return CineCase.from_canvas(params, seed, frames, labels, anat, motion, site, centre, trace, metadata)
 
 
 # --------------------------------------------------------------------------- output

@@ -252,18 +252,8 @@ def generate_hard_case(p: HardCineParams, seed: int) -> CineCase:
             labels[k, y0:y1, x0:x1] = soft >= 0.5
         frames[k] = acquire(img, b.blur_sigma_px, anat.bias * (gain[k] * scale), sigma, rng)
 
-    return CineCase(
-        frames=frames,
-        labels=labels,
-        params=b,
-        motion_mm=motion.motion_mm.astype(np.float64),
-        seed=seed,
-        tumour_site=site,
-        tumour_centre_px=(float(centre[0]), float(centre[1] - PAD)),
-        breathing_mm=trace,
-        body_mask=anat.masks["body"][PAD : PAD + n].copy(),
-        metadata={"through_plane_mm": through.round(3).tolist()},
-    )
+    metadata: dict[str, object] = {"through_plane_mm": through.round(3).tolist()}
+    return CineCase.from_canvas(b, seed, frames, labels, anat, motion, site, centre, trace, metadata)
 
 
 def case_seeds(which: str, n_cases: int) -> list[tuple[str, int, np.random.SeedSequence]]:
