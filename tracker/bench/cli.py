@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tracker.cli_args import key_value
 from tracker.types import BudgetPolicy
+
+if TYPE_CHECKING:
+    from tracker.bench.stream import StreamSettings
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -65,20 +69,27 @@ def add_capacity_cli(subparsers: argparse._SubParsersAction) -> None:  # type: i
     p.set_defaults(func=_cmd_capacity)
 
 
+def _stream_settings(args: argparse.Namespace, **more: Any) -> StreamSettings:
+    """The load that ``bench stream`` and ``bench capacity`` describe with the same flags."""
+    from tracker.bench.stream import StreamSettings
+
+    return StreamSettings(
+        engine=args.engine,
+        rate_hz=args.rate,
+        budget_ms=args.budget_ms,
+        policy=BudgetPolicy(args.policy),
+        engine_options=tuple(key_value(pair) for pair in args.engine_option),
+        sources=tuple(args.source),
+        **more,
+    )
+
+
 def _cmd_capacity(args: argparse.Namespace) -> int:
     from tracker.bench.capacity import CapacitySettings, run_capacity
     from tracker.bench.common import write_json
-    from tracker.bench.stream import StreamSettings
 
     settings = CapacitySettings(
-        stream=StreamSettings(
-            engine=args.engine,
-            rate_hz=args.rate,
-            budget_ms=args.budget_ms,
-            policy=BudgetPolicy(args.policy),
-            engine_options=tuple(key_value(pair) for pair in args.engine_option),
-            sources=tuple(args.source),
-        ),
+        stream=_stream_settings(args),
         p99_ms=args.p99_ms,
         duration_s=args.duration,
         probe_s=args.probe_duration,
@@ -116,20 +127,9 @@ def _cmd_reference(args: argparse.Namespace) -> int:
 
 def _cmd_stream(args: argparse.Namespace) -> int:
     from tracker.bench.common import write_json
-    from tracker.bench.stream import StreamSettings, run_stream, write_plots
+    from tracker.bench.stream import run_stream, write_plots
 
-    options = [key_value(pair) for pair in args.engine_option]
-    settings = StreamSettings(
-        engine=args.engine,
-        sessions=args.sessions,
-        rate_hz=args.rate,
-        duration_s=args.duration,
-        frames=args.frames,
-        budget_ms=args.budget_ms,
-        policy=BudgetPolicy(args.policy),
-        engine_options=tuple(options),
-        sources=tuple(args.source),
-    )
+    settings = _stream_settings(args, sessions=args.sessions, duration_s=args.duration, frames=args.frames)
     report = run_stream(settings, server=args.server)
     write_json(report, args.json)
     if args.plots is not None:
