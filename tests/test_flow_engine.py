@@ -403,16 +403,11 @@ def test_options_parse_and_registry() -> None:
     assert (s.algorithm, s.anchor_weight, s.max_side) == ("farneback", 2.5, 512)
     engine = create_engine("flow", {"dis_preset": "fast"})
     assert isinstance(engine, FlowEngine) and engine.info.name == "flow"
-    # The names clients read in EngineInfo.capabilities, pinned here once for every engine's test.
-    wire_names = [
-        "mask_prompt",
-        "box_prompt",
-        "points_prompt",
-        "add_object",
-        "remove_object",
-        "correct_object",
-    ]
-    assert list(PROMPT_CAPABILITIES) == wire_names
+    # The names clients read in EngineInfo.capabilities, pinned here once for every engine's test:
+    # one per prompt kind and one per prompt update.
+    kinds, updates = ("mask", "box", "points"), ("add", "remove", "correct")
+    wire_names = (*(f"{k}_prompt" for k in kinds), *(f"{u}_object" for u in updates))
+    assert wire_names == PROMPT_CAPABILITIES
     assert set(PROMPT_CAPABILITIES) <= set(engine.info.capabilities)
 
 
