@@ -38,26 +38,25 @@ PROVIDER_NAMES = {
 
 
 def parse_providers(text: str) -> tuple[str, ...]:
-    """``"cuda,cpu"`` -> ORT provider names, in order; ValueError on unknown or empty."""
+    """``"cuda,cpu"`` -> ORT provider names, in order.
+
+    ValueError on an empty list, an unknown or a repeated name; its text says why, to follow
+    ``providers='...'`` in the option error (see :func:`tracker.options.opt`).
+    """
     names = [p.strip().lower() for p in text.split(",") if p.strip()]
     if not names:
-        raise ValueError(
-            f"onnx engine option providers={text!r} is empty; allowed: {', '.join(PROVIDER_NAMES)}"
-        )
+        raise ValueError("is empty")
     bad = [n for n in names if n not in PROVIDER_NAMES]
     if bad:
-        raise ValueError(
-            f"onnx engine option providers={text!r}: unknown {', '.join(bad)};"
-            f" allowed: {', '.join(PROVIDER_NAMES)}"
-        )
+        raise ValueError(f"names unknown provider(s) {', '.join(bad)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"onnx engine option providers={text!r} names a provider twice")
+        raise ValueError("names a provider twice")
     return tuple(PROVIDER_NAMES[n] for n in names)
 
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How the sessions run (see ``OPTION_HELP`` in :mod:`tracker.engines.onnx.engine`)."""
+    """How the sessions run (see :class:`tracker.engines.onnx.options.OnnxOptions`)."""
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0  # 0: ORT's default (one per physical core)
@@ -351,8 +350,7 @@ def settings_for(manifest: Manifest, spec: OnnxModelSpec, crop_margin_px: int | 
     if w.source != RANDOM_WEIGHTS:
         checkpoint = spec.checkpoint or w.path
     return Sam2Settings(
-        model=manifest.model,
-        config=manifest.config,
+        model=manifest.model,  # its config is the model's own, as the export recorded
         checkpoint=checkpoint,
         random_weights=w.source == RANDOM_WEIGHTS,
         seed=int(w.seed or 0),
