@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 
 from tracker.options import FALSE_WORDS, TRUE_WORDS, check_values, opt, option_help, parse_options
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 OWNER = "demo engine"
 STRIPPED = ["Zs", "Zl", "Zp", "Cc"]  # spaces and controls: strip() removes them
 
@@ -278,3 +281,57 @@ def test_any_text_either_parses_into_range_or_is_refused_by_name(text: str) -> N
         assert str(exc).startswith(f"demo engine option fraction={text!r} is ")
     else:
         assert 0 <= value < 1
+
+
+# -- the ported settings ----------------------------------------------------------------------
+
+
+def _ported() -> list[tuple[type, str]]:
+    from tracker.engines.flow import FlowSettings
+    from tracker.engines.onnx.options import OnnxOptions, TrtOptions
+    from tracker.engines.sam2.options import Sam2Settings
+    from tracker.overseer.policy import PolicyConfig
+
+    return [
+        (FlowSettings, "flow engine"),
+        (Sam2Settings, "sam2 engine"),
+        (OnnxOptions, "onnx engine"),
+        (TrtOptions, "tensorrt engine"),
+        (PolicyConfig, "overseer"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_each_ported_settings_class_lists_every_option_with_help(index: int) -> None:
+    cls, owner = _ported()[index]
+    table = option_help(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert list(table) == names  # every field is an option (Sam2Settings.config is a property)
+    assert all(text.strip() for text in table.values()), table
+    with pytest.raises(ValueError, match=rf"^unknown {owner} option\(s\) nope; known: "):
+        parse_options(cls, {"nope": "1"}, owner=owner)
+
+
+def test_the_onnx_engines_share_the_export_options() -> None:
+    from tracker.engines.onnx.options import ExportOptions, OnnxOptions, TrtOptions
+    from tracker.engines.sam2.options import Sam2Settings
+
+    shared = option_help(ExportOptions)
+    assert set(shared) == {"export_dir", "model", "image_size", "checkpoint", "crop_margin_px"}
+    for cls in (OnnxOptions, TrtOptions):
+        assert {k: option_help(cls)[k] for k in shared} == shared
+    sam2 = option_help(Sam2Settings)
+    assert shared["crop_margin_px"] == sam2["crop_margin_px"]
+    assert shared["model"].startswith(sam2["model"].split(" (")[0])
+
+
+def test_the_parser_and_the_option_modules_stay_light() -> None:
+    code = (
+        "import sys, tracker.options, tracker.engines.onnx.options, tracker.engines.sam2.options,"
+        " tracker.overseer.policy;"
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'cv2', 'sam2') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
