@@ -3,7 +3,8 @@
 Both engines run the graphs of one ``tracker export`` directory, so the options that
 name and check the export (:class:`ExportOptions`) are declared once and shared; the
 ``model``, ``image_size`` and ``crop_margin_px`` options are the ``sam2`` engine's own.
-No torch, onnxruntime or TensorRT import: a bad option fails before anything is loaded.
+No torch, onnxruntime or TensorRT import (hence the providers' parser lives here, not in
+:mod:`tracker.engines.onnx.runtime`): a bad option fails before anything is loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tracker.engines.onnx.runtime import PROVIDER_NAMES, parse_providers
 from tracker.engines.sam2.options import crop_margin_option, image_size_option, model_option
 from tracker.options import check_values, opt
 from tracker.options import parse_options as parse_into
@@ -21,6 +21,29 @@ from tracker.options import parse_options as parse_into
 ONNX_OWNER = "onnx engine"
 TENSORRT_OWNER = "tensorrt engine"
 _MUST_MATCH = "must match the export, which is checked"
+
+PROVIDER_NAMES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    """``"cuda,cpu"`` -> ORT provider names, in order.
+
+    ValueError on an empty list, an unknown or a repeated name; its text says why, to follow
+    ``providers='...'`` in the option error (see :func:`tracker.options.opt`).
+    """
+    names = [p.strip().lower() for p in text.split(",") if p.strip()]
+    if not names:
+        raise ValueError("is empty")
+    bad = [n for n in names if n not in PROVIDER_NAMES]
+    if bad:
+        raise ValueError(f"names unknown provider(s) {', '.join(bad)}")
+    if len(set(names)) != len(names):
+        raise ValueError("names a provider twice")
+    return tuple(PROVIDER_NAMES[n] for n in names)
 
 
 @dataclass(frozen=True)

@@ -30,29 +30,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
-
-
-def parse_providers(text: str) -> tuple[str, ...]:
-    """``"cuda,cpu"`` -> ORT provider names, in order.
-
-    ValueError on an empty list, an unknown or a repeated name; its text says why, to follow
-    ``providers='...'`` in the option error (see :func:`tracker.options.opt`).
-    """
-    names = [p.strip().lower() for p in text.split(",") if p.strip()]
-    if not names:
-        raise ValueError("is empty")
-    bad = [n for n in names if n not in PROVIDER_NAMES]
-    if bad:
-        raise ValueError(f"names unknown provider(s) {', '.join(bad)}")
-    if len(set(names)) != len(names):
-        raise ValueError("names a provider twice")
-    return tuple(PROVIDER_NAMES[n] for n in names)
-
 
 @dataclass(frozen=True)
 class RuntimeOptions:
