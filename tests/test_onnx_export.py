@@ -15,7 +15,7 @@ from tracker.engines.onnx.manifest import (
     WeightsRecord,
     sha256_file,
 )
-from tracker.engines.onnx.runtime import parse_providers
+from tracker.engines.onnx.options import parse_providers
 
 GRAPHS = ("image_encoder", "memory_attention", "memory_encoder", "sam_heads")
 

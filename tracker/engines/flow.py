@@ -28,15 +28,18 @@ object's anchor and previous masks, whatever the stream length.
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession
 from tracker.engines.imaging import drop_islands, prompt_to_mask, to_gray8
+from tracker.options import check_values, opt
+from tracker.options import parse_options as parse_into
 from tracker.types import (
     Frame,
     ObjectTrack,
@@ -55,121 +58,47 @@ _DIS_PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-_ALGORITHMS = ("dis", "farneback")
-_BOX_MODES = ("grabcut", "box")
+OWNER = "flow engine"  # names the options in error messages
 
 
 @dataclass(frozen=True)
 class FlowSettings:
-    """The engine's validated options (see :meth:`FlowEngine.from_options`)."""
+    """The engine's validated options (see :func:`parse_options`); each field is one option."""
 
-    algorithm: str = "dis"
-    dis_preset: str = "medium"
+    algorithm: Literal["dis", "farneback"] = opt("dis", help="optical flow: DIS or Farneback")
+    dis_preset: str = opt("medium", choices=tuple(_DIS_PRESETS), help="DIS speed/quality preset")
     # Variational refinement iterations; -1: the preset's own (5 for medium). 0 by default:
     # on synthetic cine it costs ~1.9 ms per flow (of ~4.7) with no measurable accuracy gain.
-    dis_refinement: int = 0
-    anchor_weight: float = 2.0  # prior trust in the anchor over the short-term estimate (tuned on synth cine)
+    dis_refinement: int = opt(0, minimum=-1, help="-1: the preset's own")
+    # Prior trust in the anchor over the short-term estimate (tuned on synth cine).
+    anchor_weight: float = opt(2.0, minimum=0, help="0 disables the anchored estimate")
     # Grey-level residual at which a warp's local confidence halves; results were flat
     # between 6 and 25 on synthetic cine, so this is not a sensitive knob.
-    consistency_scale: float = 12.0
+    consistency_scale: float = opt(12.0, exclusive_minimum=0, help="grey levels")
     # Flow runs on frames downscaled to this longer side (masks stay full size): keeps
     # 1080p video near 480x270 cost; cine frames (270-450 px) are never scaled. On the
     # DAVIS clips 480 was ~30 % faster than 640 at equal or better J.
-    max_side: int = 480
-    box_mode: str = "grabcut"  # or "box": use the filled box as the mask
-    point_radius: float = 10.0  # px: expected object radius around a click; fallback disk radius
+    max_side: int = opt(480, minimum=32, help="pixels")
+    box_mode: Literal["grabcut", "box"] = opt("grabcut", help="box: use the filled box as the mask")
+    # Expected object radius around a click; also the fallback disk radius.
+    point_radius: float = opt(10.0, exclusive_minimum=0, help="pixels")
     # Parts of a propagated mask smaller than this fraction of its largest part are
     # flow specks, not object (see drop_islands); 0 keeps every part.
-    min_island_fraction: float = 0.05
+    min_island_fraction: float = opt(0.05, minimum=0, exclusive_maximum=1)
     # Tracking confidence: forward-backward flow error (px, full resolution) at which the
     # confidence halves; 0 turns the check off (one flow less per frame, photometric only).
-    fb_scale_px: float = 1.0
+    fb_scale_px: float = opt(1.0, minimum=0, help="pixels; 0: no forward-backward check")
+
+    def __post_init__(self) -> None:
+        check_values(self, owner=OWNER)
 
 
-_OPTION_HELP = {
-    "algorithm": "dis | farneback",
-    "dis_preset": "ultrafast | fast | medium",
-    "dis_refinement": "an integer >= -1 (-1: the preset's own)",
-    "anchor_weight": "a number >= 0 (0 disables the anchored estimate)",
-    "consistency_scale": "a number > 0 (grey levels)",
-    "max_side": "an integer >= 32 (pixels)",
-    "box_mode": "grabcut | box",
-    "point_radius": "a number > 0 (pixels)",
-    "min_island_fraction": "a number in [0, 1)",
-    "fb_scale_px": "a number >= 0 (pixels; 0: no forward-backward check)",
-}
+def parse_options(options: Mapping[str, str], base: FlowSettings | None = None) -> FlowSettings:
+    """Validate string options into :class:`FlowSettings` (options not given: ``base``'s values).
 
-
-def _parse_float(name: str, text: str, minimum: float, inclusive: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(
-            f"flow engine option {name}={text!r} is not a number; allowed: {_OPTION_HELP[name]}"
-        ) from None
-    ok = math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
-    if not ok:
-        raise ValueError(f"flow engine option {name}={text!r} is out of range; allowed: {_OPTION_HELP[name]}")
-    return value
-
-
-def _parse_int(name: str, text: str, minimum: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(
-            f"flow engine option {name}={text!r} is not an integer; allowed: {_OPTION_HELP[name]}"
-        ) from None
-    if value < minimum:
-        raise ValueError(f"flow engine option {name}={text!r} is out of range; allowed: {_OPTION_HELP[name]}")
-    return value
-
-
-def _parse_choice(name: str, text: str, allowed: tuple[str, ...]) -> str:
-    value = text.strip().lower()
-    if value not in allowed:
-        raise ValueError(f"flow engine option {name}={text!r} is not allowed; allowed: {_OPTION_HELP[name]}")
-    return value
-
-
-def parse_options(options: dict[str, str]) -> FlowSettings:
-    """Validate string options into :class:`FlowSettings`; ValueError names the bad one."""
-    unknown = sorted(set(options) - set(_OPTION_HELP))
-    if unknown:
-        raise ValueError(
-            f"unknown flow engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(_OPTION_HELP))}"
-        )
-    d = FlowSettings()
-    max_side = _parse_int("max_side", options.get("max_side", str(d.max_side)), 32)
-    dis_refinement = _parse_int("dis_refinement", options.get("dis_refinement", str(d.dis_refinement)), -1)
-    return FlowSettings(
-        algorithm=_parse_choice("algorithm", options.get("algorithm", d.algorithm), _ALGORITHMS),
-        dis_preset=_parse_choice("dis_preset", options.get("dis_preset", d.dis_preset), tuple(_DIS_PRESETS)),
-        anchor_weight=_parse_float(
-            "anchor_weight", options.get("anchor_weight", str(d.anchor_weight)), 0.0, True
-        ),
-        consistency_scale=_parse_float(
-            "consistency_scale", options.get("consistency_scale", str(d.consistency_scale)), 0.0, False
-        ),
-        max_side=max_side,
-        dis_refinement=dis_refinement,
-        box_mode=_parse_choice("box_mode", options.get("box_mode", d.box_mode), _BOX_MODES),
-        point_radius=_parse_float(
-            "point_radius", options.get("point_radius", str(d.point_radius)), 0.0, False
-        ),
-        min_island_fraction=_island_fraction(options.get("min_island_fraction", str(d.min_island_fraction))),
-        fb_scale_px=_parse_float("fb_scale_px", options.get("fb_scale_px", str(d.fb_scale_px)), 0.0, True),
-    )
-
-
-def _island_fraction(text: str) -> float:
-    value = _parse_float("min_island_fraction", text, 0.0, True)
-    if value >= 1.0:
-        allowed = _OPTION_HELP["min_island_fraction"]
-        raise ValueError(
-            f"flow engine option min_island_fraction={text!r} is not allowed; allowed: {allowed}"
-        )
-    return value
+    ValueError names the bad option and what it allows (see :func:`option_help`).
+    """
+    return parse_into(FlowSettings, options, owner=OWNER, base=base)
 
 
 # -- engine ---------------------------------------------------------------------------
@@ -192,16 +121,15 @@ class FlowEngine(Engine):
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> FlowEngine:
-        """Build from string options; see ``_OPTION_HELP`` for names and allowed values."""
+        """Build from string options; ``option_help(FlowSettings)`` lists names and allowed values."""
         return cls(parse_options(options))
 
     def open_session(self, config: SessionConfig) -> FlowSession:
         """A session with the engine's settings, overridden by the session's own engine options."""
         settings = self.settings
         if config.engine_options:
-            current = {f.name: str(getattr(settings, f.name)) for f in fields(FlowSettings)}
             try:
-                settings = parse_options({**current, **config.engine_options})
+                settings = parse_options(config.engine_options, base=settings)
             except ValueError as exc:  # refused at open (INVALID_ARGUMENT), never silently ignored
                 raise PromptError(f"session engine options: {exc}") from None
         return FlowSession(config, settings)

@@ -41,10 +41,12 @@ detections) mask comparisons, each on the pair's bounding box.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from tracker.options import check_values, opt, parse_options
 from tracker.overseer.types import Detection, TrackView
 from tracker.types import UpdateAction
 
@@ -57,57 +59,47 @@ REASON_DUPLICATE = "duplicate"
 REASON_GUARD = "guard"
 
 
+OWNER = "overseer"  # names the options in error messages
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """Knobs of :class:`RepromptPolicy` and :class:`RunTrigger` (engine options ``overseer.<name>``)."""
 
-    every_k: int = 1  # run the overseer every k frames (plus on abrupt changes)
-    min_score: float = 0.5  # s: detections below are ignored
-    persist_runs: int = 3  # m: consecutive runs a condition must hold
-    drift_iou: float = 0.5  # t: tracker/overseer IoU below this is disagreement
-    match_iou: float = 0.1  # a detection supports a track above this IoU
-    duplicate_iou: float = 0.7  # two tracks overlapping this much are duplicates (SASVi's 0.70)
-    trust_tracker_presence: bool = False  # see the module docstring (leave rule)
-    area_jump: float = 2.0  # abrupt change: a mask area grows or shrinks by this factor in one frame
-    score_drop: float = 0.3  # abrupt change: a presence score falls by this much in one frame
-    min_area_px: int = 30  # smaller detections are ignored (a sliver at the border is not an object yet)
-    first_auto_id: int = 1000  # ids the overseer gives new objects start here (above usual client ids)
+    every_k: int = opt(1, minimum=1, help="run the overseer every k frames (plus on abrupt changes)")
+    min_score: float = opt(0.5, minimum=0, maximum=1, help="s: detections below are ignored")
+    persist_runs: int = opt(3, minimum=1, help="m: consecutive runs a condition must hold")
+    drift_iou: float = opt(
+        0.5, minimum=0, maximum=1, help="t: tracker/overseer IoU below this is disagreement"
+    )
+    match_iou: float = opt(0.1, minimum=0, maximum=1, help="a detection supports a track above this IoU")
+    duplicate_iou: float = opt(
+        0.7, minimum=0, maximum=1, help="two tracks overlapping this much are duplicates (SASVi's 0.70)"
+    )
+    trust_tracker_presence: bool = opt(
+        False, help="leave also needs the tracker to report the object absent (see the policy module)"
+    )
+    area_jump: float = opt(
+        2.0,
+        exclusive_minimum=1,
+        help="abrupt change: a mask area grows or shrinks by this factor in one frame",
+    )
+    score_drop: float = opt(0.3, help="abrupt change: a presence score falls by this much in one frame")
+    # A sliver at the border is not an object yet.
+    min_area_px: int = opt(30, help="smaller detections are ignored")
+    # Above usual client ids.
+    first_auto_id: int = opt(1000, help="ids the overseer gives new objects start here")
 
     def __post_init__(self) -> None:
-        if self.every_k < 1 or self.persist_runs < 1:
-            raise ValueError("overseer every_k and persist_runs must be >= 1")
-        for name in ("min_score", "drift_iou", "match_iou", "duplicate_iou"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"overseer {name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.area_jump <= 1.0:
-            raise ValueError(f"overseer area_jump must be > 1, got {self.area_jump}")
+        check_values(self, owner=OWNER)
 
     @classmethod
-    def from_options(cls, options: dict[str, str], base: PolicyConfig | None = None) -> PolicyConfig:
+    def from_options(cls, options: Mapping[str, str], base: PolicyConfig | None = None) -> PolicyConfig:
         """``base`` (default: the defaults) with string options (``every_k=2``, ...) applied.
 
-        Raises ValueError naming an unknown or malformed option.
+        Raises ValueError naming an unknown, malformed or out-of-range option.
         """
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, object] = {}
-        for key, text in options.items():
-            if key not in known:
-                raise ValueError(f"unknown overseer option {key!r}; known: {', '.join(sorted(known))}")
-            default = getattr(cls(), key)
-            try:
-                if isinstance(default, bool):
-                    if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                        raise ValueError(text)
-                    values[key] = text.lower() in ("1", "true", "yes")
-                elif isinstance(default, int):
-                    values[key] = int(text)
-                else:
-                    values[key] = float(text)
-            except ValueError:
-                raise ValueError(
-                    f"overseer option {key}={text!r} is not a valid {type(default).__name__}"
-                ) from None
-        return replace(base or cls(), **values)  # type: ignore[arg-type]
+        return parse_options(cls, options, owner=OWNER, base=base)
 
 
 @dataclass(frozen=True)

@@ -12,93 +12,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
 from tracker.engines.base import EngineSession
+from tracker.engines.onnx.options import OnnxOptions, parse_onnx_options
 from tracker.engines.sam2.engine import Sam2Engine
-from tracker.engines.sam2.options import OPTION_HELP as SAM2_OPTION_HELP
-from tracker.engines.sam2.options import parse_options as parse_sam2_options
 from tracker.types import Frame
 
 logger = logging.getLogger(__name__)
 
 ENGINE_VERSION = "0.1.0"
 
-OPTION_HELP: dict[str, str] = {
-    "export_dir": "directory written by `tracker export` (graphs + manifest.json); required",
-    "providers": "comma list of tensorrt | cuda | cpu, in priority order (default cpu); each must start",
-    "intra_op_threads": "ONNX Runtime threads per session, an integer >= 0 (0: ORT default)",
-    "optimization": "basic | extended | all (ORT graph optimisation level; default all)",
-    "model": "must match the export (checked); " + SAM2_OPTION_HELP["model"],
-    "image_size": "must match the export (checked); " + SAM2_OPTION_HELP["image_size"],
-    "checkpoint": "SAM 2.1 checkpoint the export was made from"
-    " (default: the path in the manifest; hash checked)",
-    "device": "cpu | cuda: where the small torch parts and tensors live (cuda needs providers cuda/tensorrt)",
-    "crop_margin_px": SAM2_OPTION_HELP["crop_margin_px"],
-}
 
-
-@dataclasses.dataclass(frozen=True)
-class OnnxOptions:
-    export_dir: Path
-    providers: tuple[str, ...]
-    intra_op_threads: int
-    optimization: str
-    model: str | None
-    image_size: int | None
-    checkpoint: str | None
-    device: str
-    crop_margin_px: int | None
-
-
-def parse_options(options: dict[str, str]) -> OnnxOptions:
-    """Validate string options; ValueError names the bad one. No torch/ORT import."""
-    from tracker.engines.onnx.runtime import parse_providers
-
-    unknown = sorted(set(options) - set(OPTION_HELP))
-    if unknown:
-        raise ValueError(
-            f"unknown onnx engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_HELP))}"
-        )
-    export_dir = options.get("export_dir", "").strip()
-    if not export_dir:
-        raise ValueError("onnx engine needs export_dir=DIR (made by `tracker export`)")
-    providers = parse_providers(options.get("providers", "cpu"))
-    try:
-        threads = int(options.get("intra_op_threads", "0"))
-    except ValueError:
-        raise ValueError(
-            f"onnx engine option intra_op_threads={options['intra_op_threads']!r} is not an integer"
-        ) from None
-    if threads < 0:
-        raise ValueError("onnx engine option intra_op_threads must be >= 0")
-    optimization = options.get("optimization", "all").strip().lower()
-    if optimization not in ("basic", "extended", "all"):
-        raise ValueError(
-            f"onnx engine option optimization={optimization!r}; allowed: {OPTION_HELP['optimization']}"
-        )
-    # Reuse the sam2 engine's validation for the shared options (random_weights only to pass
-    # its "needs weights" rule; the weights really come from the manifest).
-    sam2_opts = {k: options[k] for k in ("model", "image_size", "crop_margin_px") if k in options}
-    device = options.get("device", "cpu").strip().lower()
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"onnx engine option device={device!r}; allowed: {OPTION_HELP['device']}")
-    if device == "cuda" and providers == ("CPUExecutionProvider",):
-        raise ValueError("onnx engine: device=cuda needs providers=cuda or tensorrt")
-    s = parse_sam2_options({**sam2_opts, "random_weights": "true", "device": "cpu"}, cuda_available=False)
-    return OnnxOptions(
-        export_dir=Path(export_dir),
-        providers=providers,
-        intra_op_threads=threads,
-        optimization=optimization,
-        model=s.model if "model" in options else None,
-        image_size=s.image_size if "image_size" in options else None,
-        checkpoint=options.get("checkpoint", "").strip() or None,
-        device=device,
-        crop_margin_px=s.crop_margin_px,
-    )
+def parse_options(options: Mapping[str, str]) -> OnnxOptions:
+    """Validate string options (see :class:`OnnxOptions`); ValueError names the bad one."""
+    return parse_onnx_options(options)
 
 
 class OnnxEngine(Sam2Engine):

@@ -30,34 +30,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
-
-
-def parse_providers(text: str) -> tuple[str, ...]:
-    """``"cuda,cpu"`` -> ORT provider names, in order; ValueError on unknown or empty."""
-    names = [p.strip().lower() for p in text.split(",") if p.strip()]
-    if not names:
-        raise ValueError(
-            f"onnx engine option providers={text!r} is empty; allowed: {', '.join(PROVIDER_NAMES)}"
-        )
-    bad = [n for n in names if n not in PROVIDER_NAMES]
-    if bad:
-        raise ValueError(
-            f"onnx engine option providers={text!r}: unknown {', '.join(bad)};"
-            f" allowed: {', '.join(PROVIDER_NAMES)}"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"onnx engine option providers={text!r} names a provider twice")
-    return tuple(PROVIDER_NAMES[n] for n in names)
-
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How the sessions run (see ``OPTION_HELP`` in :mod:`tracker.engines.onnx.engine`)."""
+    """How the sessions run (see :class:`tracker.engines.onnx.options.OnnxOptions`)."""
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0  # 0: ORT's default (one per physical core)
@@ -351,8 +327,7 @@ def settings_for(manifest: Manifest, spec: OnnxModelSpec, crop_margin_px: int | 
     if w.source != RANDOM_WEIGHTS:
         checkpoint = spec.checkpoint or w.path
     return Sam2Settings(
-        model=manifest.model,
-        config=manifest.config,
+        model=manifest.model,  # its config is the model's own, as the export recorded
         checkpoint=checkpoint,
         random_weights=w.source == RANDOM_WEIGHTS,
         seed=int(w.seed or 0),

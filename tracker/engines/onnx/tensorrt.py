@@ -21,9 +21,11 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tracker.engines.onnx.options import ExportOptions, OnnxOptions, TrtOptions, parse_tensorrt_options
 
 if TYPE_CHECKING:
     import torch
@@ -35,20 +37,6 @@ logger = logging.getLogger(__name__)
 NOT_INSTALLED = "TensorRT is not installed: pip install tensorrt from NVIDIA's index"
 CACHE_FORMAT = 1
 
-OPTION_HELP: dict[str, str] = {
-    "export_dir": "directory written by `tracker export`; required",
-    "precision": "fp32 | fp16 (default fp16)",
-    "cache_dir": "where built engines are cached (default EXPORT_DIR/tensorrt_cache)",
-    "max_memory_frames": "largest number of memory frames in one attention call (default 16)",
-    "max_points": "largest number of prompt points (default 16)",
-    "max_batch": "largest image-encoder batch, frames of several sessions in one call (default 8)",
-    "workspace_mb": "TensorRT builder workspace in MiB (default 4096)",
-    "model": "must match the export (checked)",
-    "image_size": "must match the export (checked)",
-    "checkpoint": "checkpoint the export was made from (hash checked)",
-    "crop_margin_px": "as for the sam2 engine",
-}
-
 
 def import_tensorrt() -> Any:
     """``tensorrt``, or RuntimeError with :data:`NOT_INSTALLED`."""
@@ -59,52 +47,9 @@ def import_tensorrt() -> Any:
     return trt
 
 
-@dataclass(frozen=True)
-class TrtOptions:
-    export_dir: Path
-    precision: str = "fp16"
-    cache_dir: Path | None = None
-    max_memory_frames: int = 16
-    max_points: int = 16
-    max_batch: int = 8
-    workspace_mb: int = 4096
-    sam2: dict[str, str] = dataclasses.field(default_factory=dict)  # model, image_size, checkpoint, crop
-
-
-def parse_options(options: dict[str, str]) -> TrtOptions:
-    unknown = sorted(set(options) - set(OPTION_HELP))
-    if unknown:
-        raise ValueError(
-            f"unknown tensorrt engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_HELP))}"
-        )
-    export_dir = options.get("export_dir", "").strip()
-    if not export_dir:
-        raise ValueError("tensorrt engine needs export_dir=DIR (made by `tracker export`)")
-    precision = options.get("precision", "fp16").strip().lower()
-    if precision not in ("fp16", "fp32"):
-        raise ValueError(f"tensorrt engine option precision={precision!r}; allowed: fp32 | fp16")
-
-    def pos_int(name: str, default: int) -> int:
-        text = options.get(name, str(default))
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"tensorrt engine option {name}={text!r} is not an integer") from None
-        if value < 1:
-            raise ValueError(f"tensorrt engine option {name} must be >= 1")
-        return value
-
-    cache = options.get("cache_dir", "").strip()
-    return TrtOptions(
-        export_dir=Path(export_dir),
-        precision=precision,
-        cache_dir=Path(cache) if cache else None,
-        max_memory_frames=pos_int("max_memory_frames", 16),
-        max_points=pos_int("max_points", 16),
-        max_batch=pos_int("max_batch", 8),
-        workspace_mb=pos_int("workspace_mb", 4096),
-        sam2={k: options[k] for k in ("model", "image_size", "checkpoint", "crop_margin_px") if k in options},
-    )
+def parse_options(options: Mapping[str, str]) -> TrtOptions:
+    """Validate string options (see :class:`TrtOptions`); ValueError names the bad one. No TensorRT import."""
+    return parse_tensorrt_options(options)
 
 
 # -- cache -------------------------------------------------------------------------------------
@@ -310,13 +255,12 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
     if not torch.cuda.is_available():
         raise RuntimeError("the tensorrt engine needs a CUDA device; none is available")
     from tracker.engines.onnx.engine import OnnxEngine
-    from tracker.engines.onnx.engine import parse_options as onnx_options
     from tracker.engines.onnx.manifest import Manifest
 
     manifest = Manifest.read(opts.export_dir)
-    onnx_opts = dataclasses.replace(
-        onnx_options({"export_dir": str(opts.export_dir), **opts.sam2}), providers=(), device="cuda"
-    )
+    # The same export checks as the onnx engine; the graphs run in TensorRT, the torch parts on cuda.
+    shared = {f.name: getattr(opts, f.name) for f in dataclasses.fields(ExportOptions)}
+    onnx_opts = OnnxOptions(**shared, providers=(), device="cuda")
     cache_dir = opts.cache_dir or opts.export_dir / "tensorrt_cache"
     hw = (manifest.image_size // 16) ** 2
     ptr_tokens = 64  # SAM 2.1: up to 16 pointers, each split into hidden_dim / mem_dim = 4 tokens

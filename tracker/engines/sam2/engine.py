@@ -170,7 +170,7 @@ class Sam2Engine(Engine):
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> Sam2Engine:
-        """Build from string options; see :data:`tracker.engines.sam2.options.OPTION_HELP`."""
+        """Build from string options; ``option_help(Sam2Settings)`` lists names and allowed values."""
         return cls(parse_options(options))
 
     def set_intra_op_threads(self, threads: int) -> None:

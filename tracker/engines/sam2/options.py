@@ -6,19 +6,26 @@ costs nothing and fails before any weights are touched.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-# model name -> (canonical name, sam2 Hydra config)
-_MODELS: dict[str, tuple[str, str]] = {}
-for _canon, _short, _cfg in (
-    ("sam2.1_hiera_tiny", ("t", "tiny"), "configs/sam2.1/sam2.1_hiera_t.yaml"),
-    ("sam2.1_hiera_small", ("s", "small"), "configs/sam2.1/sam2.1_hiera_s.yaml"),
-    ("sam2.1_hiera_base_plus", ("b+", "base_plus", "base+"), "configs/sam2.1/sam2.1_hiera_b+.yaml"),
-    ("sam2.1_hiera_large", ("l", "large"), "configs/sam2.1/sam2.1_hiera_l.yaml"),
-):
-    for _alias in (_canon, *_short):
-        _MODELS[_alias] = (_canon, _cfg)
+from tracker.options import check_values, opt, option_help
+from tracker.options import parse_options as parse_into
+
+# canonical model name -> sam2 Hydra config, and the short names accepted for each model
+MODEL_CONFIGS: dict[str, str] = {
+    "sam2.1_hiera_tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "sam2.1_hiera_small": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "sam2.1_hiera_base_plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "sam2.1_hiera_large": "configs/sam2.1/sam2.1_hiera_l.yaml",
+}
+MODEL_ALIASES: dict[str, str] = {
+    **dict.fromkeys(("t", "tiny"), "sam2.1_hiera_tiny"),
+    **dict.fromkeys(("s", "small"), "sam2.1_hiera_small"),
+    **dict.fromkeys(("b+", "base_plus", "base+"), "sam2.1_hiera_base_plus"),
+    **dict.fromkeys(("l", "large"), "sam2.1_hiera_large"),
+}
 
 # SAM2's Hiera trunk downsamples by 32 (stride-16 features after the FPN's scalp), so the
 # square model input must be a multiple of 32; below 256 the 16x16 top-level feature map is
@@ -26,60 +33,66 @@ for _canon, _short, _cfg in (
 _MIN_IMAGE_SIZE = 256
 _MAX_IMAGE_SIZE = 2048
 
-OPTION_HELP: dict[str, str] = {
-    "model": "sam2.1_hiera_tiny | sam2.1_hiera_small | sam2.1_hiera_base_plus | sam2.1_hiera_large"
-    " (or t | s | b+ | l, tiny | small | base_plus | large)",
-    "checkpoint": "path to a SAM 2.1 checkpoint (.pt) matching the model",
-    "random_weights": "true | false (true: untrained weights, for tests and benchmarks only)",
-    "seed": "an integer >= 0 (initialises random weights reproducibly)",
-    "image_size": f"a multiple of 32 in [{_MIN_IMAGE_SIZE}, {_MAX_IMAGE_SIZE}]"
-    " (default 1024 on cuda, 512 on cpu)",
-    "device": "cpu | cuda (default cuda when available)",
-    "dtype": "float32 | bfloat16 (bfloat16 autocast; on cpu only where the CPU has native bfloat16,"
-    " i.e. avx512_bf16 or amx_bf16)",
-    "crop_margin_px": "an integer >= 0 (track in a square crop around the prompts plus this margin), or off",
-}
+OWNER = "sam2 engine"  # names the options in error messages
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+
+def model_option(default: str | None, help: str = "") -> Any:
+    """The ``model`` option (canonical names and aliases); the onnx engines declare theirs with it."""
+    return opt(default, choices=tuple(MODEL_CONFIGS), aliases=MODEL_ALIASES, help=help)
+
+
+def image_size_option(default: int | None, help: str) -> Any:
+    """The ``image_size`` option: a multiple of 32 in the validated range."""
+    return opt(default, minimum=_MIN_IMAGE_SIZE, maximum=_MAX_IMAGE_SIZE, multiple_of=32, help=help)
+
+
+def crop_margin_option() -> Any:
+    """The ``crop_margin_px`` option: a margin in pixels, or off (no crop: the whole frame)."""
+    return opt(
+        None,
+        minimum=0,
+        none=("off", "", "none", "false"),
+        help="track in a square crop around the prompts plus this margin",
+    )
 
 
 @dataclass(frozen=True)
 class Sam2Settings:
-    """The engine's validated options (see :func:`parse_options`)."""
+    """The engine's validated options (see :func:`parse_options`); each field but ``config`` is one."""
 
-    model: str = "sam2.1_hiera_tiny"
-    config: str = "configs/sam2.1/sam2.1_hiera_t.yaml"
-    checkpoint: str | None = None
-    random_weights: bool = False
-    seed: int = 0
-    image_size: int = 512
-    device: str = "cpu"
-    dtype: str = "float32"
-    crop_margin_px: int | None = None  # None: no crop, the whole frame goes to the model
+    model: str = model_option("sam2.1_hiera_tiny")
+    checkpoint: str | None = opt(None, help="path to a SAM 2.1 checkpoint (.pt) matching the model")
+    random_weights: bool = opt(False, help="true: untrained weights, for tests and benchmarks only")
+    seed: int = opt(0, minimum=0, help="initialises random weights reproducibly")
+    image_size: int = image_size_option(512, "default 1024 on cuda, 512 on cpu")
+    device: Literal["cpu", "cuda"] = opt("cpu", help="default cuda when available")
+    dtype: Literal["float32", "bfloat16"] = opt(
+        "float32",
+        aliases={"fp32": "float32", "bf16": "bfloat16"},
+        help="bfloat16 autocast; on cpu only where the CPU has native bfloat16, i.e. avx512_bf16 or amx_bf16",
+    )
+    crop_margin_px: int | None = crop_margin_option()  # None: no crop, the whole frame goes to the model
+
+    def __post_init__(self) -> None:
+        check_values(self, owner=OWNER)
+        if self.checkpoint and self.random_weights:
+            raise ValueError(
+                "sam2 engine options checkpoint and random_weights=true exclude each other; give one of them"
+            )
+        if not self.checkpoint and not self.random_weights:
+            raise ValueError(
+                "sam2 engine needs weights: give checkpoint=PATH (a SAM 2.1 .pt file) or, for tests and"
+                " benchmarks only, random_weights=true"
+            )
+
+    @property
+    def config(self) -> str:
+        """The sam2 Hydra config of :attr:`model`."""
+        return MODEL_CONFIGS[self.model]
 
 
 def _bad(name: str, text: str, why: str) -> ValueError:
-    return ValueError(f"sam2 engine option {name}={text!r} {why}; allowed: {OPTION_HELP[name]}")
-
-
-def _parse_bool(name: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise _bad(name, text, "is not a boolean")
-
-
-def _parse_int(name: str, text: str) -> int:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise _bad(name, text, "is not an integer") from None
-    if not math.isfinite(value) or value != int(value):
-        raise _bad(name, text, "is not an integer")
-    return int(value)
+    return ValueError(f"{OWNER} option {name}={text!r} {why}; allowed: {option_help(Sam2Settings)[name]}")
 
 
 def _cuda_available() -> bool:
@@ -112,96 +125,34 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
 
 
 def parse_options(
-    options: dict[str, str], *, cuda_available: bool | None = None, cpu_bf16: bool | None = None
+    options: Mapping[str, str], *, cuda_available: bool | None = None, cpu_bf16: bool | None = None
 ) -> Sam2Settings:
     """Validate string options into :class:`Sam2Settings`; ValueError names the bad option.
 
-    ``cuda_available`` and ``cpu_bf16`` are for tests; by default torch is asked (which
-    imports torch) only when ``device`` is not given or is ``cuda``, and /proc/cpuinfo only
-    when bfloat16 is asked for on the CPU.
+    What this machine can run is checked here, not in the settings: ``device`` (default
+    cuda when available) and ``image_size`` (default 1024 on cuda, 512 on cpu) follow it,
+    and bfloat16 on the CPU needs native instructions. ``cuda_available`` and ``cpu_bf16``
+    are for tests; by default torch is asked (which imports torch) only when ``device`` is
+    not given or is ``cuda``, and /proc/cpuinfo only when bfloat16 is asked for on the CPU.
     """
-    unknown = sorted(set(options) - set(OPTION_HELP))
-    if unknown:
-        raise ValueError(
-            f"unknown sam2 engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTION_HELP))}"
-        )
+    settings = parse_into(Sam2Settings, options, owner=OWNER)
 
-    model_text = options.get("model", "sam2.1_hiera_tiny")
-    try:
-        model, config = _MODELS[model_text.strip().lower()]
-    except KeyError:
-        raise _bad("model", model_text, "is not a known model") from None
+    def has_cuda() -> bool:
+        return _cuda_available() if cuda_available is None else cuda_available
 
-    checkpoint = options.get("checkpoint", "").strip() or None
-    random_weights = _parse_bool("random_weights", options.get("random_weights", "false"))
-    if checkpoint and random_weights:
-        raise ValueError(
-            "sam2 engine options checkpoint and random_weights=true exclude each other; give one of them"
-        )
-    if not checkpoint and not random_weights:
-        raise ValueError(
-            "sam2 engine needs weights: give checkpoint=PATH (a SAM 2.1 .pt file) or, for tests and"
-            " benchmarks only, random_weights=true"
-        )
-
-    seed = _parse_int("seed", options.get("seed", "0"))
-    if seed < 0:
-        raise _bad("seed", options["seed"], "is negative")
-
-    device_text = options.get("device")
-    if device_text is None:
-        has_cuda = _cuda_available() if cuda_available is None else cuda_available
-        device = "cuda" if has_cuda else "cpu"
-    else:
-        device = device_text.strip().lower()
-        if device not in ("cpu", "cuda"):
-            raise _bad("device", device_text, "is not allowed")
-        if device == "cuda":
-            has_cuda = _cuda_available() if cuda_available is None else cuda_available
-            if not has_cuda:
-                raise _bad("device", device_text, "is not available on this machine (no CUDA device)")
-
-    dtype_text = options.get("dtype", "float32")
-    dtype = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16"}.get(
-        dtype_text.strip().lower(), ""
-    )
-    if not dtype:
-        raise _bad("dtype", dtype_text, "is not allowed")
-    if dtype == "bfloat16" and device == "cpu":
+    if "device" not in options:
+        settings = replace(settings, device="cuda" if has_cuda() else "cpu")
+    elif settings.device == "cuda" and not has_cuda():
+        raise _bad("device", options["device"], "is not available on this machine (no CUDA device)")
+    if "image_size" not in options and settings.device == "cuda":
+        settings = replace(settings, image_size=1024)
+    if settings.dtype == "bfloat16" and settings.device == "cpu":
         native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
         if not native:
             raise _bad(
                 "dtype",
-                dtype_text,
+                options.get("dtype", settings.dtype),
                 "needs device=cuda or a CPU with native bfloat16 (avx512_bf16 or amx_bf16); this CPU"
                 " would emulate it, slower than float32",
             )
-
-    size_text = options.get("image_size")
-    if size_text is None:
-        image_size = 1024 if device == "cuda" else 512
-    else:
-        image_size = _parse_int("image_size", size_text)
-        if image_size % 32 or not _MIN_IMAGE_SIZE <= image_size <= _MAX_IMAGE_SIZE:
-            raise _bad("image_size", size_text, "is out of range")
-
-    crop_text = options.get("crop_margin_px", "off")
-    crop_margin: int | None
-    if crop_text.strip().lower() in ("", "off", "none", "false"):
-        crop_margin = None
-    else:
-        crop_margin = _parse_int("crop_margin_px", crop_text)
-        if crop_margin < 0:
-            raise _bad("crop_margin_px", crop_text, "is negative")
-
-    return Sam2Settings(
-        model=model,
-        config=config,
-        checkpoint=checkpoint,
-        random_weights=random_weights,
-        seed=seed,
-        image_size=image_size,
-        device=device,
-        dtype=dtype,
-        crop_margin_px=crop_margin,
-    )
+    return settings
