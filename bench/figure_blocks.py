@@ -293,7 +293,7 @@ def _figs_soak() -> list[Fig]:
 
 def _figs_stream_5min() -> list[Fig]:
     return figs(
-        "round1/stream_sam2_tiny_1hz_bf16_5min.json",
+        "stream_sam2_tiny_1hz_bf16_5min.json",
         ("frames", "frames", "d"),
         ("answered OK", "ok", "d"),
         ("answered LATE", "late", "d"),
@@ -321,7 +321,7 @@ def _stages(run: str, label: str) -> list[Row]:
 
 def _figs_precision() -> list[Fig]:
     return figs(
-        "round1/precision_cpu.json",
+        "precision_cpu.json",
         *_stages("float32", "float32"),
         *_stages("bfloat16", "bfloat16"),
         ("bf16 speed-up per frame (p50 ratio)", "speedup_p50", ".2f", "×"),
@@ -343,7 +343,7 @@ def _figs_reference() -> list[Fig]:
             (f"{name}: peak RSS", f"{run}.peak_rss_mb", ",.0f", MB),
         ]
     return figs(
-        "round1/reference_1000.json",
+        "reference_1000.json",
         *rows,
         ("max abs logit difference over all frames", "parity.max_abs_logit_diff", ".1f"),
         ("min mask IoU over all frames", "parity.min_iou", ".1f"),
@@ -354,8 +354,8 @@ def _figs_reference() -> list[Fig]:
 def _figs_interleaved() -> list[Fig]:
     out: list[Fig] = []
     for file, name in (
-        ("round1/reference_ab_fp32.json", "float32"),
-        ("round1/reference_ab_bf16.json", "bfloat16"),
+        ("reference_ab_fp32.json", "float32"),
+        ("reference_ab_bf16.json", "bfloat16"),
     ):
         out += figs(
             file,
@@ -376,21 +376,21 @@ def _figs_interleaved() -> list[Fig]:
         ".2f",
         " s",
     )
-    return out + figs("round1/reference_120.json", init)
+    return out + figs("reference_120.json", init)
 
 
 def _figs_onnx() -> list[Fig]:
     seq = "beside the reference, sequential"
     return [
         *figs(
-            "round1/reference_onnx.json",
+            "reference_onnx.json",
             (f"{seq}: PyTorch engine ms/frame p50", "ours.ms_per_frame_p50", ",.0f", MS),
             (f"{seq}: reference ms/frame p50", "reference.ms_per_frame_p50", ",.0f", MS),
             (f"{seq}: ONNX Runtime ms/frame p50", "onnx.ms_per_frame_p50", ",.0f", MS),
             ("sequential: ONNX vs PyTorch max logit difference", "onnx.parity.max_abs_logit_diff", ".1e"),
         ),
         *figs(
-            "round1/onnx_cpu.json",
+            "onnx_cpu.json",
             *_stages("ours", "interleaved, PyTorch float32"),
             *_stages("onnx", "interleaved, ONNX Runtime float32"),
             ("interleaved: ONNX Runtime speed-up per frame (target ≥ 1.25×)", "speedup_p50", ".2f", "×"),

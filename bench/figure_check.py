@@ -21,7 +21,7 @@ FUTURE_DOCS = frozenset(
     {"docs/scale-out.md", "docs/validation.md", "docs/deployment.md", "docs/scheduler.md"}
 )
 
-CITE_RE = re.compile(r"`((?:bench/results/)?(?:round1/)?[\w.-]+\.json):([\w.-]+)`(?: ×([\d.]+))?")
+CITE_RE = re.compile(r"`((?:bench/results/)?[\w.-]+\.json):([\w.-]+)`(?: ×([\d.]+))?")
 NUMBER_RE = re.compile(r"-?[\d,]*\.?\d+(?:e[-+]?\d+)?")
 LINK_RE = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 

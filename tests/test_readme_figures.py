@@ -50,7 +50,7 @@ def tree(tmp_path: Path) -> Path:
     ):
         shutil.copy(REPO / "bench" / name, tmp_path / "bench" / name)
     results = REPO / "bench" / "results"
-    for path in results.rglob("*"):  # round1/ included
+    for path in results.rglob("*"):
         if path.suffix in (".json", ".md"):
             target = tmp_path / "bench" / "results" / path.relative_to(results)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -203,3 +203,18 @@ def test_check_command_exits_non_zero_and_rewrite_fixes_stale_blocks(tree: Path)
     assert "| 10.0 ms | `flow.json:latency.server_ms_median`" in (tree / "README.md").read_text()
     passed = subprocess.run([*script, "--check"], capture_output=True, text=True, cwd=tree, timeout=120)
     assert passed.returncode == 0, passed.stdout
+
+
+PROVENANCE_KEYS = {"command", "commit", "dirty", "date", "machine", "load_avg_at_start", "libraries", "seed"}
+
+
+def test_every_committed_result_carries_its_provenance() -> None:
+    files = sorted((REPO / "bench" / "results").rglob("*.json"))
+    assert len(files) >= 20  # the scan really found the results
+    missing = {}
+    for path in files:
+        prov = json.loads(path.read_text()).get("provenance")
+        lacking = PROVENANCE_KEYS - set(prov) if isinstance(prov, dict) else PROVENANCE_KEYS
+        if lacking or not (isinstance(prov, dict) and prov.get("commit") and prov.get("machine")):
+            missing[str(path.relative_to(REPO))] = sorted(lacking) or ["commit or machine empty"]
+    assert not missing, f"results without complete provenance: {missing}"
