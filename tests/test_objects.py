@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from tests.conftest import disk, textured_image
+from tracker.engines import create_engine
 from tracker.objects import ObjectRegistry, TrackedObject
+from tracker.overseer.build import wrap_engine
+from tracker.overseer.policy import PolicyConfig, RepromptPolicy
+from tracker.overseer.types import Detection, TrackView
 from tracker.types import (
+    Frame,
+    MaskPrompt,
+    ObjectPrompt,
     PromptError,
     PromptUpdate,
+    SessionConfig,
     UpdateAction,
 )
 
@@ -80,3 +90,58 @@ def test_apply_records_an_update_and_the_first_frame_is_recorded_once() -> None:
     assert reg.get(4).first_frame == 10
     reg.apply(PromptUpdate(UpdateAction.REMOVE, 4))
     assert 4 not in reg and 99 not in reg
+
+
+# -- engine sessions, the overseer, the gate ------------------------------------------------
+
+
+def _config(*objects: ObjectPrompt, **kw: object) -> SessionConfig:
+    return SessionConfig(objects=tuple(objects), **kw)  # type: ignore[arg-type]
+
+
+def test_an_engine_session_keeps_its_objects_in_its_registry() -> None:
+    session = create_engine("flow").open_session(
+        _config(ObjectPrompt(1, MaskPrompt(disk(H, W, 40, 40, 9)), "a"))
+    )
+    image = textured_image(H, W)
+    assert session.objects.ids() == [1] and session.objects.get(1).first_frame is None
+    session.step(Frame(5, image))
+    assert session.objects.get(1) == TrackedObject(1, "a", 0, 5)
+    with pytest.raises(PromptError, match="is 10x10 but frames are 96x120"):
+        session.apply(PromptUpdate(UpdateAction.ADD, 2, MaskPrompt(np.ones((10, 10), bool))))
+    assert session.object_ids == [1]  # a refused update leaves the registry as it was
+    session.apply(PromptUpdate(UpdateAction.ADD, 2, MaskPrompt(disk(H, W, 80, 50, 9)), "b"))
+    assert session.object_ids == [1, 2] and session.objects.get(2).first_frame is None  # queued
+    out = session.step(Frame(6, image))
+    assert [t.object_id for t in out.tracks] == [1, 2] and session.objects.get(2).first_frame == 6
+    session.close()
+    assert session.object_ids == []
+
+
+def test_the_overseer_its_inner_session_and_its_guard_share_one_registry() -> None:
+    wrapped = wrap_engine(create_engine("flow"), "guard")
+    session = wrapped.open_session(_config(ObjectPrompt(1, MaskPrompt(disk(H, W, 40, 40, 9)), "tumour")))
+    inner, guard = session.inner, session._guard_session
+    assert guard is not None and session.objects is inner.objects is guard.objects
+    image = textured_image(H, W)
+    session.step(Frame(0, image))
+    session.apply(PromptUpdate(UpdateAction.ADD, 2, MaskPrompt(disk(H, W, 80, 50, 9)), "node"))
+    assert inner.object_ids == [1, 2] and guard.label_of(2) == "node"  # the wrapper's add, seen at once
+    out = session.step(Frame(1, image))
+    assert [t.object_id for t in out.tracks] == [1, 2]
+    session.apply(PromptUpdate(UpdateAction.REMOVE, 1))
+    assert inner.object_ids == [2] and guard.object_ids == [2]
+    assert [t.object_id for t in session.step(Frame(2, image)).tracks] == [2]
+    with pytest.raises(ValueError, match="only before it has any of its own"):
+        inner.attach(session.objects)
+    session.close()
+
+
+def test_new_overseer_ids_avoid_the_objects_the_session_has_not_tracked_yet() -> None:
+    policy = RepromptPolicy(PolicyConfig(persist_runs=1, first_auto_id=1000))
+    mask = np.zeros((H, W), bool)
+    mask[40:60, 40:60] = True
+    tracked = TrackView(1, "grasper", disk(H, W, 20, 20, 8), 0.9)
+    seen = [Detection("grasper", 0.9, tracked.mask), Detection("hook", 0.9, mask)]
+    (add,) = policy.decide(0, [tracked], seen, reserved=[1, 1000, 1001])
+    assert add.action is UpdateAction.ADD and add.object_id == 1002
