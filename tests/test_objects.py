@@ -6,15 +6,26 @@ import numpy as np
 import pytest
 
 from tests.conftest import disk, textured_image
+from tracker.client import TrackerClient
 from tracker.engines import create_engine
+from tracker.gating.gate import Gate
+from tracker.gating.types import GatingConfig
+from tracker.masks import describe
 from tracker.objects import ObjectRegistry, TrackedObject
 from tracker.overseer.build import wrap_engine
+from tracker.overseer.engine import OverseenEngine
 from tracker.overseer.policy import PolicyConfig, RepromptPolicy
 from tracker.overseer.types import Detection, TrackView
+from tracker.server.app import start_server
 from tracker.types import (
     Frame,
+    FrameResult,
+    FrameStatus,
+    Geometry,
     MaskPrompt,
+    Modality,
     ObjectPrompt,
+    ObjectTrack,
     PromptError,
     PromptUpdate,
     SessionConfig,
@@ -145,3 +156,118 @@ def test_new_overseer_ids_avoid_the_objects_the_session_has_not_tracked_yet() ->
     seen = [Detection("grasper", 0.9, tracked.mask), Detection("hook", 0.9, mask)]
     (add,) = policy.decide(0, [tracked], seen, reserved=[1, 1000, 1001])
     assert add.action is UpdateAction.ADD and add.object_id == 1002
+
+
+def _result(index: int, x_px: float, *ids: int) -> FrameResult:
+    objects = []
+    for oid in ids:
+        mask = np.zeros((40, 50), bool)
+        mask[10:16, int(x_px) : int(x_px) + 6] = True
+        objects.append(describe(ObjectTrack(oid, mask, 0.9, 0.9), "", Geometry()))
+    return FrameResult(index, FrameStatus.OK, objects=objects)
+
+
+def test_the_gate_keeps_motion_state_only_for_objects_in_the_registry() -> None:
+    reg = ObjectRegistry()
+    reg.add(1)
+    config = GatingConfig(margin_mm=3.0, guard_mm=0.0, horizon_ms=250.0, predictor="hold", guard_sigmas=0.0)
+    gate = Gate(config, Geometry(), reg)
+    gate.observe(_result(0, 20, 1), 0.0, 10)  # the first position is the reference
+    moved = _result(1, 22, 1)
+    gate.observe(moved, 0.25, 10)
+    assert moved.objects[0].displacement_mm == pytest.approx((2.0, 0.0, 0.0))
+    # Removed and added again under the same id: a new object, with a new reference.
+    reg.remove(1)
+    reg.add(1)
+    again = _result(2, 25, 1)
+    gate.observe(again, 0.5, 10)
+    assert again.objects[0].displacement_mm == pytest.approx((0.0, 0.0, 0.0))
+    # Removed for good: its motion state goes at the next answer (no call to forget).
+    reg.remove(1)
+    gate.observe(_result(3, 25), 0.75, 10)
+    assert gate._objects == {}
+    # Without a registry (offline use) the gate keeps every object it was shown, as before.
+    offline = Gate(config, Geometry())
+    offline.observe(_result(0, 20, 1), 0.0, 10)
+    offline.observe(_result(1, 20), 0.25, 10)
+    later = _result(2, 23, 1)
+    offline.observe(later, 0.5, 10)
+    assert later.objects[0].displacement_mm == pytest.approx((3.0, 0.0, 0.0))
+
+
+# -- through the real server ----------------------------------------------------------------
+
+
+class _Scripted:
+    """Detections per frame index (the overseer's detector)."""
+
+    name = "scripted"
+
+    def __init__(self, script: dict[int, list[Detection]]) -> None:
+        self.script = script
+
+    def detect(self, frame: Frame) -> list[Detection]:
+        return self.script.get(frame.index, [])
+
+    def close(self) -> None:
+        pass
+
+
+def test_server_updates_reach_the_engine_session_the_overseer_and_the_gate() -> None:
+    tumour, grasper = disk(H, W, 40, 40, 9), disk(H, W, 85, 55, 9)
+    # The detector sees the grasper on frames 1-2 and the tumour up to frame 2; from frame 3 on
+    # nothing, so the overseer removes the tumour after three runs without it (frame 5).
+    script = {
+        i: [Detection("tumour", 0.9, tumour)] + ([Detection("grasper", 0.9, grasper)] if i else [])
+        for i in range(3)
+    }
+    engine = OverseenEngine(
+        create_engine("flow"), lambda _c: _Scripted(script), PolicyConfig(persist_runs=3), "inline"
+    )
+    running = start_server({"flow": engine}, port=0)
+    assert running.ready.wait(60), "engine warm-up did not finish"
+    gating = GatingConfig(
+        margin_mm=3.0, guard_mm=0.0, horizon_ms=1.0, predictor="hold", guard_sigmas=0.0, min_confidence=0.0
+    )
+    config = SessionConfig(
+        modality=Modality.CINE_MRI, objects=(ObjectPrompt(1, MaskPrompt(tumour), "tumour"),), gating=gating
+    )
+    image = textured_image(H, W, seed=4)
+    try:
+        with TrackerClient(running.address) as client:
+            session = client.open_session(config)
+            (hosted,) = running.host.open_sessions()
+            overseen = hosted.engine_session
+            gate = hosted.runner.gate
+            assert gate is not None
+            registry = overseen.objects
+            # One registry object, the same instance, wherever the session's objects are read.
+            assert registry is hosted.runner.objects is gate.objects is overseen.inner.objects
+
+            session.send_frame(image, 0)
+            assert [o.object_id for o in session.recv_frame().result.objects] == [1]
+            session.add_object(7, MaskPrompt(grasper), "grasper")
+            assert registry.ids() == [1, 7] and overseen.inner.label_of(7) == "grasper"  # before the frame
+            session.send_frame(image, 1)
+            first = session.recv_frame().result
+            assert [(o.object_id, o.label) for o in first.objects] == [(1, "tumour"), (7, "grasper")]
+            assert registry.get(7).first_frame == 1 and set(gate._objects) == {1, 7}
+            session.send_frame(image, 2)
+            session.recv_frame()
+
+            session.remove_object(7)
+            assert registry.ids() == [1] and overseen.inner.object_ids == [1]
+            session.send_frame(image, 3)
+            assert [o.object_id for o in session.recv_frame().result.objects] == [1]
+            assert set(gate._objects) == {1}  # the client's removal reached the gate
+
+            session.send_frame(image, 4)
+            session.recv_frame()
+            session.send_frame(image, 5)
+            last = session.recv_frame().result
+            assert [(e.action, e.object_id) for e in last.reprompts] == [("remove", 1)]
+            assert last.objects == [] and registry.ids() == [] and overseen.inner.object_ids == []
+            assert gate._objects == {}  # so did the overseer's
+            session.close()
+    finally:
+        running.stop(grace_s=0.5)
