@@ -11,6 +11,12 @@ every queued update to its frame (so a correction drawn on frame *t* conditions
 frame *t*'s answer) before tracking the remaining objects. The initial objects
 of a session are applied the same way, on the first frame.
 
+Which objects a session tracks, their labels and slots live in its
+:class:`~tracker.objects.ObjectRegistry` (``session.objects``), created with the session
+and read by everything else that needs them (the answering loop, the gate, an overseer).
+A wrapping session shares its registry with the sessions it wraps (:meth:`EngineSession.attach`),
+which then take the wrapper's updates with :meth:`EngineSession.forward`.
+
 A step returns everything it found out about the frame in one
 :class:`StepOutput` (tracks, per-stage times, overseer events): nothing is read
 from the session afterwards. An engine that can run frames of several sessions
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tracker.objects import ObjectRegistry
 from tracker.timing import StageTimer
 from tracker.types import (
     BoxPrompt,
@@ -77,12 +84,6 @@ class StepOutput:
 
 
 @dataclass
-class _ObjectEntry:
-    object_id: int
-    label: str
-
-
-@dataclass
 class PendingPrompts:
     """Prompt updates accepted since the last step, applied in arrival order."""
 
@@ -94,10 +95,11 @@ class EngineSession(abc.ABC):
 
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
-        self._objects: dict[int, _ObjectEntry] = {}  # client id -> entry, insertion-ordered
+        self.objects = ObjectRegistry()  # which objects exist, after the queued updates apply
         self._pending = PendingPrompts()
         self._image_size: tuple[int, int] | None = config.image_size
         self._stepped = False  # a frame has been accepted
+        self._frame_index = -1  # client index of the frame being stepped
         # Engines time their own stages ("preprocess", "encoder", ...) with this; the
         # step returns what it collected. Reset at the start of every step.
         self.timer = StageTimer()
@@ -110,32 +112,42 @@ class EngineSession(abc.ABC):
     @property
     def object_ids(self) -> list[int]:
         """Client ids of the objects tracked after the queued updates apply."""
-        return list(self._objects)
+        return self.objects.ids()
 
     def label_of(self, object_id: int) -> str:
-        return self._objects[object_id].label
+        return self.objects.label_of(object_id)
 
     def apply(self, update: PromptUpdate) -> None:
-        """Validate ``update`` and queue it for the next frame; raise PromptError if invalid."""
-        known = update.object_id in self._objects
-        if update.action is UpdateAction.ADD and known:
-            raise PromptError(f"object {update.object_id} is already tracked; use a correction instead")
-        if update.action in (UpdateAction.REMOVE, UpdateAction.CORRECT) and not known:
-            raise PromptError(
-                f"unknown object id {update.object_id} (tracked: {sorted(self._objects) or 'none'})"
-            )
+        """Validate ``update``, record it in the registry and queue it for the next frame.
+
+        Raises PromptError if it is invalid (and then changes nothing).
+        """
+        self.objects.check(update)
         if update.action is not UpdateAction.REMOVE:
             if update.prompt is None:
                 raise PromptError(f"{update.action.value} of object {update.object_id} needs a prompt")
             if self._image_size is not None:
                 check_prompt_fits(update.prompt, self._image_size, update.object_id)
+        self.objects.apply(update)
         self._pending.updates.append(update)
-        if update.action is UpdateAction.ADD:
-            self._objects[update.object_id] = _ObjectEntry(update.object_id, update.label)
-        elif update.action is UpdateAction.REMOVE:
-            del self._objects[update.object_id]
-        elif update.label:
-            self._objects[update.object_id].label = update.label
+
+    def attach(self, objects: ObjectRegistry) -> None:
+        """Track the objects of ``objects``, a registry a wrapping session owns and changes.
+
+        For the sessions an overseer wraps: they see the wrapper's objects as they are, and
+        take its updates with :meth:`forward` (not :meth:`apply`, which would record them
+        twice). Only before any object or frame.
+        """
+        if len(self.objects) or self._pending.updates or self._stepped:
+            raise ValueError("a session can share another's objects only before it has any of its own")
+        self.objects = objects
+
+    def forward(self, update: PromptUpdate) -> None:
+        """Queue an update that the (shared) registry already records; see :meth:`attach`.
+
+        Its prompt is checked against the frame when the next step begins.
+        """
+        self._pending.updates.append(update)
 
     def step(self, frame: Frame) -> StepOutput:
         """Apply the queued updates to ``frame``, track every object, return one entry each."""
@@ -164,6 +176,7 @@ class EngineSession(abc.ABC):
                 f"frame is {hw[0]}x{hw[1]} (height x width) but this session's frames are {expected}"
             )
         self._stepped = True
+        self._frame_index = frame.index
         self.timer.reset()
         updates, self._pending.updates = self._pending.updates, []
         for update in updates:
@@ -173,8 +186,10 @@ class EngineSession(abc.ABC):
 
     def finish_step(self, tracks: list[ObjectTrack]) -> StepOutput:
         """The second half of :meth:`step`: tracks in object order, with the stage times and events."""
-        order = {oid: i for i, oid in enumerate(self._objects)}
+        order = {oid: i for i, oid in enumerate(self.objects.ids())}
         ordered = sorted((t for t in tracks if t.object_id in order), key=lambda t: order[t.object_id])
+        for track in ordered:  # (once per object: later calls change nothing)
+            self.objects.mark_first_frame(track.object_id, self._frame_index)
         return StepOutput(ordered, self.timer.results(), self._step_events())
 
     def _step_events(self) -> list[RepromptEvent]:
@@ -197,7 +212,7 @@ class EngineSession(abc.ABC):
 
     def close(self) -> None:
         """Release all tracking state. Idempotent."""
-        self._objects.clear()
+        self.objects.clear()
         self._pending.updates.clear()
         self._close()
 

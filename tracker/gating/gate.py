@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from tracker.gating.predictor import MotionPredictor, make_predictor
 from tracker.gating.types import BeamState, GatingConfig, GatingDecision
+from tracker.objects import ObjectRegistry
 from tracker.types import FrameResult, FrameStatus, Geometry, ObjectResult
 
 
@@ -49,6 +50,7 @@ class _ObjectMotion:
     last: tuple[float, np.ndarray] | None = None
     errors_mm: list[float] = field(default_factory=list)  # recent prediction errors
     checked: int = 0  # forecasts checked so far
+    slot: int | None = None  # the registry slot of the object this state is for
 
     def check_forecasts(self, t_s: float, position: np.ndarray) -> None:
         """Score the forecasts made for times up to ``t_s`` against the measured track."""
@@ -75,6 +77,9 @@ class Gate:
 
     config: GatingConfig
     geometry: Geometry
+    # The session's objects (tracker.objects): an object's motion state lasts as long as it does.
+    # None (offline use): every object the gate is shown.
+    objects: ObjectRegistry | None = None
     _objects: dict[int, _ObjectMotion] = field(default_factory=dict)
     _latencies_ms: list[float] = field(default_factory=list)
     last_decision: GatingDecision | None = None
@@ -86,8 +91,9 @@ class Gate:
         self._objects.pop(object_id, None)
 
     def _motion(self, object_id: int) -> _ObjectMotion:
-        if object_id not in self._objects:
-            self._objects[object_id] = _ObjectMotion(make_predictor(self.config.predictor))
+        slot = self.objects.slot_or_none(object_id) if self.objects is not None else None
+        if object_id not in self._objects or self._objects[object_id].slot != slot:  # new, or added anew
+            self._objects[object_id] = _ObjectMotion(make_predictor(self.config.predictor), slot=slot)
         return self._objects[object_id]
 
     def horizon_ms(self) -> float:
@@ -104,6 +110,9 @@ class Gate:
             self._latencies_ms.append(latency_ms)
             del self._latencies_ms[:-200]
         horizon_ms = self.horizon_ms()
+        if self.objects is not None:  # removed objects take their motion state with them
+            for gone in set(self._objects).difference(self.objects.ids()):
+                del self._objects[gone]
         for obj in result.objects:
             motion = self._motion(obj.object_id)
             if obj.centroid_mm is None or not obj.present:

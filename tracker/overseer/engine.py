@@ -6,7 +6,9 @@ is an :class:`~tracker.engines.base.EngineSession` around an inner session; per 
 it
 
 1. forwards the queued prompt updates (the client's and its own) to the inner
-   session and steps it;
+   session and steps it. The inner session (and the drift guard's reference
+   session) share this session's :class:`~tracker.objects.ObjectRegistry`: one
+   list of objects, changed here, that all three read;
 2. asks the :class:`~tracker.overseer.policy.RunTrigger` whether the overseer
    runs on this frame (every k frames, or on an abrupt change);
 3. runs detector + policy *inline* when that fits the frame budget, else on a
@@ -109,6 +111,9 @@ class OverseenSession(EngineSession):
         self.runs = 0
         self.async_runs = 0
         super().__init__(config)
+        inner.attach(self.objects)  # one list of objects: this session changes it, all three read it
+        if guard is not None:
+            guard.attach(self.objects)
 
     def degradations(self) -> tuple[str, ...]:
         # The overseer is the first thing to give up under load (issue #6), then the inner
@@ -134,10 +139,10 @@ class OverseenSession(EngineSession):
     # -- EngineSession --------------------------------------------------------------------
 
     def _step(self, frame: Frame, updates: list[PromptUpdate]) -> list[ObjectTrack]:
-        for update in updates:
-            self._inner.apply(update)
+        for update in updates:  # already in the shared registry (self.apply recorded them)
+            self._inner.forward(update)
             if self._guard_session is not None:
-                self._guard_session.apply(update)
+                self._guard_session.forward(update)
             if update.action is not UpdateAction.ADD and self._guard is not None:
                 self._guard.forget(update.object_id)
         start = time.perf_counter()
@@ -192,7 +197,8 @@ class OverseenSession(EngineSession):
         assert self._detector is not None
         start = time.perf_counter()
         detections: list[Detection] = self._detector.detect(frame)
-        decisions = self._policy.decide(frame.index, views, detections)
+        # New objects get ids no object has now, tracked yet or only queued.
+        decisions = self._policy.decide(frame.index, views, detections, reserved=self.objects.ids())
         self._detect_ms = _ema(self._detect_ms, (time.perf_counter() - start) * 1000.0)
         return decisions
 
@@ -232,7 +238,7 @@ class OverseenSession(EngineSession):
     def _enact(self, decisions: list[Decision], frame_index: int, views: list[TrackView]) -> None:
         events = []
         for d in decisions:
-            known = d.object_id in self._objects
+            known = d.object_id in self.objects
             if d.action is not UpdateAction.ADD and not known:
                 continue  # removed meanwhile (by the client or an earlier decision)
             if d.action is UpdateAction.ADD:
@@ -240,7 +246,7 @@ class OverseenSession(EngineSession):
                 if known or any(
                     mask_iou(d.mask, v.mask) >= self._policy.config.duplicate_iou
                     for v in views
-                    if v.object_id in self._objects
+                    if v.object_id in self.objects
                 ):
                     continue  # stale: the object is tracked by now
             update = PromptUpdate(

@@ -41,7 +41,7 @@ detections) mask comparisons, each on the pair's bounding box.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,9 +269,17 @@ class RepromptPolicy:
         return matches, used_t, used_d
 
     def decide(
-        self, frame_index: int, tracks: list[TrackView], detections: list[Detection]
+        self,
+        frame_index: int,
+        tracks: list[TrackView],
+        detections: list[Detection],
+        reserved: Collection[int] = (),
     ) -> list[Decision]:
-        """One overseer run on one frame: the decisions it takes (possibly none)."""
+        """One overseer run on one frame: the decisions it takes (possibly none).
+
+        ``reserved``: ids taken besides the tracks' (the session's objects not tracked yet);
+        a new object never gets one.
+        """
         cfg = self.config
         m = cfg.persist_runs
         dets = [d for d in detections if d.score >= cfg.min_score and d.area >= cfg.min_area_px]
@@ -378,7 +386,7 @@ class RepromptPolicy:
             else:
                 candidates.append(_Candidate(d.label, d.mask, d.score))
         self._candidates = []
-        taken = ids | {dec.object_id for dec in decisions}
+        taken = ids | set(reserved) | {dec.object_id for dec in decisions}
         for c in candidates:
             if c.runs >= m:
                 oid = self._fresh_id(taken)

@@ -255,6 +255,11 @@ class SessionHost:
         self._open: set[HostedSession] = set()
         self._lock = threading.Lock()
 
+    def open_sessions(self) -> list[HostedSession]:
+        """The sessions open now (a copy)."""
+        with self._lock:
+            return list(self._open)
+
     def scheduler_info(self, engine_name: str) -> SchedulerInfo:
         return self.schedulers[engine_name].info
 

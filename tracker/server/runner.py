@@ -174,7 +174,8 @@ class SessionRunner:
         self._compute_ms_estimate: float | None = None  # running estimate for the STRICT policy
         self._idle = threading.Event()  # no frame of this session is with the scheduler
         self._idle.set()
-        self.gate = Gate(config.gating, config.geometry) if config.gating is not None else None
+        self.objects = engine_session.objects  # the session's one registry: the gate reads it too
+        self.gate = Gate(config.gating, config.geometry, self.objects) if config.gating is not None else None
         if self.gate is not None:
             for obj in config.objects:
                 if obj.reference_mm is not None:
@@ -244,7 +245,7 @@ class SessionRunner:
             if (
                 update.action is UpdateAction.ADD
                 and self.max_objects is not None
-                and len(self.engine_session.object_ids) >= self.max_objects
+                and len(self.objects) >= self.max_objects
             ):
                 message = (
                     f"cannot add object {update.object_id}:"
@@ -442,9 +443,7 @@ class SessionRunner:
         return answer
 
     def _update_gate(self, update: PromptUpdate) -> None:
-        if self.gate is None:
+        # The plan's reference only: which objects exist (a REMOVE), the gate reads from the registry.
+        if self.gate is None or update.action is UpdateAction.REMOVE or update.reference_mm is None:
             return
-        if update.action is UpdateAction.REMOVE:
-            self.gate.forget(update.object_id)
-        elif update.reference_mm is not None:
-            self.gate.set_reference(update.object_id, update.reference_mm)
+        self.gate.set_reference(update.object_id, update.reference_mm)

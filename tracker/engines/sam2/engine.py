@@ -207,10 +207,9 @@ class Sam2Engine(Engine):
 
 @dataclass
 class _Track:
-    """One tracked object: its client id, its tensor-side slot and its memory bank."""
+    """One tracked object's engine state: its memory bank and last outputs (its slot: the registry)."""
 
     object_id: int  # the client's id
-    slot: int  # the engine's own handle, never reused within a session
     memory: ObjectMemory = field(default_factory=ObjectMemory)
     last_logits: torch.Tensor | None = None  # (1, 1, S/4, S/4) low-res logits of the last frame
     last_score: float = 0.0
@@ -268,8 +267,7 @@ class Sam2Session(EngineSession):
 
     def __init__(self, config: SessionConfig, engine: Sam2Engine) -> None:
         self._engine = engine
-        self._tracks: dict[int, _Track] = {}  # client id -> track, insertion-ordered
-        self._next_slot = 0
+        self._tracks: dict[int, _Track] = {}  # client id -> engine state (which objects: self.objects)
         self._frame_idx = -1  # the session's own counter (client indices need not be unique)
         self._window: CropWindow | None = None
         self._window_set = False  # whether the window was set from prompts (crop mode)
@@ -295,7 +293,7 @@ class Sam2Session(EngineSession):
         return self._tracks[object_id].memory
 
     def slot_of(self, object_id: int) -> int:
-        return self._tracks[object_id].slot
+        return self.objects.slot_of(object_id)
 
     def last_logits(self, object_id: int, full_res: bool = False) -> torch.Tensor:
         """Last frame's logits: low-res (1, 1, S/4, S/4), or upsampled to the frame/crop window."""
@@ -501,15 +499,15 @@ class Sam2Session(EngineSession):
             inputs = {oid: self._prompt_inputs(oid, p, window) for oid, p in prompts.items()}
         except PromptError:
             for oid in fresh:  # a failed ADD leaves no half-made object behind
-                self._objects.pop(oid, None)
+                if oid in self.objects:
+                    self.objects.remove(oid)
             raise
 
         for oid in removed:
             self._tracks.pop(oid, None)  # its memory goes with it
         for oid in prompts:
             if oid in fresh:
-                self._tracks[oid] = _Track(oid, self._next_slot)
-                self._next_slot += 1
+                self._tracks[oid] = _Track(oid)
         self._window = window
         self._window_set = self._window_set or bool(prompts)
         self._frame_idx += 1
