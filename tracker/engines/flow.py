@@ -266,6 +266,9 @@ class FlowSession(EngineSession):
             if settings.dis_refinement >= 0:
                 self._dis.setVariationalRefinementIterations(settings.dis_refinement)
         super().__init__(config)
+        self._prepared: tuple[tuple[int, int], tuple[int, int]] | None = None  # (frame, working) size
+        if self._image_size is not None:  # declared, or its mask prompts' size: prepare before any frame
+            self._prepare(self._image_size)
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -278,6 +281,15 @@ class FlowSession(EngineSession):
         if self.degradation_level >= 1:
             s *= 0.5
         return (max(2, round(h * s)), max(2, round(w * s)))
+
+    def _prepare(self, hw: tuple[int, int]) -> None:
+        """Build the per-size state (pixel grids, DIS buffers) now, not in the first tracked frame."""
+        work = self._work_size(hw)
+        if self._prepared != (hw, work):
+            self._grids(hw)
+            if self._dis is not None:  # its first call at a size allocates its pyramids; no other state
+                self._dis.calc(np.zeros(work, np.uint8), np.zeros(work, np.uint8), None)
+            self._prepared = (hw, work)
 
     def _grids(self, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         work = self._work_size(hw)
@@ -414,6 +426,8 @@ class FlowSession(EngineSession):
                 "object %d anchored on frame %d (%s)", update.object_id, frame.index, update.action.value
             )
 
+        if self._tracks.keys() <= prompted:  # no flow on this frame (a prompt frame): prepare the next
+            self._prepare(hw)
         warps: dict[int, _Warp] = {}  # reference tick -> flow, computed at most once per frame
 
         # The forward-backward check runs on the short-term flow only, around the objects.
@@ -482,7 +496,7 @@ class FlowSession(EngineSession):
     def _close(self) -> None:
         self._tracks.clear()
         self._prev = None
-        self._grid = self._work_grid = None
+        self._grid = self._work_grid = self._prepared = None
 
     # -- introspection (tests, metrics) -----------------------------------------------
 
