@@ -153,6 +153,33 @@ def test_mask_rule_and_challenge_mode_replay(replayed) -> None:
     assert 0.0 <= case["gating"]["oracle_duty_cycle"] <= 1.0
 
 
+def test_end_exhale_reference_is_the_gates_and_the_oracles(replayed, hard_case) -> None:
+    from tracker.gating.reference import planned_reference
+    from tracker.gating.report import true_centroids_mm
+    from tracker.replay import ReplayOptions, replay
+
+    root, _, _ = replayed
+    options = ReplayOptions(progress=False, gating_margin_mm=3.0, gating_reference="end_exhale")
+    report, results = replay([root / "T900"], options)
+    gating = report["cases"][0]["gating"]
+    seq = results[0].sequence
+    times = np.arange(len(seq)) / seq.frame_rate_hz
+    planned = planned_reference(np.asarray(seq.labels), 1, seq.geometry, times, "end_exhale")
+    assert gating["reference"] == "end_exhale" and gating["reference_frame"] == planned.frame_index
+    assert hard_case.breathing_mm[planned.frame_index, 0] < np.median(
+        hard_case.breathing_mm[:, 0]
+    )  # exhale side
+    truth = true_centroids_mm(seq, 1)
+    known = np.isfinite(truth).all(axis=1)
+    near = np.linalg.norm(truth - np.asarray(planned.position_mm), axis=1) <= 3.0
+    assert gating["oracle_on_frames"] == int((near & known).sum())  # the oracle's window is the planned one
+    assert 0 <= gating["beam_on_target_absent_frames"] <= gating["beam_on_frames"]
+    summary = report["summary"]["gating"]
+    assert summary["duty_vs_oracle_pooled"] == pytest.approx(
+        gating["beam_on_frames"] / gating["oracle_on_frames"]
+    )
+
+
 def _chromium(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     command = [

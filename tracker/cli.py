@@ -95,6 +95,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         gating_margin_mm=args.gating_margin_mm,
         beam_latency_ms=args.beam_latency_ms,
         gating_rule=args.gating_rule,
+        gating_reference=args.gating_reference,
         min_inside_fraction=args.min_inside_percent / 100.0,
         min_confidence=args.min_confidence,
         guard_sigmas=args.guard_sigmas,
@@ -251,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--min-inside-percent", type=float, default=95.0, help="mask rule: P %% of the target inside"
+    )
+    p.add_argument(
+        "--gating-reference",
+        choices=["first_frame", "end_exhale"],
+        default="first_frame",
+        help="the window's reference: the prompted frame, or (with ground truth) the end-exhale frame of"
+        " the first breathing cycle, as a planner sets it; the gate and the oracle get the same one",
     )
     p.add_argument("--min-confidence", type=float, default=None, help="hold under this tracking confidence")
     p.add_argument("--guard-sigmas", type=float, default=None, help="guard band in estimated standard errors")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tracker.gating.report import true_centroids_mm
+from tracker.gating.report import case_reference, true_centroids_mm
 from tracker.provenance import provenance
 
 if TYPE_CHECKING:
@@ -178,7 +178,8 @@ def _case_figure(result: CaseResult, report: dict[str, Any]) -> str:
         ax = axes[2]
         truth = true_centroids_mm(seq, oid)
         known = np.isfinite(truth).all(axis=1)
-        reference = truth[int(np.argmax(known))]
+        planned = case_reference(result)  # the reference the gate and the oracle were given
+        reference = truth[int(np.argmax(known))] if planned is None else np.asarray(planned.position_mm)
         distance = np.linalg.norm(truth - reference, axis=1)
         measured = np.array(
             [

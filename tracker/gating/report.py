@@ -4,9 +4,11 @@ Scores that cannot be gamed: holding the beam all the time gives a zero
 beam-on-outside fraction, so every case also reports its **duty cycle** (share
 of frames with the beam on) beside the duty cycle of an **oracle gate**: the
 same rule applied to the ground truth at zero latency (centroid rule: the true
-centroid within the margin of its first-frame position; mask rule: at least P %
-of the true target inside the boundary, the first true mask expanded by the
-margin). ``duty_vs_oracle`` is their ratio. Summaries give the worst case
+centroid within the margin of the reference position; mask rule: at least P %
+of the true target inside the boundary, the reference image's true mask
+expanded by the margin). The reference is the one the gate was given
+(:mod:`tracker.gating.reference`: the prompted frame, or end-exhale as a planner
+sets it). ``duty_vs_oracle`` is their ratio. Summaries give the worst case
 beside the mean.
 """
 
@@ -16,9 +18,10 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import stats
 
 from tracker.gating.evaluate import prediction_errors, score_gating
+from tracker.gating.reference import Reference, boundary_region, planned_reference
 from tracker.gating.types import BeamState
 from tracker.masks import centroid_of
 from tracker.types import FrameStatus
@@ -38,13 +41,8 @@ def true_centroids_mm(sequence: Sequence, object_id: int) -> np.ndarray:
     return out
 
 
-def true_inside_fractions(
-    truths: np.ndarray, margin_mm: float, spacing_mm: tuple[float, float]
-) -> np.ndarray:
-    """Per frame, the share of the true target inside the boundary (first true mask + margin); 0 if empty."""
-    first = truths[int(np.argmax(truths.reshape(len(truths), -1).any(axis=1)))]
-    distance = ndimage.distance_transform_edt(~first, sampling=(spacing_mm[1], spacing_mm[0]))
-    boundary = distance <= margin_mm
+def true_inside_fractions(truths: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+    """Per frame, the share of the true target inside ``boundary`` (bool H x W); 0 if empty."""
     out = np.zeros(len(truths))
     for i, truth in enumerate(truths):
         if truth.any():
@@ -62,6 +60,16 @@ def _mask_rule_outside_at_effect(
     return ~(inside[k] & inside[k_next])
 
 
+def case_reference(case: CaseResult) -> Reference | None:
+    """The gating window's reference for the case's first object, as replay gave it to the gate."""
+    seq = case.sequence
+    if seq.labels is None or not seq.object_ids():
+        return None
+    times = np.array([seq.timestamp(i) for i in range(len(seq))])
+    labels = np.asarray(seq.labels)
+    return planned_reference(labels, seq.object_ids()[0], seq.geometry, times, case.options.gating_reference)
+
+
 def gating_blocks(case: CaseResult, rule: str, min_inside_fraction: float) -> dict[str, object]:
     """Gating accuracy, duty cycle against the oracle's, HOLD causes and prediction error."""
     seq = case.sequence
@@ -76,13 +84,16 @@ def gating_blocks(case: CaseResult, rule: str, min_inside_fraction: float) -> di
     times = np.array([seq.timestamp(i) for i in range(len(seq))])
     for k in range(3):  # through frames where the target is out of the slice
         truth[~known, k] = np.interp(times[~known], times[known], truth[known, k])
-    reference = truth[0]
+    planned = case_reference(case)
+    assert planned is not None
+    reference = np.asarray(planned.position_mm)
     states = [r.beam if r.beam is not None else BeamState.HOLD for r in case.records]
     on = np.array([s is BeamState.ON for s in states])
     latencies = np.array([r.end_to_end_ms for r in case.records])
     gating = score_gating(times, states, latencies, truth, reference, margin).as_dict()
     if rule == "mask":
-        fractions = true_inside_fractions(np.asarray(seq.labels) == oid, margin, seq.geometry.spacing_mm)
+        boundary = boundary_region(planned.mask, margin, seq.geometry.spacing_mm)
+        fractions = true_inside_fractions(np.asarray(seq.labels) == oid, boundary)
         oracle_on = (fractions >= min_inside_fraction) & known
         outside = _mask_rule_outside_at_effect(times, latencies, oracle_on)
         gating["beam_on_outside_fraction"] = float(outside[on].mean()) if on.any() else 0.0
@@ -94,8 +105,14 @@ def gating_blocks(case: CaseResult, rule: str, min_inside_fraction: float) -> di
     gating.update(
         beam_on_frames=int(on.sum()),
         beam_on_outside_frames=round(gating["beam_on_outside_fraction"] * int(on.sum())),  # type: ignore[operator]
+        oracle_on_frames=int(oracle_on.sum()),
+        # Beam on while the true target was out of the slice: its in-plane position is then only
+        # interpolated for beam_on_outside, so these frames are counted apart as well.
+        beam_on_target_absent_frames=int((on & ~known).sum()),
         rule=rule,
         margin_mm=margin,
+        reference=planned.how,
+        reference_frame=planned.frame_index,
         duty_cycle=duty,
         oracle_duty_cycle=oracle,
         duty_vs_oracle=duty / oracle if oracle > 0 else None,

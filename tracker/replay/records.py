@@ -37,7 +37,7 @@ class ReplayOptions:
     overseer_options: dict[str, str] = field(default_factory=dict)  # PolicyConfig knobs, e.g. persist_runs=3
     # Beam gating (cine-MRI): a window of this many mm around each object's reference; None: off.
     gating_margin_mm: float | None = None
-    gating_guard_mm: float = 0.5  # beam on only this far inside the margin
+    gating_guard_mm: float | None = None  # beam on only this far inside the margin; None: the gate's default
     beam_latency_ms: float = 0.0  # added to the measured latency to make the prediction horizon
     prediction_horizon_ms: float = (
         0.0  # > 0: a fixed horizon instead (e.g. 300 to compare with TrackRAD teams)
@@ -45,6 +45,9 @@ class ReplayOptions:
     predictor: str = "kalman"
     # Uncertainty-aware gating (tracker.gating.gate): the rule and its knobs; None: the gate's defaults.
     gating_rule: str = "centroid"  # or "mask": >= min_inside_fraction of the target inside the boundary
+    # The window's reference (tracker.gating.reference): "first_frame", or "end_exhale" as a planner
+    # sets it on a reference image (needs ground truth); the gate and the oracle get the same one.
+    gating_reference: str = "first_frame"
     min_inside_fraction: float = 0.95
     min_confidence: float | None = None
     guard_sigmas: float | None = None

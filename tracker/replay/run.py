@@ -32,11 +32,13 @@ from tracker import davis, metrics
 from tracker.challenge import challenge_scores
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.convert import default_budget_ms
+from tracker.gating.reference import boundary_region, planned_reference
 from tracker.gating.report import confidence_block, gating_blocks, worst_cases
 from tracker.gating.types import GatingConfig
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.io.writers import write_predictions
+from tracker.masks import centroid_of
 from tracker.overseer import scoring as overseer_scoring
 from tracker.provenance import provenance
 from tracker.replay.records import CaseResult, FrameRecord, Rate, ReplayOptions
@@ -51,8 +53,14 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
     if prompt is None:
         raise ValueError(f"{sequence.name}: no first-frame mask to prompt with (give --first-mask)")
     classes = _instance_classes(sequence)
+    references, window = _planned_references(sequence, options)
     objects = tuple(
-        ObjectPrompt(object_id, MaskPrompt(prompt == object_id), classes.get(object_id, "target"))
+        ObjectPrompt(
+            object_id,
+            MaskPrompt(prompt == object_id),
+            classes.get(object_id, "target"),
+            references.get(object_id),
+        )
         for object_id in sequence.object_ids()
     )
     if not objects:
@@ -77,12 +85,13 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
         if options.gating_margin_mm is None
         else GatingConfig(
             margin_mm=options.gating_margin_mm,
-            guard_mm=options.gating_guard_mm,
             beam_latency_ms=options.beam_latency_ms,
             horizon_ms=options.prediction_horizon_ms,
             predictor=options.predictor,
             rule=options.gating_rule,
+            window_mask=window,
             min_inside_fraction=options.min_inside_fraction,
+            **({} if options.gating_guard_mm is None else {"guard_mm": options.gating_guard_mm}),
             **{
                 k: v
                 for k in ("min_confidence", "guard_sigmas", "confidence_error_mm", "min_checked_forecasts")
@@ -90,6 +99,37 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
             },
         ),
     )
+
+
+def _planned_references(
+    sequence: Sequence, options: ReplayOptions
+) -> tuple[dict[int, tuple[float, float, float]], np.ndarray | None]:
+    """End-exhale gating: each object's true centroid on the reference image, and the mask rule's
+    boundary (their true masks there, expanded by the margin). Empty for the first-frame reference,
+    where the gate takes its first confident position, as it does without a plan."""
+    if options.gating_margin_mm is None or options.gating_reference == "first_frame":
+        return {}, None
+    if sequence.labels is None:
+        raise ValueError(
+            f"{sequence.name}: gating reference {options.gating_reference!r} needs ground-truth labels"
+            " (the planner's reference image)"
+        )
+    labels = np.asarray(sequence.labels)
+    times = np.array([sequence.timestamp(i) for i in range(len(sequence))])
+    ids = sequence.object_ids()
+    first = planned_reference(labels, ids[0], sequence.geometry, times, options.gating_reference)
+    on_image = labels[first.frame_index]
+    references = {
+        oid: sequence.geometry.pixel_to_mm(*c)
+        for oid in ids
+        if (c := centroid_of(on_image == oid)) is not None
+    }
+    window = None
+    if options.gating_rule == "mask":
+        window = boundary_region(
+            np.isin(on_image, ids), options.gating_margin_mm, sequence.geometry.spacing_mm
+        )
+    return references, window
 
 
 def _instance_classes(sequence: Sequence) -> dict[int, str]:
@@ -365,7 +405,7 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
         summary["davis"] = {"objects": len(scored), "j_mean": j, "f_mean": f, "j_and_f_mean": (j + f) / 2}  # type: ignore[operator]
     gated = [c for c in cases if "gating" in c]
     if gated:  # the mean over cases of each case's figure (each case weighs the same)
-        summary["gating"] = {
+        gating: dict[str, float | None] = {
             key: _mean_or_none([c["gating"][key] for c in gated])  # type: ignore[index]
             for key in (
                 "beam_on_fraction",
@@ -377,6 +417,11 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
                 "duty_vs_oracle",
             )
         }
+        # Pooled as well: every oracle beam-on frame weighs the same, whatever its case's length.
+        on = sum(int(c["gating"]["beam_on_frames"]) for c in gated)  # type: ignore[index]
+        oracle_on = sum(int(c["gating"]["oracle_on_frames"]) for c in gated)  # type: ignore[index]
+        gating["duty_vs_oracle_pooled"] = on / oracle_on if oracle_on else None
+        summary["gating"] = gating
         summary["prediction"] = {
             key: _mean_or_none([c["prediction"][key] for c in gated])  # type: ignore[index]
             for key in ("horizon_ms_median", "error_mm_mean", "no_prediction_error_mm_mean")
@@ -486,6 +531,7 @@ def replay(
             "overseer_options": dict(options.overseer_options),
             "gating_margin_mm": options.gating_margin_mm,
             "gating_rule": options.gating_rule,
+            "gating_reference": options.gating_reference,
             "min_inside_fraction": options.min_inside_fraction,
             "min_confidence": options.min_confidence,
             "guard_sigmas": options.guard_sigmas,
