@@ -149,3 +149,56 @@ def test_the_beam_holds_until_the_prediction_error_is_known() -> None:
     assert [d.cause for d in decisions[:3]] == ["warming_up"] * 3
     assert "0 of 3 forecasts checked" in decisions[0].reason
     assert decisions[3].state is BeamState.ON and decisions[4].state is BeamState.ON
+
+
+def _doubtful(kind: str, index: int) -> FrameResult:
+    """A frame whose measurement is not to be trusted: low confidence, low presence, or no mask."""
+    if kind == "low_confidence":
+        return _frame(index, 20, confidence=0.3)
+    mask = np.zeros((40, 60), bool)
+    if kind == "low_presence":
+        mask[10:16, 20:26] = True
+    track = ObjectTrack(1, mask, 0.2 if kind == "low_presence" else 0.0, 1.0)
+    return FrameResult(index, FrameStatus.OK, objects=[describe(track, "", Geometry())])
+
+
+@pytest.mark.parametrize(
+    ("kind", "cause"), [("low_confidence", "low_confidence"), ("low_presence", "lost"), ("empty", "lost")]
+)
+def test_after_a_doubtful_frame_forecasts_are_checked_again_before_the_beam(kind: str, cause: str) -> None:
+    gate = _gate(guard_sigmas=1.0, min_confidence=0.5, min_checked_forecasts=1)
+    frames = [_frame(0, 20), _frame(1, 20), _frame(2, 20), _doubtful(kind, 3), _frame(4, 20), _frame(5, 20)]
+    decisions = [gate.observe(f, k * 0.25, 10) for k, f in enumerate(frames)]
+    assert [d.cause for d in decisions] == ["warming_up", "", "", cause, "warming_up", ""]
+    assert "0 of 1 forecasts checked since the last doubtful frame" in decisions[4].reason
+    assert decisions[5].state is BeamState.ON
+
+
+def test_a_forecast_holds_the_beam_early_but_never_releases_it_early() -> None:
+    gate = _gate(guard_sigmas=0.0, min_confidence=0.0)
+    assert gate.observe(_frame(0, 20), 0.0, 10).state is BeamState.ON  # reference: centroid (22.5, 12.5)
+    coming_back = _frame(1, 25)  # measured 5 mm out ...
+    coming_back.objects[0].predicted_mm = (23.5, 12.5, 0.0)  # ... forecast 1 mm in
+    held = gate.decide(coming_back)
+    assert held.state is BeamState.HOLD and held.cause == "outside"
+    assert "measured 5.0 mm from the reference" in held.reason
+    leaving = _frame(2, 21)  # measured 1 mm out, forecast 4 mm out
+    leaving.objects[0].predicted_mm = (26.5, 12.5, 0.0)
+    held = gate.decide(leaving)
+    assert held.state is BeamState.HOLD and "predicted 4.0 mm" in held.reason
+    both_in = _frame(3, 21)
+    both_in.objects[0].predicted_mm = (23.0, 12.5, 0.0)
+    assert gate.decide(both_in).state is BeamState.ON
+
+
+def test_mask_rule_needs_the_measured_target_inside_as_well() -> None:
+    gate = _gate(rule="mask", min_inside_fraction=0.95, guard_sigmas=0.0, min_confidence=0.0)
+    gate.observe(_frame(0, 20), 0.0, 10)  # boundary: this mask expanded by 3 mm
+    coming_back = _frame(1, 25)  # 5 px out: a third of the target is outside ...
+    coming_back.objects[0].predicted_mm = (23.5, 12.5, 0.0)  # ... forecast back inside
+    held = gate.decide(coming_back)
+    assert held.state is BeamState.HOLD and held.cause == "outside"
+    assert "of the measured target inside the boundary" in held.reason
+    inside = _frame(2, 21)
+    inside.objects[0].predicted_mm = (23.5, 12.5, 0.0)
+    assert gate.decide(inside).state is BeamState.ON

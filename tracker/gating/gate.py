@@ -1,8 +1,10 @@
 """Beam gating: per frame, may the beam be on? Fail-safe by construction.
 
 The beam is on only when every gated object is present, confidently tracked,
-answered in time, and its *predicted* position (at the latency horizon) lies
-inside the gating window by more than the guard band. Any doubt holds the beam:
+answered in time, and both its *predicted* position (at the latency horizon) and
+its measured one lie inside the gating window by more than the guard band: a
+forecast may hold the beam before the target leaves, but never release it before
+the target is seen back inside. Any doubt holds the beam:
 a missing, late, dropped or errored frame, a lost object, a low presence score,
 a tracking confidence under the threshold, or silence on the stream for longer
 than the timeout. Every HOLD carries a reason (a sentence) and a cause (a short
@@ -10,10 +12,10 @@ code, :data:`tracker.gating.types.HOLD_CAUSES`).
 
 Two rules (``GatingConfig.rule``):
 
-* ``"centroid"``: the distance of the predicted centroid from the object's
-  reference position must stay under ``margin - guard`` (Elekta Unity style);
-* ``"mask"``: at least ``min_inside_fraction`` of the tracked target, moved to
-  its predicted position, must lie inside the boundary region, and by more than
+* ``"centroid"``: the distance of the predicted (and measured) centroid from the
+  object's reference position must stay under ``margin - guard`` (Elekta Unity style);
+* ``"mask"``: at least ``min_inside_fraction`` of the tracked target, where it is and
+  moved to its predicted position, must lie inside the boundary region, and by more than
   the guard (ViewRay MRIdian's "percent of target outside the boundary"). The
   boundary is ``window_mask`` when given, else the object's first confident
   mask expanded by ``margin_mm``.
@@ -25,6 +27,12 @@ forecast is checked when the measurement for its time arrives), ``e_track =
 confidence_error_mm * (1 - confidence)`` turns the engine's tracking confidence
 into millimetres, and ``e_latency = speed * (p90 - median latency)`` is how far
 the target moves when an answer arrives later than the forecast assumed.
+
+No beam before the prediction error is known: the gate holds (``warming_up``) until
+``min_checked_forecasts`` forecasts have been checked, and again after every doubtful
+frame (the object lost, or under the presence or confidence threshold). A doubtful
+measurement is no evidence: the forecasts still waiting for their check are dropped, none
+is made from it, and the count starts again from the next trustworthy frame.
 """
 
 from __future__ import annotations
@@ -49,8 +57,15 @@ class _ObjectMotion:
     pending: list[tuple[float, np.ndarray]] = field(default_factory=list)
     last: tuple[float, np.ndarray] | None = None
     errors_mm: list[float] = field(default_factory=list)  # recent prediction errors
-    checked: int = 0  # forecasts checked so far
+    checked: int = 0  # forecasts checked since the start or the last doubtful frame
+    doubted: bool = False  # a doubtful frame reset ``checked``
     slot: int | None = None  # the registry slot of the object this state is for
+
+    def doubt(self) -> None:
+        """Forget the unchecked forecasts and the count: they rest on a doubtful measurement."""
+        self.pending.clear()
+        self.checked = 0
+        self.doubted = True
 
     def check_forecasts(self, t_s: float, position: np.ndarray) -> None:
         """Score the forecasts made for times up to ``t_s`` against the measured track."""
@@ -115,6 +130,8 @@ class Gate:
                 del self._objects[gone]
         for obj in result.objects:
             motion = self._motion(obj.object_id)
+            if self._doubt(obj) is not None:
+                motion.doubt()
             if obj.centroid_mm is None or not obj.present:
                 continue
             position = np.asarray(obj.centroid_mm, dtype=float)
@@ -125,7 +142,7 @@ class Gate:
             motion.check_forecasts(acquired_s, position)
             motion.predictor.update(acquired_s, position)
             predicted = motion.predictor.predict(horizon_ms / 1000.0)
-            if predicted is not None:
+            if predicted is not None and self._doubt(obj) is None:
                 motion.pending.append((acquired_s + horizon_ms / 1000.0, np.asarray(predicted, dtype=float)))
             obj.displacement_mm = tuple(float(v) for v in position - motion.reference_mm)  # type: ignore[assignment]
             if predicted is not None:
@@ -187,8 +204,8 @@ class Gate:
         """The guard band for ``obj``: the configured floor, widened to the estimated error."""
         return max(self.config.guard_mm, self.config.guard_sigmas * self.estimated_error_mm(obj))
 
-    def _outside(self, obj: ObjectResult) -> tuple[str, str] | None:
-        """(cause, reason) why ``obj`` keeps the beam off, or None when it is inside the window."""
+    def _doubt(self, obj: ObjectResult) -> tuple[str, str] | None:
+        """(cause, reason) when ``obj``'s measurement is not to be trusted: lost or unconfident."""
         if obj.centroid_mm is None:
             return "lost", "lost (empty mask)"
         if obj.score < self.config.min_presence:
@@ -201,28 +218,43 @@ class Gate:
             if obj.confidence < self.config.min_confidence:
                 needed = self.config.min_confidence
                 return "low_confidence", f"tracking confidence {obj.confidence:.2f} below {needed:.2f}"
+        return None
+
+    def _outside(self, obj: ObjectResult) -> tuple[str, str] | None:
+        """(cause, reason) why ``obj`` keeps the beam off, or None when it is inside the window."""
+        if (doubt := self._doubt(obj)) is not None:
+            return doubt
         predicted = getattr(obj, "predicted_mm", None)
         if predicted is None:
             return "lost", "no position prediction yet"
-        checked, needed = self._motion(obj.object_id).checked, self.config.min_checked_forecasts
+        motion = self._motion(obj.object_id)
+        checked, needed = motion.checked, self.config.min_checked_forecasts
         if self.config.guard_sigmas > 0 and checked < needed:
-            return "warming_up", f"{checked} of {needed} forecasts checked: prediction error not known yet"
+            since = " since the last doubtful frame" if motion.doubted else ""
+            return "warming_up", f"{checked} of {needed} forecasts checked{since}: prediction error not known"
         guard = self.guard_mm(obj)
+        # A forecast may hold the beam early (the target leaving), never release it early (the
+        # target coming back): both the predicted and the measured position must pass.
+        positions = {"predicted": np.asarray(predicted), "measured": np.asarray(obj.centroid_mm)}
         if self.config.mask_rule:
-            return self._outside_mask(obj, np.asarray(predicted), guard)
-        reference = self._motion(obj.object_id).reference_mm
+            for which, position in positions.items():
+                if (hold := self._outside_mask(obj, position, guard, which)) is not None:
+                    return hold
+            return None
+        reference = motion.reference_mm
         assert reference is not None
-        distance = float(np.linalg.norm(np.asarray(predicted) - reference))
-        margin = self.config.margin_mm
+        distances = {which: float(np.linalg.norm(p - reference)) for which, p in positions.items()}
+        which = max(distances, key=lambda k: distances[k])
+        distance, margin = distances[which], self.config.margin_mm
         if distance > margin:
             return (
                 "outside",
-                f"predicted {distance:.1f} mm from the reference, outside the {margin:.1f} mm margin",
+                f"{which} {distance:.1f} mm from the reference, outside the {margin:.1f} mm margin",
             )
         if distance > margin - guard:
             return (
                 "guard_band",
-                f"predicted {distance:.1f} mm from the reference, within its {guard:.1f} mm guard band"
+                f"{which} {distance:.1f} mm from the reference, within its {guard:.1f} mm guard band"
                 f" (estimated error) of the {margin:.1f} mm margin",
             )
         return None
@@ -239,13 +271,13 @@ class Gate:
         return ndimage.distance_transform_edt(window, sampling=(g.spacing_mm[1], g.spacing_mm[0]))
 
     def _outside_mask(
-        self, obj: ObjectResult, predicted_mm: np.ndarray, guard: float
+        self, obj: ObjectResult, position_mm: np.ndarray, guard: float, which: str = "predicted"
     ) -> tuple[str, str] | None:
         depth = self._motion(obj.object_id).boundary_mm
         assert depth is not None and obj.centroid_px is not None
         if depth.shape != obj.mask.shape:
             return "outside", f"gating mask is {depth.shape} but frames are {obj.mask.shape}"
-        shift_px = self._mm_to_px_shift(predicted_mm - np.asarray(obj.centroid_mm))
+        shift_px = self._mm_to_px_shift(position_mm - np.asarray(obj.centroid_mm))
         ys, xs = np.nonzero(obj.mask)
         ys = np.round(ys + shift_px[1]).astype(int)
         xs = np.round(xs + shift_px[0]).astype(int)
@@ -255,13 +287,13 @@ class Gate:
         needed = self.config.min_inside_fraction
         inside = float((d > 0).mean()) if ys.size else 0.0
         if inside < needed:
-            return "outside", f"{inside:.0%} of the predicted target inside the boundary (needs {needed:.0%})"
+            return "outside", f"{inside:.0%} of the {which} target inside the boundary (needs {needed:.0%})"
         # Inside by more than the guard: a pixel this deep stays inside under that much error.
         deep = float((d > guard).mean()) if ys.size else 0.0
         if deep < needed:
             return (
                 "guard_band",
-                f"{deep:.0%} of the predicted target inside the boundary by its {guard:.1f} mm guard band"
+                f"{deep:.0%} of the {which} target inside the boundary by its {guard:.1f} mm guard band"
                 f" (needs {needed:.0%})",
             )
         return None
