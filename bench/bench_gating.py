@@ -3,7 +3,7 @@
 * Prediction: the Kalman predictor's position error at a 300 ms horizon, against the
   no-prediction error (the last measured position) at the same horizon, pooled and per
   case (the output names every case where prediction is worse than none).
-* Gating: a 3 mm window (0.5 mm guard), latency-compensated horizon; beam-on time with
+* Gating: a 3 mm window (the gate's default guard), latency-compensated horizon; beam-on time with
   the true target outside the window (target <= 1 %), duty cycle, hold-while-inside,
   beam-off latency. Plus TrackRAD's relative D98.
 
