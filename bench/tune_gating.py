@@ -7,16 +7,18 @@ nominal latencies (50, 100 and 200 ms by default), and reports, per setting and
 latency, the worst beam-on-outside fraction and the duty cycle relative to the
 oracle's: the mean of the per-case ratios, pooled over cases, and the worst case.
 The window's reference is the one replay gives the gate and the oracle
-(:mod:`tracker.gating.reference`, end-exhale by default). A setting counts as safe
-only if no case exceeds 1 % beam-on-outside at any of the latencies. This is how the
-defaults in ``GatingConfig`` were chosen; the validation set is never read here.
+(:mod:`tracker.gating.reference`): end-exhale and the first frame, by default both. A
+setting counts as safe only if no case exceeds 1 % beam-on-outside at any of the
+latencies with either reference. This is how the defaults in ``GatingConfig`` were
+chosen; the validation set is never read here.
 
-``--diagnose`` prints, for the defaults (or ``--gate`` settings) at the first latency,
-where the duty cycle goes: per case, the gate's HOLD causes on the frames the oracle
-has the beam on, the oracle's beam-on share per quarter of the sequence, and the guard
+``--diagnose`` prints, for the defaults (or ``--gate`` settings) at the first latency and
+reference, where the duty cycle goes: per case, the gate's HOLD causes on the frames the
+oracle has the beam on, the oracle's beam-on share per quarter of the sequence, and the guard
 band against the error it guards (the distance between the gated, predicted position
-and the true position when the decision takes effect). ``--plot`` draws duty/oracle
-against worst beam-on-outside for every setting and latency.
+and the true position when the decision takes effect); and the engine's tracking error
+per confidence band, which calibrates the guard's floor. ``--plot`` draws duty/oracle
+against worst beam-on-outside for every setting, latency and reference.
 
     .venv/bin/python bench/tune_gating.py --json /tmp/tune_gating.json \\
         --plot docs/img/gating_tradeoff.png --diagnose --cache /tmp/tune_answers.pkl
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 from tqdm import tqdm
 
 from tracker.engines import create_engine
@@ -174,6 +177,35 @@ def _score(case: Case, config: GatingConfig, latency_ms: float, diagnose: bool =
     return out
 
 
+def tracking_error_by_confidence(cases: list[Case]) -> dict[str, Any]:
+    """The engine's centroid error against the truth, overall and per confidence band: what the
+    guard's tracking term should cover (frames with the target in the slice, the prompt left out)."""
+    errors, confidences = [], []
+    for case in cases:
+        for k, result in enumerate(case.results[1:], start=1):
+            obj = result.objects[0] if result.objects else None
+            if obj is None or obj.centroid_mm is None or not case.known[k] or obj.confidence is None:
+                continue
+            errors.append(float(np.linalg.norm(np.asarray(obj.centroid_mm) - case.truth[k])))
+            confidences.append(obj.confidence)
+    err, conf = np.array(errors), np.array(confidences)
+
+    def stats_of(e: np.ndarray) -> dict[str, float]:
+        return {"frames": len(e), "rms": float(np.sqrt(np.mean(e**2))), "median": float(np.median(e)),
+                "p90": float(np.percentile(e, 90))}  # fmt: skip
+
+    bands = [(0.0, 0.5), (0.5, 0.6), (0.6, 0.7), (0.7, 0.8), (0.8, 1.01)]
+    return {
+        "all": stats_of(err),
+        "by_confidence": {
+            f"{lo:g}-{min(hi, 1):g}": stats_of(err[(conf >= lo) & (conf < hi)])
+            for lo, hi in bands
+            if ((conf >= lo) & (conf < hi)).any()
+        },
+        "spearman_confidence_vs_error": float(stats.spearmanr(conf, err).statistic),
+    }
+
+
 def _summary(per_case: list[CaseScore]) -> dict[str, float | None]:
     ratios = [c.duty / c.oracle for c in per_case if c.oracle > 0]
     oracle_frames = sum(c.oracle_frames for c in per_case)
@@ -189,7 +221,8 @@ def _summary(per_case: list[CaseScore]) -> dict[str, float | None]:
 
 
 def plot_tradeoff(rows: list[dict[str, Any]], chosen: dict[str, Any], title: str, path: Path) -> None:
-    """Duty/oracle (mean of cases, pooled, worst case) against worst beam-on-outside, per latency."""
+    """Duty/oracle (mean of cases, pooled, worst case) against worst beam-on-outside: one row of
+    panels per window reference, one colour per latency, one point per grid setting."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,34 +230,48 @@ def plot_tradeoff(rows: list[dict[str, Any]], chosen: dict[str, Any], title: str
 
     panels = (("duty_vs_oracle_mean", "mean of cases"), ("duty_vs_oracle_pooled", "pooled"),
               ("duty_vs_oracle_worst", "worst case"))  # fmt: skip
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), sharex=True, sharey=True)
-    for ax, (key, name) in zip(axes, panels, strict=True):
-        for latency in reversed(rows[0]["by_latency"]):  # the nominal latency drawn last, on top
-            x = [100 * r["by_latency"][latency]["outside_worst"] for r in rows]
-            y = [r["by_latency"][latency][key] or 0 for r in rows]
-            ax.scatter(x, y, s=10, alpha=0.45, label=f"grid, {latency} ms")
-        for i, latency in enumerate(chosen["by_latency"]):
-            c = chosen["by_latency"][latency]
-            x, y = 100 * c["outside_worst"], c[key] or 0
-            ax.scatter([x], [y], s=110, facecolors="none", edgecolors="black", linewidths=1.4,
-                       label="defaults" if i == 0 else None)  # fmt: skip
-            ax.annotate(f"{latency} ms", (x, y), xytext=(8, -3), textcoords="offset points", fontsize=7)
-        ax.axvline(100 * OUTSIDE_TARGET, color="red", linestyle="--", linewidth=1, label="≤ 1 % outside")
-        ax.axhline(DUTY_TARGET, color="green", linestyle="--", linewidth=1, label="≥ 0.8 of oracle")
+    references = list(rows[0]["results"])
+    fig, axes = plt.subplots(
+        len(references), 3, figsize=(13, 4.0 * len(references)), sharex=True, sharey=True, squeeze=False
+    )
+    for row_axes, reference in zip(axes, references, strict=True):
+        latencies = list(rows[0]["results"][reference])
+        for ax, (key, name) in zip(row_axes, panels, strict=True):
+            for latency in reversed(latencies):  # the nominal latency drawn last, on top
+                x = [100 * r["results"][reference][latency]["outside_worst"] for r in rows]
+                y = [r["results"][reference][latency][key] or 0 for r in rows]
+                ax.scatter(x, y, s=10, alpha=0.45, label=f"grid, {latency} ms")
+            for i, latency in enumerate(latencies):
+                c = chosen["results"][reference][latency]
+                x, y = 100 * c["outside_worst"], c[key] or 0
+                ax.scatter([x], [y], s=110, facecolors="none", edgecolors="black", linewidths=1.4,
+                           label="defaults" if i == 0 else None)  # fmt: skip
+                ax.annotate(f"{latency} ms", (x, y), xytext=(8, -3), textcoords="offset points", fontsize=7)
+            ax.axvline(100 * OUTSIDE_TARGET, color="red", linestyle="--", linewidth=1, label="≤ 1 % outside")
+            ax.axhline(DUTY_TARGET, color="green", linestyle="--", linewidth=1, label="≥ 0.8 of oracle")
+            ax.set_title(f"{reference} reference: duty ÷ oracle's, {name}", fontsize=9)
+            ax.set_xscale("symlog", linthresh=1.0, linscale=2.0)  # linear to 1 %, then logarithmic
+            ax.set_xlim(-0.2, 110)
+            ax.grid(alpha=0.3)
+        row_axes[0].set_ylabel("duty cycle ÷ oracle's")
+    for ax in axes[-1]:
         ax.set_xlabel("worst case beam-on-outside (% of beam-on frames)")
-        ax.set_title(f"duty ÷ oracle's: {name}", fontsize=10)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("duty cycle ÷ oracle's")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
-def _by_latency(cases: list[Case], config: GatingConfig, latencies: list[float]) -> dict[str, Any]:
-    return {f"{lat:g}": _summary([_score(c, config, lat) for c in cases]) for lat in latencies}
+def _evaluate(
+    cases: dict[str, list[Case]], config: GatingConfig, latencies: list[float]
+) -> dict[str, dict[str, Any]]:
+    """Summaries per window reference and latency."""
+    return {
+        reference: {f"{lat:g}": _summary([_score(c, config, lat) for c in ref_cases]) for lat in latencies}
+        for reference, ref_cases in cases.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         help="nominal end-to-end latencies: a setting is safe only if safe at every one",
     )
     parser.add_argument(
-        "--reference", choices=REFERENCES, default="end_exhale", help="the window's reference"
+        "--reference",
+        choices=REFERENCES,
+        nargs="+",
+        default=["end_exhale", "first_frame"],
+        help="window references: a setting is safe only if safe with every one",
     )
     parser.add_argument("--gate", action="append", default=[], metavar="KNOB=VALUE", help="for --diagnose")
     parser.add_argument("--diagnose", action="store_true", help="where the duty cycle goes, per case")
@@ -260,37 +311,38 @@ def main(argv: list[str] | None = None) -> int:
         recorded = [_answers(p) for p in tqdm(paths, desc="flow on tuning cases")]
         if args.cache is not None:
             args.cache.write_bytes(pickle.dumps(recorded))
-    cases = [_case(seq, res, args.reference) for seq, res in recorded]
+    cases = {ref: [_case(seq, res, ref) for seq, res in recorded] for ref in args.reference}
     knobs = {
         k: (int if k == "min_checked_forecasts" else float)(v)
         for k, v in (g.split("=", 1) for g in args.gate)
     }
     chosen = GatingConfig(margin_mm=args.margin_mm, **knobs)  # type: ignore[arg-type]
     result: dict[str, Any] = {"provenance": prov, "settings": {k: str(v) for k, v in vars(args).items()}}
-    nominal = args.latency_ms[0]
-    diagnosis = [_score(c, chosen, nominal, diagnose=True) for c in cases]
+    nominal, main_reference = args.latency_ms[0], args.reference[0]
+    diagnosis = [_score(c, chosen, nominal, diagnose=True) for c in cases[main_reference]]
     result["chosen"] = {
         "knobs": knobs,
-        "by_latency": _by_latency(cases, chosen, args.latency_ms),
-        "cases": [asdict(d) for d in diagnosis],
+        "results": _evaluate(cases, chosen, args.latency_ms),
+        f"cases ({main_reference}, {nominal:g} ms)": [asdict(d) for d in diagnosis],
+        "tracking_error_mm": tracking_error_by_confidence(cases[main_reference]),
     }
     if args.diagnose:
-        for c, d in zip(cases, diagnosis, strict=True):
+        for c, d in zip(cases[main_reference], diagnosis, strict=True):
             logger.info("%s ref frame %d: %s", c.name, c.reference_frame, json.dumps(asdict(d)))
-        logger.info("chosen %s: %s", knobs, json.dumps(result["chosen"]["by_latency"]))
+        logger.info("chosen %s: %s", knobs, json.dumps(result["chosen"]["results"]))
+        logger.info("tracking error (mm): %s", json.dumps(result["chosen"]["tracking_error_mm"]))
     if not args.no_grid:
         rows = []
         for values in itertools.product(*GRID.values()):
             setting = dict(zip(GRID, values, strict=True))
             config = GatingConfig(margin_mm=args.margin_mm, **setting)  # type: ignore[arg-type]
-            by_latency = _by_latency(cases, config, args.latency_ms)
-            safe = all(v["outside_worst"] <= OUTSIDE_TARGET for v in by_latency.values())
-            rows.append({**setting, "safe_at_every_latency": safe, "by_latency": by_latency})
-        first = f"{nominal:g}"
+            results = _evaluate(cases, config, args.latency_ms)
+            safe = all(v["outside_worst"] <= OUTSIDE_TARGET for r in results.values() for v in r.values())
+            rows.append({**setting, "safe": safe, "results": results})
         rows.sort(
             key=lambda r: (
-                not r["safe_at_every_latency"],
-                -(r["by_latency"][first]["duty_vs_oracle_mean"] or 0),
+                not r["safe"],
+                -(r["results"][main_reference][f"{nominal:g}"]["duty_vs_oracle_mean"] or 0),
             )
         )
         for r in rows[:15]:
@@ -298,8 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         result["grid"] = rows
         if args.plot is not None:
             title = (
-                f"{len(rows)} gate settings on the {len(cases)} hard tuning cases ({args.reference}"
-                f" reference, {args.margin_mm:g} mm margin); circles: the defaults"
+                f"{len(rows)} gate settings on the {len(recorded)} hard tuning cases, {args.margin_mm:g} mm"
+                " margin; circles: the defaults"
             )
             plot_tradeoff(rows, result["chosen"], title, args.plot)
     if args.json is not None:
