@@ -41,6 +41,7 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
+from tracker.bench.common import write_json
 from tracker.engines import create_engine
 from tracker.gating.evaluate import interpolate_positions, score_gating
 from tracker.gating.gate import Gate
@@ -355,8 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             plot_tradeoff(rows, result["chosen"], title, args.plot)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        write_json(result, args.json)
     return 0
 
 
