@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Video frames (DAVIS: 854x480 at 24 fps, a 41.7 ms budget) track with the flow computed at
 # this longer side: on a 2-core VM the default 480 does not fit one frame interval. It costs
 # some accuracy, which the table shows beside the setting (docs/usage.md#the-demo).
-VIDEO_FLOW_OPTIONS = {"max_side": "320"}
+VIDEO_FLOW_OPTIONS = {"max_side": "256"}
 
 
 def find_davis_sequence(name: str = "blackswan") -> Path | None:
