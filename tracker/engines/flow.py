@@ -214,15 +214,12 @@ class _Warp:
         size = (x1 - x0, y1 - y0)
 
         def sample(field: np.ndarray) -> np.ndarray:
-            return cv2.warpAffine(
-                field,
-                to_work,
-                size,
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            return cv2.warpAffine(field, to_work, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
-        flow = sample(self.flow) * np.array([1.0 / sx, 1.0 / sy], dtype=np.float32)
+        flow = sample(self.flow)
+        flow[..., 0] *= np.float32(1.0 / sx)  # channel by channel: a broadcast (2,) multiply is ~2x slower
+        flow[..., 1] *= np.float32(1.0 / sy)
         fb = None if self.fb_error is None else sample(self.fb_error)
         return _Fields(self.grid[y0:y1, x0:x1] + flow, sample(self.confidence), sample(self.structure), fb)
 

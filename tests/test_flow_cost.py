@@ -1,18 +1,21 @@
-"""The flow engine builds its per-size state before the first tracked frame, and that changes no output.
+"""What the flow engine does to fit a 24 fps budget (issue #13's demo) changes no output.
 
-The first flow at a frame size allocates DIS's pyramid buffers and the pixel grids; paid
-inside the first tracked frame, it ate into a 24 fps video's 41.7 ms budget (issue #13's
-demo). The session builds them at open when it knows the frame size, otherwise on the
-prompt frame, which has no flow of its own to compute.
+* The first flow at a frame size allocates DIS's pyramid buffers and the pixel grids (3-4 ms
+  at 854x480 on a 2-core VM), which the first tracked frame paid within its budget. The
+  session builds them at open when it knows the frame size, otherwise on the prompt frame,
+  which has no flow of its own to compute.
+* :meth:`_Warp.region` scales the sampled flow channel by channel instead of by a broadcast
+  (2,) multiply, which numpy runs with an inner loop of two elements; the values are the same.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from tests.conftest import disk, shift, textured_image
-from tracker.engines.flow import FlowEngine, FlowSession
+from tracker.engines.flow import FlowEngine, FlowSession, _pixel_grid, _Warp
 from tracker.types import (
     Frame,
     MaskPrompt,
@@ -102,3 +105,29 @@ def test_preparing_changes_no_output(monkeypatch: pytest.MonkeyPatch, declared: 
             assert a.object_id == b.object_id
             assert np.array_equal(a.mask, b.mask)
             assert a.score == b.score and a.confidence == b.confidence
+
+
+def _region_as_before(warp: _Warp, roi: tuple[int, int, int, int]) -> np.ndarray:
+    """The region's map as the engine computed it before: one broadcast multiply by both scales."""
+    y0, y1, x0, x1 = roi
+    h, w = warp.flow.shape[:2]
+    sx, sy = w / warp.hw[1], h / warp.hw[0]
+    to_work = np.array([[sx, 0.0, sx * (x0 + 0.5) - 0.5], [0.0, sy, sy * (y0 + 0.5) - 0.5]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    flow = cv2.warpAffine(
+        warp.flow, to_work, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE
+    )
+    return warp.grid[y0:y1, x0:x1] + flow * np.array([1.0 / sx, 1.0 / sy], dtype=np.float32)
+
+
+@pytest.mark.parametrize("hw", [(480, 854), (270, 270), (181, 333)])
+def test_region_scales_the_flow_exactly_as_the_broadcast_did(hw: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    work = (round(hw[0] * 0.37), round(hw[1] * 0.37))  # an uneven scale, not the same along both axes
+    flow = (rng.normal(0.0, 4.0, (*work, 2))).astype(np.float32)
+    ones = np.ones(work, np.float32)
+    warp = _Warp(_pixel_grid(work) + flow, flow, ones, ones, None, hw, _pixel_grid(hw), 16.0)
+    for roi in [(0, hw[0], 0, hw[1]), (17, hw[0] // 2, 31, hw[1] - 5)]:
+        got = warp.region(roi).map_xy
+        assert got.shape == (roi[1] - roi[0], roi[3] - roi[2], 2) and got.dtype == np.float32
+        assert np.array_equal(got, _region_as_before(warp, roi))
