@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from PIL import Image
+from tqdm import tqdm
 
-from tests.conftest import free_port
+from tests.conftest import disk, free_port, shift, textured_image
 from tests.test_davis import ref_f_measure, ref_iou, toolkit_read_masks
 from tracker.cli import main as cli_main
+from tracker.client import ClientResult, StreamSession, TrackerClient
+from tracker.io.sequence import Sequence
 from tracker.io.trackrad import read_trackrad_case
 from tracker.replay import ReplayOptions, replay
+from tracker.replay.run import _stream, session_config_for
 from tracker.synth.cine_mri import write_cases
+from tracker.types import FrameStatus
 
 REPORT_KEYS = {"dice_mean", "hd95_mm_mean", "msd_mm_mean", "centroid_mm_mean", "frames", "dropped", "late"}
 PERCENTILE_KEYS = {"p50", "p95", "p99", "max"}
@@ -140,3 +146,52 @@ def test_replay_without_a_prompt_names_the_problem(tmp_path):
     case = write_trackrad_case(tmp_path, "E001", np.zeros((3, 20, 20), np.uint16), np.zeros((20, 20)), 4.0)
     with pytest.raises(ValueError, match="first-frame mask is empty"):
         replay([case], ReplayOptions(progress=False))
+
+
+class _NotedFrames:
+    """A clip's frames, noting which have been read (a FrameSource, as a reader's lazy frames are)."""
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames = frames
+        self.read = [threading.Event() for _ in frames]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        self.read[index].set()
+        return self.frames[index]
+
+
+class _AnswerAfterTheNextRead:
+    """A real session whose answer to frame i is taken only once frame i + 1 has been read."""
+
+    def __init__(self, session: StreamSession, frames: _NotedFrames) -> None:
+        self.session, self.frames, self.sent = session, frames, -1
+
+    def send_frame(self, pixels: np.ndarray, index: int, timestamp_s: float | None = None) -> None:
+        self.sent = index
+        self.session.send_frame(pixels, index, timestamp_s)
+
+    def recv_frame(self) -> ClientResult:
+        upcoming = self.sent + 1
+        if upcoming < len(self.frames):
+            read = self.frames.read[upcoming].wait(10.0)
+            assert read, f"frame {upcoming} was not read while frame {self.sent} was computed"
+        return self.session.recv_frame()
+
+
+def test_max_rate_replay_reads_the_next_frame_while_this_one_is_computed(flow_server):
+    """A camera has its next frame ready: the replay's own reading must not delay the send."""
+    frames = _NotedFrames([shift(textured_image(), 1.5 * t, 0.0) for t in range(6)])
+    prompt = disk(128, 160, 80, 64, 12).astype(np.uint16)
+    sequence = Sequence("clip", frames, frame_rate_hz=24.0, first_label=prompt)
+    options = ReplayOptions(rate="max", progress=False)
+    with TrackerClient(flow_server.address) as client:
+        session = client.open_session(session_config_for(sequence, options))
+        spy = _AnswerAfterTheNextRead(session, frames)
+        with tqdm(disable=True) as bar:
+            answers = _stream(spy, sequence, "max", bar)  # type: ignore[arg-type]
+        session.close()
+    assert [a.frame_index for a in answers] == list(range(6))
+    assert all(a.status in (FrameStatus.OK, FrameStatus.LATE) and a.objects[0].mask.any() for a in answers)
