@@ -19,10 +19,10 @@ from tracker.cli import main as cli_main
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.io.sequence import Sequence
 from tracker.io.trackrad import read_trackrad_case
-from tracker.replay import ReplayOptions, replay
+from tracker.replay import ReplayOptions, replay, replay_sequence
 from tracker.replay.run import _stream, session_config_for
 from tracker.synth.cine_mri import write_cases
-from tracker.types import FrameStatus
+from tracker.types import BudgetPolicy, FrameStatus
 
 REPORT_KEYS = {"dice_mean", "hd95_mm_mean", "msd_mm_mean", "centroid_mm_mean", "frames", "dropped", "late"}
 PERCENTILE_KEYS = {"p50", "p95", "p99", "max"}
@@ -195,3 +195,21 @@ def test_max_rate_replay_reads_the_next_frame_while_this_one_is_computed(flow_se
         session.close()
     assert [a.frame_index for a in answers] == list(range(6))
     assert all(a.status in (FrameStatus.OK, FrameStatus.LATE) and a.objects[0].mask.any() for a in answers)
+
+
+def test_the_budget_policy_reaches_the_session_and_degraded_answers_are_counted(flow_server):
+    """With DEGRADE and a budget no answer can meet (1 µs), every answer after the first is degraded."""
+    frames = [shift(textured_image(), 1.5 * t, 0.0) for t in range(5)]
+    prompt = disk(128, 160, 80, 64, 12).astype(np.uint16)
+    sequence = Sequence("clip", np.stack(frames), frame_rate_hz=24.0, first_label=prompt)
+    cases = {}
+    for policy in (BudgetPolicy.LATEST, BudgetPolicy.DEGRADE):
+        options = ReplayOptions(progress=False, latency_budget_ms=0.001, budget_policy=policy)
+        assert session_config_for(sequence, options).budget_policy is policy
+        with TrackerClient(flow_server.address) as client:
+            result = replay_sequence(client, sequence, options)
+        cases[policy] = (result.report(), result.records)
+    (latest, _), (degrade, records) = cases[BudgetPolicy.LATEST], cases[BudgetPolicy.DEGRADE]
+    assert latest["degraded"] == 0 and latest["late"] == 5
+    assert [bool(r.degradations) for r in records] == [False, True, True, True, True]
+    assert degrade["degraded"] == 4 and "half the working size" in records[-1].degradations[0]

@@ -16,7 +16,7 @@ from tracker import metrics
 from tracker.gating.types import BeamState
 from tracker.io.sequence import Sequence
 from tracker.overseer import scoring as overseer_scoring
-from tracker.types import FrameStatus, RepromptEvent
+from tracker.types import BudgetPolicy, FrameStatus, RepromptEvent
 
 Rate = Literal["realtime", "max"]
 
@@ -27,6 +27,7 @@ class ReplayOptions:
     engine: str = ""  # empty: the server's default
     engine_options: dict[str, str] = field(default_factory=dict)
     latency_budget_ms: float | None = None  # None: 1000 ms for cine-MRI, one frame interval for video
+    budget_policy: BudgetPolicy = BudgetPolicy.LATEST  # what the session does when late (docs/budgets.md)
     out_masks: Path | None = None
     first_mask: Path | None = None
     frame_rate_hz: float | None = None  # override for sources that do not state it
@@ -74,6 +75,7 @@ class FrameRecord:
     confidences: dict[int, float] = field(default_factory=dict)  # per object, where reported
     hold_cause: str = ""  # gating: why the beam was held (tracker.gating.gate.HOLD_CAUSES)
     guard_mm: float = 0.0  # gating: the guard band in force
+    degradations: list[str] = field(default_factory=list)  # DEGRADE policy: the trades in force
 
 
 @dataclass

@@ -78,6 +78,7 @@ def session_config_for(sequence: Sequence, options: ReplayOptions) -> SessionCon
         engine_options=engine_options,
         objects=objects,
         latency_budget_ms=budget,
+        budget_policy=options.budget_policy,
         frame_rate_hz=sequence.frame_rate_hz,
         geometry=sequence.geometry,
         image_size=sequence.shape_hw,
@@ -246,6 +247,7 @@ def replay_sequence(client: TrackerClient, sequence: Sequence, options: ReplayOp
                 {o.object_id: o.confidence for o in result.objects if o.confidence is not None},
                 result.gating.cause if result.gating is not None else "",
                 result.gating.guard_mm if result.gating is not None else 0.0,
+                list(result.degradations),
             )
         )
     scores, outcomes = score_objects(sequence, predictions)
@@ -301,6 +303,7 @@ def case_report(case: CaseResult) -> dict[str, object]:
         "dropped": statuses.count(FrameStatus.DROPPED),
         "late": statuses.count(FrameStatus.LATE),
         "errors": statuses.count(FrameStatus.ERROR),
+        "degraded": sum(1 for r in case.records if r.degradations),  # answered with accuracy traded
     }
     for key in METRIC_KEYS:
         report[key] = _mean_or_none([d[key] for d in per_object.values()])
