@@ -6,7 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from tracker.demo import results_table, run_demo
+from tracker.demo import VIDEO_FLOW_OPTIONS, results_table, run_demo
 from tracker.viz import PREDICTION_BGR
 
 
@@ -15,6 +15,11 @@ def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys):
     report = run_demo(tmp_path, davis=davis_dir / "car-shadow", seed=3)
     names = [c["name"] for c in report["cases"]]
     assert names == ["S001", "car-shadow"]
+    # The video case runs under DEGRADE and its settings say so, with how many answers were degraded.
+    cine, video = report["cases"]
+    assert cine["demo_settings"] == "flow" and cine["degraded"] == 0
+    side, degraded = VIDEO_FLOW_OPTIONS["max_side"], video["degraded"]
+    assert video["demo_settings"] == f"flow, max_side {side}, degrade policy ({degraded} frames degraded)"
     table = capsys.readouterr().out
     assert "S001" in table and "car-shadow" in table and "Dice" in table
     assert (tmp_path / "results.txt").read_text().strip() == results_table(report["cases"])
