@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import gc
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from tracker import demo
 from tracker.demo import VIDEO_FLOW_OPTIONS, results_table, run_demo
 from tracker.viz import PREDICTION_BGR
 
 
 @pytest.mark.slow
-def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys):
+def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys, monkeypatch):
+    # Each stream runs with what was alive before it frozen out of full garbage collections.
+    frozen_during = []
+    replay_sequence = demo.replay_sequence
+
+    def replay_noting_the_freeze(*args, **kwargs):
+        frozen_during.append(gc.get_freeze_count())
+        return replay_sequence(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "replay_sequence", replay_noting_the_freeze)
     report = run_demo(tmp_path, davis=davis_dir / "car-shadow", seed=3)
+    assert len(frozen_during) == 2 and min(frozen_during) > 10_000 and gc.get_freeze_count() == 0
     names = [c["name"] for c in report["cases"]]
     assert names == ["S001", "car-shadow"]
     # The video case runs under DEGRADE and its settings say so, with how many answers were degraded.
