@@ -77,6 +77,9 @@ step batch "$PY" bench/bench_batch.py --out $R/sam2_batch_cpu.json              
 step cluster "${TRACKER[@]}" bench cluster --replicas 3 --sessions 6 --rate 8 --duration 60 \
   --kill 1@20 --drain 2@40 --json $R/cluster.json --plots $R/cluster            # ~3 min
 
+# `make demo` as a user runs it, five times in fresh processes (#13: no LATE on the DAVIS clip).
+step demo "$PY" bench/bench_demo.py --runs 5 --json $R/demo.json                 # ~2 min
+
 # DAVIS as davis2017-evaluation scores it (#16): J, F, J&F of the flow engine on the shared clips.
 DAVIS=${TRACKER_SHARED_DATA:-../shared/data}/davis2016
 step davis "${TRACKER[@]}" replay $DAVIS/blackswan $DAVIS/car-shadow $DAVIS/dog --engine flow \

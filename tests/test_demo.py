@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -45,3 +46,28 @@ def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys, mo
     plot = iio.imread(tmp_path / "latency.png")
     assert plot.ndim == 3 and plot.shape[0] > 300 and plot.shape[1] > 800
     assert report["summary"]["frames"] == sum(c["frames"] for c in report["cases"])
+
+
+def test_demo_benchmark_keeps_every_runs_late_count_and_the_worst() -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "bench_demo.py"
+    spec = importlib.util.spec_from_file_location("bench_demo", path)
+    assert spec is not None and spec.loader is not None
+    bench_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_demo)
+
+    def row(case: str, modality: str, late: int, degraded: int) -> dict[str, object]:
+        counts = {"frames": 50, "late": late, "dropped": 0, "errors": 0, "degraded": degraded}
+        return {"case": case, "modality": modality, "settings": "flow", **counts}
+
+    runs = [
+        [row("S001", "cine_mri", 0, 0), row("blackswan", "other", 3, 1)],
+        [row("S001", "cine_mri", 1, 0), row("blackswan", "other", 0, 4)],
+    ]
+    cases = bench_demo.summarise(runs)
+    assert cases["blackswan"]["late_per_run"] == [3, 0]
+    assert cases["blackswan"]["late_worst"] == 3
+    assert cases["blackswan"]["degraded_total"] == 5
+    assert cases["S001"]["late_per_run"] == [0, 1]
+    assert cases["S001"]["frames_total"] == 100
