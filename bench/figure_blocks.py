@@ -59,6 +59,11 @@ def _figs_readme() -> list[Fig]:
             ("… at batch 4", "results.bfloat16.encoder.4.ms_per_frame_p50", ".0f", MS),
         ),
         *figs(
+            "demo.json",
+            ("`make demo`, 5 runs: most LATE answers on the DAVIS clip in one run", "video_late_worst", "d"),
+            ("same runs: DAVIS frames answered degraded, all runs", "cases.blackswan.degraded_total", "d"),
+        ),
+        *figs(
             "cluster.json",
             ("3 replicas behind Envoy, SIGKILL + SIGTERM: frames unanswered", "unaccounted", "d"),
             ("same run: frames answered twice", "duplicates", "d"),
