@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every bench/results/*.json at the current commit, on a quiet machine.
 #
-#   bench/regenerate.sh            # everything (about 75 min on a 2-core CPU; most of it is reference_1000)
+#   bench/regenerate.sh            # everything (about 80 min on a 2-core CPU; reference_1000 takes 20 of them)
 #   bench/regenerate.sh flow gating overseer    # only these steps (names below)
 #
 # Every result file records its provenance (command, commit, dirty flag, machine, load at
@@ -71,6 +71,12 @@ step capacity_sam2 "${TRACKER[@]}" bench capacity --engine sam2 \
   --engine-option image_size=512 --engine-option dtype=bfloat16 \
   --rate 1 --p99-ms 1000 --duration 60 --probe-duration 30 --max-sessions 8 \
   --compare-per-session --json $R/capacity_sam2_tiny_1hz.json                    # ~12 min
+# The same engine with two workers of one torch thread each (the default is one worker, all cores).
+step capacity_sam2_workers2 "${TRACKER[@]}" bench capacity --engine sam2 \
+  --engine-option model=sam2.1_hiera_tiny --engine-option random_weights=true \
+  --engine-option image_size=512 --engine-option dtype=bfloat16 \
+  --rate 1 --p99-ms 1000 --duration 60 --probe-duration 30 --max-sessions 8 \
+  --serve-arg=--workers=2 --json $R/capacity_sam2_tiny_1hz_workers2.json        # ~5 min
 step batch "$PY" bench/bench_batch.py --out $R/sam2_batch_cpu.json              # ~8 min
 
 # Scale-out (#14): 3 replicas behind Envoy, one SIGKILL and one SIGTERM, then no faults.
