@@ -133,6 +133,14 @@ def _figs_scheduler() -> list[Fig]:
             ("per-session design, same run", "baseline_capacity_sessions", "d"),
             ("scheduler: workers", "scheduler.scheduler.workers", "d"),
             ("scheduler at capacity: end-to-end p99", "p99_ms_at_capacity", ".0f", MS),
+            ("scheduler, 1 session: server ms/frame, median", "scheduler.probes.0.server_ms.p50", ".0f", MS),
+            ("per-session design at capacity: end-to-end p99", "baseline.p99_ms_at_capacity", ".0f", MS),
+        ),
+        *figs(
+            "capacity_sam2_tiny_1hz_workers2.json",
+            ("sam2, `--workers 2` (one torch thread each): sessions held", "capacity_sessions", "d"),
+            ("… 1 session: server ms/frame, median", "scheduler.probes.0.server_ms.p50", ".0f", MS),
+            ("… at capacity: end-to-end p99", "p99_ms_at_capacity", ".0f", MS),
         ),
         *figs(
             "sam2_batch_cpu.json",
