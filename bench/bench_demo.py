@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -30,10 +31,28 @@ logger = logging.getLogger("bench_demo")
 COUNTS = ("frames", "late", "dropped", "errors", "degraded")
 
 
+def cpu_steal_ms() -> float | None:
+    """CPU time the hypervisor gave to others since boot, all cores (Linux /proc/stat), or None.
+
+    A frame that is LATE while the server's own time was short may have waited for a stolen
+    core rather than for this code: the difference over a run tells the two apart.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    if fields[0] != "cpu" or len(fields) < 9:
+        return None
+    return int(fields[8]) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
     """Run `tracker demo` in its own process; its per-case rows from report.json."""
     cmd = [sys.executable, "-m", "tracker.cli", "demo", "--out", str(out), "--seed", str(seed)]
+    steal_before = cpu_steal_ms()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    steal_after = cpu_steal_ms()
+    stolen = None if steal_before is None or steal_after is None else steal_after - steal_before
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}:\n{done.stderr[-2000:]}")
     report = json.loads((out / "report.json").read_text())
@@ -52,6 +71,14 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
                 "server_ms_max": server.get("max"),
                 "latency_ms_p99": latency.get("p99"),
                 "latency_ms_max": latency.get("max"),
+                # The LATE frames: index, end-to-end and server ms (the rest of the time is
+                # outside the server's handling: the client, the transport, the machine).
+                "late_frames": [
+                    {"index": f["index"], "latency_ms": f.get("latency_ms"), "server_ms": f.get("server_ms")}
+                    for f in case.get("per_frame", [])
+                    if f.get("status") == "LATE"
+                ],
+                "cpu_steal_ms_during_run": stolen,  # the whole demo run, both cases
             }
         )
     return rows
