@@ -114,8 +114,8 @@ def run_demo(out: Path, davis: Path | None = None, seed: int = 7) -> dict[str, o
             )
             logger.info("replaying %s (%d frames, %s)", sequence.name, len(sequence), sequence.kind)
             # Client and server share this process and everything alive now outlives the stream.
-            # A full collection walking it (~160k objects: 40-160 ms on a 2-core VM) would stall
-            # both mid-stream and make a 24 fps frame LATE: collect once now, then leave it out.
+            # A full collection walking it would stall both mid-stream and make a 24 fps frame
+            # LATE (docs/usage.md#the-demo): collect once now, then leave it out.
             gc.collect()
             gc.freeze()
             try:
