@@ -4,13 +4,13 @@
   at 854x480 on a 2-core VM), which the first tracked frame paid within its budget. The
   session builds them at open when it knows the frame size, otherwise on the prompt frame,
   which has no flow of its own to compute.
-* :meth:`_Warp.region` scales the sampled flow channel by channel instead of by a broadcast
-  (2,) multiply, which numpy runs with an inner loop of two elements; the values are the same.
+* :meth:`_Warp.region` samples the flow and both confidences in one 4-channel call and keeps
+  the x and y maps apart; its values are those of an exact bilinear resize of the working
+  fields (OpenCV's 2-channel path, used before, rounds its weights to 1/32 of a pixel).
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -107,27 +107,63 @@ def test_preparing_changes_no_output(monkeypatch: pytest.MonkeyPatch, declared: 
             assert a.score == b.score and a.confidence == b.confidence
 
 
-def _region_as_before(warp: _Warp, roi: tuple[int, int, int, int]) -> np.ndarray:
-    """The region's map as the engine computed it before: one broadcast multiply by both scales."""
+def _exact_resize(field: np.ndarray, hw: tuple[int, int], roi: tuple[int, int, int, int]) -> np.ndarray:
+    """``field`` (h, w, ...) resized to ``hw`` over ``roi``, in float64: what cv2.resize's
+    INTER_LINEAR computes (pixel centres aligned, the border replicated), without rounding."""
     y0, y1, x0, x1 = roi
-    h, w = warp.flow.shape[:2]
-    sx, sy = w / warp.hw[1], h / warp.hw[0]
-    to_work = np.array([[sx, 0.0, sx * (x0 + 0.5) - 0.5], [0.0, sy, sy * (y0 + 0.5) - 0.5]])
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    flow = cv2.warpAffine(
-        warp.flow, to_work, (x1 - x0, y1 - y0), flags=flags, borderMode=cv2.BORDER_REPLICATE
-    )
-    return warp.grid[y0:y1, x0:x1] + flow * np.array([1.0 / sx, 1.0 / sy], dtype=np.float32)
+    h, w = field.shape[:2]
+    f = field.astype(np.float64).reshape(h, w, -1)
+
+    def axis(lo: int, hi: int, n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.clip((np.arange(lo, hi) + 0.5) * n_src / n_dst - 0.5, 0, n_src - 1)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n_src - 1), src - i0
+
+    r0, r1, fy = axis(y0, y1, h, hw[0])
+    c0, c1, fx = axis(x0, x1, w, hw[1])
+    fy, fx = fy[:, None, None], fx[None, :, None]
+    top = f[r0][:, c0] * (1 - fx) + f[r0][:, c1] * fx
+    bottom = f[r1][:, c0] * (1 - fx) + f[r1][:, c1] * fx
+    return (top * (1 - fy) + bottom * fy).reshape(y1 - y0, x1 - x0, *field.shape[2:])
 
 
 @pytest.mark.parametrize("hw", [(480, 854), (270, 270), (181, 333)])
-def test_region_scales_the_flow_exactly_as_the_broadcast_did(hw: tuple[int, int]) -> None:
+def test_region_is_an_exact_bilinear_resize_of_the_working_fields(hw: tuple[int, int]) -> None:
     rng = np.random.default_rng(1)
     work = (round(hw[0] * 0.37), round(hw[1] * 0.37))  # an uneven scale, not the same along both axes
     flow = (rng.normal(0.0, 4.0, (*work, 2))).astype(np.float32)
-    ones = np.ones(work, np.float32)
-    warp = _Warp(_pixel_grid(work) + flow, flow, ones, ones, None, hw, _pixel_grid(hw), 16.0)
+    confidence = rng.random(work, dtype=np.float32)
+    structure = rng.random(work, dtype=np.float32)
+    fb = rng.random(work, dtype=np.float32)
+    warp = _Warp(_pixel_grid(work) + flow, flow, confidence, structure, fb, hw, _pixel_grid(hw), 16.0)
+    scale = np.array([hw[1] / work[1], hw[0] / work[0]])
     for roi in [(0, hw[0], 0, hw[1]), (17, hw[0] // 2, 31, hw[1] - 5)]:
-        got = warp.region(roi).map_xy
-        assert got.shape == (roi[1] - roi[0], roi[3] - roi[2], 2) and got.dtype == np.float32
-        assert np.array_equal(got, _region_as_before(warp, roi))
+        fields = warp.region(roi)
+        map_x, map_y = fields.maps
+        assert map_y is not None and map_x.dtype == map_y.dtype == np.float32
+        assert map_x.shape == map_y.shape == (roi[1] - roi[0], roi[3] - roi[2])
+        y0, y1, x0, x1 = roi
+        grid = _pixel_grid(hw)[y0:y1, x0:x1].astype(np.float64)
+        expected = grid + _exact_resize(flow, hw, roi) * scale
+        # float32 coordinates of up to ~850 px hold ~1e-4 px; the 1/32-px weights erred by ~0.3 px
+        assert np.abs(map_x - expected[..., 0]).max() < 2e-3
+        assert np.abs(map_y - expected[..., 1]).max() < 2e-3
+        # values in [0, 1]: float32 weights hold ~1e-5; weights rounded to 1/32 err by up to ~1/64
+        for got, want in [
+            (fields.confidence, confidence),
+            (fields.structure, structure),
+            (fields.fb_error, fb),
+        ]:
+            assert got is not None
+            np.testing.assert_allclose(got, _exact_resize(want, hw, roi), rtol=0, atol=1e-4)
+
+
+def test_at_full_resolution_the_region_is_a_cut_of_the_fields() -> None:
+    hw = (60, 80)
+    flow = np.random.default_rng(2).normal(0.0, 2.0, (*hw, 2)).astype(np.float32)
+    ones = np.ones(hw, np.float32)
+    warp = _Warp(_pixel_grid(hw) + flow, flow, ones, ones, None, hw, _pixel_grid(hw), 8.0)
+    fields = warp.region((5, 40, 10, 70))
+    map_xy, none = fields.maps
+    assert none is None and fields.fb_error is None
+    assert np.array_equal(map_xy, warp.work_map[5:40, 10:70])

@@ -85,9 +85,6 @@ def _gif(out: Path, case: CaseResult) -> Path:
         seq.frame_rate_hz,
         zoom=small_target,
     )
-    return write_overlay_gif(
-        out / f"{seq.name}.gif", seq.frames, case.predictions, truths, captions, seq.frame_rate_hz
-    )
 
 
 def run_demo(out: Path, davis: Path | None = None, seed: int = 7) -> dict[str, object]:

@@ -174,7 +174,9 @@ FB_CONTEXT_PX = 32
 class _Fields:
     """A warp's full-resolution values over one region."""
 
-    map_xy: np.ndarray  # float32 (h, w, 2): where each pixel lies in the reference
+    # Where each pixel lies in the reference, as cv2.remap takes it: one float32 (h, w, 2)
+    # map, or the x and y maps apart (h, w) and (h, w).
+    maps: tuple[np.ndarray, np.ndarray | None]
     confidence: np.ndarray  # float32 (h, w) in (0, 1]: local photometric consistency of the warp
     structure: np.ndarray  # the same, blind to smooth intensity change: the presence score
     fb_error: np.ndarray | None  # float32 (h, w): forward-backward flow error, full-res px
@@ -198,6 +200,7 @@ class _Warp:
     hw: tuple[int, int]  # full resolution
     grid: np.ndarray  # float32 (H, W, 2) full-resolution pixel coordinates
     max_shift_px: float  # the largest flow component, full-resolution px: how far any pixel moves
+    packed: np.ndarray | None = None  # (h, w, 4): what region() samples, built on its first call
 
     def region(self, roi: Region) -> _Fields:
         """Full-resolution values over ``roi``, as a bilinear resize of the whole field would give."""
@@ -206,7 +209,7 @@ class _Warp:
         if (h, w) == self.hw:
             cut = (slice(y0, y1), slice(x0, x1))
             fb = None if self.fb_error is None else self.fb_error[cut]
-            return _Fields(self.work_map[cut], self.confidence[cut], self.structure[cut], fb)
+            return _Fields((self.work_map[cut], None), self.confidence[cut], self.structure[cut], fb)
         # Sample the working fields at the full-resolution pixel centres, as cv2.resize's
         # INTER_LINEAR does (src = (dst + 0.5) * scale - 0.5), over the region only.
         sx, sy = w / self.hw[1], h / self.hw[0]
@@ -217,12 +220,17 @@ class _Warp:
             flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
             return cv2.warpAffine(field, to_work, size, flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
-        flow = sample(self.flow)
-        # Channel by channel: numpy runs a broadcast (2,) multiply two elements at a time.
-        flow[..., 0] *= np.float32(1.0 / sx)
-        flow[..., 1] *= np.float32(1.0 / sy)
+        if self.packed is None:  # the flow in full-resolution pixels, and the two confidences
+            fx, fy = self.flow[..., 0] * np.float32(1.0 / sx), self.flow[..., 1] * np.float32(1.0 / sy)
+            self.packed = np.dstack([fx, fy, self.confidence, self.structure])
+        # The four fields in one call: OpenCV interpolates 1-, 3- and 4-channel float images
+        # with exact weights, but 2-channel ones (the flow alone) with weights rounded to
+        # 1/32 of a pixel, which errs by a tenth of a pixel where the flow varies.
+        fields = sample(self.packed)
+        map_x = fields[..., 0] + self.grid[0, x0:x1, 0]
+        map_y = fields[..., 1] + self.grid[y0:y1, 0, 1][:, None]
         fb = None if self.fb_error is None else sample(self.fb_error)
-        return _Fields(self.grid[y0:y1, x0:x1] + flow, sample(self.confidence), sample(self.structure), fb)
+        return _Fields((map_x, map_y), fields[..., 2], fields[..., 3], fb)
 
 
 def reach(boxes: list[Region | None], margin: float, hw: tuple[int, int]) -> Region | None:
@@ -456,11 +464,11 @@ class FlowSession(EngineSession):
             if roi is not None:
                 y0, y1, x0, x1 = roi
                 near = short.region(roi)
-                soft = _remap_mask(state.prev_mask, near.map_xy)
+                soft = _remap_mask(state.prev_mask, near.maps)
                 presence = near.structure
                 if anch is not None:
                     far = anch.region(roi)
-                    m_anchor = _remap_mask(state.anchor_mask, far.map_xy)
+                    m_anchor = _remap_mask(state.anchor_mask, far.maps)
                     wa = alpha * far.confidence
                     soft = (wa * m_anchor + near.confidence * soft) / (wa + near.confidence)
                     presence = np.maximum(far.structure, near.structure)
@@ -512,7 +520,7 @@ def _pixel_grid(hw: tuple[int, int]) -> np.ndarray:
     return np.dstack([xs, ys])
 
 
-def _remap_mask(mask8: np.ndarray, map_xy: np.ndarray) -> np.ndarray:
+def _remap_mask(mask8: np.ndarray, maps: tuple[np.ndarray, np.ndarray | None]) -> np.ndarray:
     """Warp a 0/255 mask with bilinear interpolation; soft result in [0, 1], outside = 0."""
-    warped = cv2.remap(mask8, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped = cv2.remap(mask8, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return warped.astype(np.float32) * np.float32(1.0 / 255.0)
