@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,7 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
     rows = []
     for case in report["cases"]:
         server = case.get("server_ms") or {}
+        to_server = [f for f in case.get("per_frame", []) if f.get("to_server_ms") is not None]
         latency = case.get("latency_ms") or {}
         rows.append(
             {
@@ -71,10 +73,13 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
                 "server_ms_max": server.get("max"),
                 "latency_ms_p99": latency.get("p99"),
                 "latency_ms_max": latency.get("max"),
-                # The LATE frames: index, end-to-end and server ms (the rest of the time is
-                # outside the server's handling: the client, the transport, the machine).
+                # From send_frame to the server's receipt (client queue, serialisation,
+                # transport): the part of a frame's time that is neither the server's nor the reply's.
+                "to_server_ms_p50": _p50([f["to_server_ms"] for f in to_server]),
+                "to_server_ms_max": max((f["to_server_ms"] for f in to_server), default=None),
+                # The LATE frames: index, end-to-end, server and to-server ms.
                 "late_frames": [
-                    {"index": f["index"], "latency_ms": f.get("latency_ms"), "server_ms": f.get("server_ms")}
+                    {key: f.get(key) for key in ("index", "latency_ms", "server_ms", "to_server_ms")}
                     for f in case.get("per_frame", [])
                     if f.get("status") == "LATE"
                 ],
@@ -84,8 +89,13 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+def _p50(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
 def summarise(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """Per case over the runs: every run's LATE count, the worst and the total of each count."""
+    """Per case over the runs: every run's LATE count and longest time to reach the server, the
+    worst and the total of each count."""
     cases: dict[str, dict[str, Any]] = {}
     for rows in runs:
         for row in rows:
@@ -93,6 +103,7 @@ def summarise(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
                 row["case"], {"modality": row["modality"], "settings": row["settings"], "late_per_run": []}
             )
             entry["late_per_run"].append(row["late"])
+            entry.setdefault("to_server_ms_max_per_run", []).append(row.get("to_server_ms_max"))
             for key in COUNTS:
                 entry[f"{key}_total"] = entry.get(f"{key}_total", 0) + row[key]
                 entry[f"{key}_worst"] = max(entry.get(f"{key}_worst", 0), row[key])

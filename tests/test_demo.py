@@ -46,6 +46,13 @@ def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys, mo
     plot = iio.imread(tmp_path / "latency.png")
     assert plot.ndim == 3 and plot.shape[0] > 300 and plot.shape[1] > 800
     assert report["summary"]["frames"] == sum(c["frames"] for c in report["cases"])
+    # On loopback each frame's time splits into reaching the server, the server's and the reply's
+    # (one clock; 0.5 ms for reading it twice on each side).
+    for case in report["cases"]:
+        frames = case["per_frame"]
+        assert len(frames) == case["frames"] and all("to_server_ms" in f for f in frames)
+        for f in frames:
+            assert f["to_server_ms"] > 0.0 and f["to_server_ms"] + f["server_ms"] <= f["latency_ms"] + 0.5
 
 
 def test_demo_benchmark_keeps_every_runs_late_count_and_the_worst() -> None:
@@ -59,7 +66,13 @@ def test_demo_benchmark_keeps_every_runs_late_count_and_the_worst() -> None:
 
     def row(case: str, modality: str, late: int, degraded: int) -> dict[str, object]:
         counts = {"frames": 50, "late": late, "dropped": 0, "errors": 0, "degraded": degraded}
-        return {"case": case, "modality": modality, "settings": "flow", **counts}
+        return {
+            "case": case,
+            "modality": modality,
+            "settings": "flow",
+            **counts,
+            "to_server_ms_max": 4.0 + late,
+        }
 
     runs = [
         [row("S001", "cine_mri", 0, 0), row("blackswan", "other", 3, 1)],
@@ -67,6 +80,7 @@ def test_demo_benchmark_keeps_every_runs_late_count_and_the_worst() -> None:
     ]
     cases = bench_demo.summarise(runs)
     assert cases["blackswan"]["late_per_run"] == [3, 0]
+    assert cases["blackswan"]["to_server_ms_max_per_run"] == [7.0, 4.0]
     assert cases["blackswan"]["late_worst"] == 3
     assert cases["blackswan"]["degraded_total"] == 5
     assert cases["S001"]["late_per_run"] == [0, 1]

@@ -76,6 +76,9 @@ class FrameRecord:
     hold_cause: str = ""  # gating: why the beam was held (tracker.gating.gate.HOLD_CAUSES)
     guard_mm: float = 0.0  # gating: the guard band in force
     degradations: list[str] = field(default_factory=list)  # DEGRADE policy: the trades in force
+    # From send_frame to the server's receipt of the frame (client queue, serialisation,
+    # transport), where client and server share a clock (a loopback server); else None.
+    to_server_ms: float | None = None
 
 
 @dataclass

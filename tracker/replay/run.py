@@ -32,6 +32,7 @@ from tqdm import tqdm
 from tracker import davis, metrics
 from tracker.challenge import challenge_scores
 from tracker.client import ClientResult, StreamSession, TrackerClient
+from tracker.client.connect import is_loopback_address
 from tracker.convert import default_budget_ms
 from tracker.gating.reference import boundary_region, planned_reference
 from tracker.gating.report import confidence_block, gating_blocks, worst_cases
@@ -224,6 +225,9 @@ def replay_sequence(client: TrackerClient, sequence: Sequence, options: ReplayOp
     predictions = np.zeros((len(sequence), *shape), dtype=np.uint16)
     held = np.zeros(shape, dtype=np.uint16)
     records = []
+    # A loopback server stamps receipt with this machine's wall clock: the send time on the same
+    # clock tells the time a frame took to reach the server apart from the server's own.
+    wall_offset_s = time.time() - time.monotonic() if is_loopback_address(client.address) else None
     for i, answer in enumerate(answers):
         result = answer.result
         if result.status in (FrameStatus.OK, FrameStatus.LATE):
@@ -248,6 +252,7 @@ def replay_sequence(client: TrackerClient, sequence: Sequence, options: ReplayOp
                 result.gating.cause if result.gating is not None else "",
                 result.gating.guard_mm if result.gating is not None else 0.0,
                 list(result.degradations),
+                _to_server_ms(answer, wall_offset_s),
             )
         )
     scores, outcomes = score_objects(sequence, predictions)
@@ -255,6 +260,13 @@ def replay_sequence(client: TrackerClient, sequence: Sequence, options: ReplayOp
     result.gating_margin_mm = options.gating_margin_mm
     result.options = options
     return result
+
+
+def _to_server_ms(answer: ClientResult, wall_offset_s: float | None) -> float | None:
+    received = answer.result.timing.receive_time_s
+    if wall_offset_s is None or answer.local or received <= 0:
+        return None
+    return (received - (answer.sent_mono + wall_offset_s)) * 1000.0
 
 
 def score_predictions(sequence: Sequence, predictions: np.ndarray) -> dict[int, metrics.SequenceScores]:
@@ -340,6 +352,7 @@ def case_report(case: CaseResult) -> dict[str, object]:
     )
     report["per_frame"] = [
         {"index": r.index, "status": r.status.value, "latency_ms": r.end_to_end_ms, "server_ms": r.server_ms}
+        | ({"to_server_ms": r.to_server_ms} if r.to_server_ms is not None else {})
         | (
             {"beam": r.beam.value, "cause": r.hold_cause, "guard_mm": r.guard_mm}
             if r.beam is not None
