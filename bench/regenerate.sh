@@ -70,7 +70,7 @@ step capacity_sam2 "${TRACKER[@]}" bench capacity --engine sam2 \
   --engine-option model=sam2.1_hiera_tiny --engine-option random_weights=true \
   --engine-option image_size=512 --engine-option dtype=bfloat16 \
   --rate 1 --p99-ms 1000 --duration 60 --probe-duration 30 --max-sessions 8 \
-  --compare-per-session --json $R/capacity_sam2_tiny_1hz.json                    # ~12 min
+  --compare-per-session --json $R/capacity_sam2_tiny_1hz.json                    # ~6 min
 # The same engine with two workers of one torch thread each (the default is one worker, all cores).
 step capacity_sam2_workers2 "${TRACKER[@]}" bench capacity --engine sam2 \
   --engine-option model=sam2.1_hiera_tiny --engine-option random_weights=true \
