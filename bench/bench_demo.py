@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from tracker.bench.common import write_json
 from tracker.provenance import provenance
+from tracker.timing import percentiles
 
 logger = logging.getLogger("bench_demo")
 
@@ -60,7 +60,10 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
     rows = []
     for case in report["cases"]:
         server = case.get("server_ms") or {}
-        to_server = [f for f in case.get("per_frame", []) if f.get("to_server_ms") is not None]
+        to_server = percentiles(
+            (f["to_server_ms"] for f in case.get("per_frame", []) if f.get("to_server_ms") is not None),
+            (50,),
+        )
         latency = case.get("latency_ms") or {}
         rows.append(
             {
@@ -75,8 +78,8 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
                 "latency_ms_max": latency.get("max"),
                 # From send_frame to the server's receipt (client queue, serialisation,
                 # transport): the part of a frame's time that is neither the server's nor the reply's.
-                "to_server_ms_p50": _p50([f["to_server_ms"] for f in to_server]),
-                "to_server_ms_max": max((f["to_server_ms"] for f in to_server), default=None),
+                "to_server_ms_p50": to_server["p50"],
+                "to_server_ms_max": to_server["max"],
                 # The LATE frames: index, end-to-end, server and to-server ms.
                 "late_frames": [
                     {key: f.get(key) for key in ("index", "latency_ms", "server_ms", "to_server_ms")}
@@ -87,10 +90,6 @@ def one_run(out: Path, seed: int) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _p50(values: list[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
 
 
 def summarise(runs: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
