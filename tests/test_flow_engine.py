@@ -23,7 +23,7 @@ import pytest
 from tracker.engines import create_engine
 from tracker.engines.base import PROMPT_CAPABILITIES
 from tracker.engines.flow import FlowEngine, FlowSession, parse_options
-from tracker.engines.imaging import prompt_to_mask, to_gray8
+from tracker.engines.imaging import noise_sigma, prompt_to_mask, to_gray8
 from tracker.types import (
     BoxPrompt,
     Frame,
@@ -487,6 +487,40 @@ def test_confidence_is_high_on_clean_motion_and_falls_when_tracking_breaks() -> 
     broken = session.step(Frame(6, _u16(img))).tracks[0]
     assert broken.confidence is not None
     assert broken.confidence < 0.5 * min(t.confidence for t in clean)  # type: ignore[type-var]
+
+
+def test_presence_reads_misregistration_not_scanner_noise() -> None:
+    # The same clean motion under white noise of ~11 grey levels (a low-field scan): the warp
+    # is as good as without noise, so presence and confidence stay high; the residual's noise
+    # floor is not taken for a target being lost. A replaced target still reads as lost.
+    rng = np.random.default_rng(1)
+    session = _session({1: TARGET})
+    session.step(Frame(0, _u16(SCENE + rng.normal(0.0, 20.0, SCENE.shape).astype(np.float32))))
+    noisy = []
+    for k in range(1, 6):
+        img, _ = _moved(1.5 * k, 1.0 * k, noise=20.0, rng=rng)
+        noisy.append(session.step(Frame(k, _u16(img))).tracks[0])
+    assert 9.0 < noise_sigma(to_gray8(_u16(img))) < 13.0  # the noise is as meant, in grey levels
+    assert min(t.score for t in noisy) > 0.9
+    assert min(t.confidence for t in noisy) > 0.85  # type: ignore[type-var]
+    img, _ = _moved(9.0, 6.0, noise=20.0, rng=rng)
+    blob = cv2.GaussianBlur(np.random.default_rng(5).normal(0, 1, img.shape).astype(np.float32), (0, 0), 1.5)
+    region = cv2.dilate(TARGET.astype(np.uint8), np.ones((41, 41))) > 0
+    img = np.where(region, 400.0 + blob * np.float32(120.0 / blob.std()), img)
+    broken = session.step(Frame(6, _u16(img))).tracks[0]
+    assert broken.score < 0.1 and broken.confidence is not None and broken.confidence < 0.1
+
+
+@pytest.mark.parametrize("sigma", [2.0, 5.0, 10.0])
+@pytest.mark.parametrize("hw", [(270, 270), (96, 480)])
+def test_noise_sigma_recovers_white_noise_on_a_textured_image(sigma: float, hw: tuple[int, int]) -> None:
+    rng = np.random.default_rng(3)
+    base = cv2.GaussianBlur(rng.uniform(0, 255, hw).astype(np.float32), (0, 0), 4.0)
+    base = 40.0 + 170.0 * (base - base.min()) / (base.max() - base.min())  # edges and ramps, no clipping
+    assert noise_sigma(np.round(base).astype(np.uint8)) < 0.5  # only rounding to 8 bits
+    noisy = np.clip(np.round(base + rng.normal(0.0, sigma, hw)), 0, 255).astype(np.uint8)
+    assert noise_sigma(noisy) == pytest.approx(sigma, rel=0.06)
+    assert noise_sigma(noisy[:2]) == 0.0  # too small to estimate
 
 
 def test_forward_backward_check_lowers_confidence_below_photometry_and_can_be_off() -> None:

@@ -56,6 +56,21 @@ def test_guard_band_grows_with_the_estimated_error() -> None:
     assert held.guard_mm == pytest.approx(2.0 * np.hypot(2.0, 0.4 * 2.0), rel=1e-6)  # the forecast erred 2 mm
 
 
+def test_the_unseen_tracking_error_adds_in_quadrature() -> None:
+    # guard_mm is the tracking error confidence does not see: with a still target at
+    # confidence 0.75 (e_track = 2 mm x 0.25) the guard is 2 sigmas x hypot(0.6, 0.5), not
+    # the larger of the two terms; and it stays the floor when sigmas are 0.
+    gate = _gate(guard_mm=0.6, guard_sigmas=2.0, min_confidence=0.0, confidence_error_mm=2.0)
+    for k in range(3):
+        decision = gate.observe(_frame(k, 20, 0.75), k * 0.25, 10)
+    assert decision.state is BeamState.ON
+    assert decision.guard_mm == pytest.approx(2.0 * np.hypot(0.6, 0.5), rel=1e-6)
+    fixed = _gate(guard_mm=0.6, guard_sigmas=0.0, min_confidence=0.0)
+    for k in range(3):
+        decision = fixed.observe(_frame(k, 20, 0.75), k * 0.25, 10)
+    assert decision.guard_mm == pytest.approx(0.6)
+
+
 def test_prediction_errors_are_measured_online() -> None:
     gate = _gate(guard_sigmas=1.0, min_confidence=0.0)
     xs = [20, 21, 20, 21, 20, 21]  # a hold predictor 250 ms ahead errs by 1 mm every frame

@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession
-from tracker.engines.imaging import drop_islands, prompt_to_mask, to_gray8
+from tracker.engines.imaging import drop_islands, noise_sigma, prompt_to_mask, to_gray8
 from tracker.options import check_values, opt
 from tracker.options import parse_options as parse_into
 from tracker.types import (
@@ -319,9 +319,13 @@ class FlowSession(EngineSession):
         cur: np.ndarray,
         ref: np.ndarray,
         hw: tuple[int, int],
+        noise: float,
         fb_boxes: list[Region | None] | None = None,
     ) -> _Warp:
-        """The warp to ``ref``; with ``fb_boxes``, its forward-backward error around those masks."""
+        """The warp to ``ref``; with ``fb_boxes``, its forward-backward error around those masks.
+
+        ``noise``: the std of ``cur``'s noise (grey levels), which no warp can explain away.
+        """
         grid, work_grid = self._grids(hw)
         if ref.shape != cur.shape:  # the working size changed (degradation) since ref was kept
             ref = cv2.resize(ref, (cur.shape[1], cur.shape[0]), interpolation=cv2.INTER_AREA)
@@ -338,8 +342,14 @@ class FlowSession(EngineSession):
         confidence = 1.0 / (1.0 + (cv2.blur(residual, (k, k)) / scale) ** 2)
         # Without the residual's local mean (a window 3x wider), a brightness change that
         # is smooth in space (drift, inflow, shading) no longer reads as a lost target.
-        structural = np.abs(signed - cv2.blur(signed, (3 * k, 3 * k)))
-        structure = 1.0 / (1.0 + (cv2.blur(structural, (k, k)) / scale) ** 2)
+        structural = signed - cv2.blur(signed, (3 * k, 3 * k))
+        # What a perfect warp leaves is noise: this frame's, and the reference's averaged down by
+        # the bilinear warp (by at most 4x in variance). Only the residual's local mean square
+        # beyond that floor counts against presence, so a noisy scan that registers well is not
+        # read as a target about to be lost; the floor assumes the least of the reference's noise.
+        floor = np.float32(1.25 * noise**2)
+        excess = np.sqrt(np.maximum(cv2.blur(structural * structural, (k, k)) - floor, 0.0))
+        structure = 1.0 / (1.0 + (excess / scale) ** 2)
         scale_up = max(hw[1] / cur.shape[1], hw[0] / cur.shape[0])
         max_shift = float(np.abs(flow).max()) * scale_up if flow.size else 0.0
         fb_error = None
@@ -404,6 +414,7 @@ class FlowSession(EngineSession):
                 if work == hw
                 else cv2.resize(gray_full, (work[1], work[0]), interpolation=cv2.INTER_AREA)
             )
+            noise = noise_sigma(gray)
         self._tick += 1
         current = _RefFrame(self._tick, gray)
 
@@ -441,7 +452,8 @@ class FlowSession(EngineSession):
 
         def warp_for(ref: _RefFrame) -> _Warp:
             if ref.tick not in warps:
-                warps[ref.tick] = self._warp_to(gray, ref.gray, hw, fb_boxes if ref is self._prev else None)
+                fb = fb_boxes if ref is self._prev else None
+                warps[ref.tick] = self._warp_to(gray, ref.gray, hw, noise, fb)
             return warps[ref.tick]
 
         tracks: list[ObjectTrack] = []

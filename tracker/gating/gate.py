@@ -21,12 +21,14 @@ Two rules (``GatingConfig.rule``):
   mask expanded by ``margin_mm``.
 
 The guard band is taken from the estimated error, not a constant:
-``guard = max(guard_mm, guard_sigmas * sqrt(e_pred^2 + e_track^2 + e_latency^2))``,
-where ``e_pred`` is the RMS of the gate's own recent prediction errors (each
+``guard = max(guard_mm, guard_sigmas * sqrt(guard_mm^2 + e_pred^2 + e_track^2 + e_latency^2))``,
+where ``guard_mm`` is the tracking error that confidence does not see (and the guard's
+floor), ``e_pred`` is the RMS of the gate's own recent prediction errors (each
 forecast is checked when the measurement for its time arrives), ``e_track =
 confidence_error_mm * (1 - confidence)`` turns the engine's tracking confidence
 into millimetres, and ``e_latency = speed * (p90 - median latency)`` is how far
-the target moves when an answer arrives later than the forecast assumed.
+the target moves when an answer arrives later than the forecast assumed. The four are
+independent sources of error, so they add in quadrature.
 
 No beam before the prediction error is known: the gate holds (``warming_up``) until
 ``min_checked_forecasts`` forecasts have been checked, and again after every doubtful
@@ -179,12 +181,14 @@ class Gate:
         return GatingDecision(BeamState.ON, "every gated object is inside the window", index, "", guard)
 
     def estimated_error_mm(self, obj: ObjectResult) -> float:
-        """One standard error of the gated position: prediction, latency-jitter and tracking error."""
+        """One standard error of the gated position: tracking error, seen by confidence or not,
+        prediction error and latency jitter."""
         motion = self._motion(obj.object_id)
         e_pred = motion.prediction_error_mm()
         confidence = 0.0 if obj.confidence is None else obj.confidence
         e_track = self.config.confidence_error_mm * (1.0 - confidence)
-        return float(np.sqrt(e_pred**2 + e_track**2 + self._latency_error_mm(motion) ** 2))
+        e_unseen = self.config.guard_mm
+        return float(np.sqrt(e_unseen**2 + e_pred**2 + e_track**2 + self._latency_error_mm(motion) ** 2))
 
     def _latency_error_mm(self, motion: _ObjectMotion) -> float:
         """How far the target moves during the latency's jitter: the forecast is made for the

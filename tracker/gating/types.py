@@ -46,9 +46,10 @@ RULES = ("centroid", "mask")
 class GatingConfig:
     margin_mm: float = 3.0  # window: a sphere of this radius around each reference position
     # The beam stays on only while the predicted position is this far inside the margin:
-    # a guard band for tracking and prediction error, traded against duty cycle. The floor is
-    # the tracking error that confidence does not see: flow's centroid error on the hard tuning
-    # set is 0.49 mm RMS whatever its confidence (bench/tune_gating.py --diagnose).
+    # a guard band for tracking and prediction error, traded against duty cycle. guard_mm is
+    # the tracking error that confidence does not see, one of the estimated error's terms and
+    # the guard's floor: flow's centroid error on the hard tuning set is about 0.5 mm RMS
+    # whatever its confidence (bench/tune_gating.py --diagnose).
     guard_mm: float = 0.5  # the smallest guard band (mm); the estimated error can widen it
     window_mask: np.ndarray | None = None  # or: a mask in the image (bool H x W); implies rule "mask"
     min_inside_fraction: float = 0.95  # mask rule: share of the object that must lie inside
