@@ -342,13 +342,15 @@ class FlowSession(EngineSession):
         confidence = 1.0 / (1.0 + (cv2.blur(residual, (k, k)) / scale) ** 2)
         # Without the residual's local mean (a window 3x wider), a brightness change that
         # is smooth in space (drift, inflow, shading) no longer reads as a lost target.
-        structural = signed - cv2.blur(signed, (3 * k, 3 * k))
+        structural = cv2.blur(np.abs(signed - cv2.blur(signed, (3 * k, 3 * k))), (k, k))
         # What a perfect warp leaves is noise: this frame's, and the reference's averaged down by
-        # the bilinear warp (by at most 4x in variance). Only the residual's local mean square
-        # beyond that floor counts against presence, so a noisy scan that registers well is not
-        # read as a target about to be lost; the floor assumes the least of the reference's noise.
-        floor = np.float32(1.25 * noise**2)
-        excess = np.sqrt(np.maximum(cv2.blur(structural * structural, (k, k)) - floor, 0.0))
+        # the bilinear warp (by at most 4x in variance), whose mean absolute value is
+        # sqrt(2/pi * 1.25) sigma. That floor is taken off the local mean absolute residual in
+        # quadrature (mismatch and noise add so, near enough), so a noisy scan that registers
+        # well is not read as a target about to be lost; on a clean frame nothing changes. The
+        # floor assumes the least of the reference's noise: it never takes off too much.
+        floor = np.float32(2.0 / np.pi * 1.25 * noise**2)
+        excess = np.sqrt(np.maximum(structural * structural - floor, 0.0))
         structure = 1.0 / (1.0 + (excess / scale) ** 2)
         scale_up = max(hw[1] / cur.shape[1], hw[0] / cur.shape[0])
         max_shift = float(np.abs(flow).max()) * scale_up if flow.size else 0.0
