@@ -520,7 +520,18 @@ def test_noise_sigma_recovers_white_noise_on_a_textured_image(sigma: float, hw: 
     assert noise_sigma(np.round(base).astype(np.uint8)) < 0.5  # only rounding to 8 bits
     noisy = np.clip(np.round(base + rng.normal(0.0, sigma, hw)), 0, 255).astype(np.uint8)
     assert noise_sigma(noisy) == pytest.approx(sigma, rel=0.06)
-    assert noise_sigma(noisy[:2]) == 0.0  # too small to estimate
+    assert noise_sigma(noisy[:2]) == 0.0 and noise_sigma(noisy[:12, :12]) == 0.0  # too small to estimate
+
+
+def test_noise_sigma_is_not_fooled_by_edges() -> None:
+    # Sharp-edged blocks of random grey (a quarter of the pixels lie on an edge): the filter
+    # answers the edges, but the median of its response still reads the noise alone.
+    rng = np.random.default_rng(4)
+    blocks = np.kron(rng.uniform(40, 210, (17, 17)), np.ones((16, 16)))[:270, :270]
+    assert noise_sigma(np.round(blocks).astype(np.uint8)) < 0.25
+    noisy = np.clip(np.round(blocks + rng.normal(0.0, 4.0, blocks.shape)), 0, 255).astype(np.uint8)
+    # 8-bit images give an integer response, whose median moves in steps of 1.4826 / 6 = 0.25.
+    assert noise_sigma(noisy) == pytest.approx(4.0, abs=0.25)
 
 
 def test_forward_backward_check_lowers_confidence_below_photometry_and_can_be_off() -> None:

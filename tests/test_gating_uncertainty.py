@@ -71,6 +71,12 @@ def test_the_unseen_tracking_error_adds_in_quadrature() -> None:
     assert decision.guard_mm == pytest.approx(0.6)
 
 
+def test_a_guard_that_covers_the_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="guard band would cover the whole window"):
+        GatingConfig(margin_mm=3.0, guard_mm=1.5, guard_sigmas=2.0)
+    GatingConfig(margin_mm=3.0, guard_mm=1.5, guard_sigmas=1.9)  # just under: allowed
+
+
 def test_prediction_errors_are_measured_online() -> None:
     gate = _gate(guard_sigmas=1.0, min_confidence=0.0)
     xs = [20, 21, 20, 21, 20, 21]  # a hold predictor 250 ms ahead errs by 1 mm every frame

@@ -178,7 +178,8 @@ class _Fields:
     # map, or the x and y maps apart (h, w) and (h, w).
     maps: tuple[np.ndarray, np.ndarray | None]
     confidence: np.ndarray  # float32 (h, w) in (0, 1]: local photometric consistency of the warp
-    structure: np.ndarray  # the same, blind to smooth intensity change: the presence score
+    # The same, blind to smooth intensity change and less the scanner's noise: the presence score.
+    structure: np.ndarray
     fb_error: np.ndarray | None  # float32 (h, w): forward-backward flow error, full-res px
 
 
@@ -194,7 +195,8 @@ class _Warp:
     work_map: np.ndarray  # float32 (h, w, 2): where each working pixel lies in the reference
     flow: np.ndarray  # float32 (h, w, 2): work_map minus the pixel's own position
     confidence: np.ndarray  # float32 (h, w) in (0, 1]: local photometric consistency of the warp
-    # The same, blind to smooth intensity change (drift, inflow, coil shading): the presence score.
+    # The same, blind to smooth intensity change (drift, inflow, coil shading) and less the
+    # scanner's noise: the presence score.
     structure: np.ndarray
     fb_error: np.ndarray | None  # float32 (h, w): forward-backward flow error, full-resolution px
     hw: tuple[int, int]  # full resolution
@@ -344,11 +346,12 @@ class FlowSession(EngineSession):
         # is smooth in space (drift, inflow, shading) no longer reads as a lost target.
         structural = cv2.blur(np.abs(signed - cv2.blur(signed, (3 * k, 3 * k))), (k, k))
         # What a perfect warp leaves is noise: this frame's, and the reference's averaged down by
-        # the bilinear warp (by at most 4x in variance), whose mean absolute value is
-        # sqrt(2/pi * 1.25) sigma. That floor is taken off the local mean absolute residual in
-        # quadrature (mismatch and noise add so, near enough), so a noisy scan that registers
-        # well is not read as a target about to be lost; on a clean frame nothing changes. The
-        # floor assumes the least of the reference's noise: it never takes off too much.
+        # the bilinear warp (by 4x in variance at half-pixel shifts, not at all at whole-pixel
+        # ones); the floor takes the least of that, 1.25 sigma^2, whose mean absolute value is
+        # sqrt(2/pi * 1.25) sigma. It comes off the local mean absolute residual in quadrature,
+        # so a noisy scan that registers well is not read as a target about to be lost; on a
+        # clean frame nothing changes. Quadrature is exact for variances, an approximation for
+        # mean absolute values: a uniform mismatch of one noise std reads at ~0.85 of its size.
         floor = np.float32(2.0 / np.pi * 1.25 * noise**2)
         excess = np.sqrt(np.maximum(structural * structural - floor, 0.0))
         structure = 1.0 / (1.0 + (excess / scale) ** 2)

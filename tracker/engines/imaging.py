@@ -81,14 +81,16 @@ def to_gray8(pixels: np.ndarray) -> np.ndarray:
 # weights sum to 36: white noise of std sigma gives a response of std 6 sigma.
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
 _NOISE_MAX_SAMPLES = 16384  # a strided sample of the response: its median to about 1 %
+_NOISE_MIN_SAMPLES = 256
 
 
 def noise_sigma(gray: np.ndarray) -> float:
     """The std of an image's white noise, in its grey levels: Immerkær's (1996) estimator, with the
     median absolute response (times 1.4826, the Gaussian's MAD factor) in place of his mean, so that
-    the few pixels on edges and fine texture do not count as noise. Images of under 3 x 3 pixels: 0.
+    the few pixels on edges and fine texture do not count as noise. Images too small for the median
+    to be mostly noise (under ``_NOISE_MIN_SAMPLES`` interior pixels): 0, no noise assumed.
     """
-    if gray.shape[0] < 3 or gray.shape[1] < 3:
+    if (gray.shape[0] - 2) * (gray.shape[1] - 2) < _NOISE_MIN_SAMPLES:
         return 0.0
     response = cv2.filter2D(gray, cv2.CV_32F, _IMMERKAER, borderType=cv2.BORDER_REFLECT)[1:-1, 1:-1]
     step = max(1, math.ceil(math.sqrt(response.size / _NOISE_MAX_SAMPLES)))  # the median is the cost

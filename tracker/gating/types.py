@@ -81,6 +81,11 @@ class GatingConfig:
             raise ValueError(
                 f"gating guard must lie in [0, margin), got {self.guard_mm} mm for {self.margin_mm} mm"
             )
+        if self.guard_sigmas * self.guard_mm >= self.margin_mm:  # guard_mm is also an error term
+            raise ValueError(
+                f"guard_sigmas x guard_mm ({self.guard_sigmas:g} x {self.guard_mm:g} mm) must be under the"
+                f" {self.margin_mm:g} mm margin: the guard band would cover the whole window"
+            )
         if not 0 < self.min_inside_fraction <= 1:
             raise ValueError(f"min_inside_fraction must be in (0, 1], got {self.min_inside_fraction}")
         if self.rule not in RULES:
