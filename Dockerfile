@@ -3,7 +3,8 @@
 #   gpu (default): CUDA 13 base; torch CUDA, sam2 with its CUDA extension (compiled in a
 #                  builder stage that has nvcc), onnxruntime-gpu and TensorRT (tensorrt-cu13).
 #                  Serves flow, sam2, onnx and tensorrt.
-#   cpu:           slim Python base; flow, plus sam2 on CPU.
+#   cpu:           slim Python base; flow, plus sam2 on CPU and the exported graphs on
+#                  OpenVINO (the openvino engine: bf16 where the CPU has AMX or avx512_bf16).
 #   docker build --target gpu -t rt-tracker:gpu .
 #   docker build --target cpu -t rt-tracker:cpu .
 # Every pip install uses constraints.txt, the one pin list the Makefile uses too. torch
@@ -37,7 +38,7 @@ RUN pip install -c constraints.txt setuptools wheel \
 COPY pyproject.toml README.md ./
 COPY proto proto
 COPY tracker tracker
-RUN pip install -c constraints.txt '.[io,sam2]'
+RUN pip install -c constraints.txt '.[io,sam2,openvino]'
 
 # ---------------------------------------------------------------- cpu
 FROM python:3.11-slim-bookworm AS cpu

@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# download a second torch. SAM2_BUILD_CUDA=0 skips its optional CUDA extension.
 	$(PY) -m pip install --quiet -c constraints.txt torch torchvision
 	SAM2_BUILD_CUDA=0 $(PY) -m pip install --quiet -c constraints.txt --no-build-isolation sam2
-	# [all]: every extra (io, sam2, onnx, overseer, bench); [dev]: tests and linters.
+	# [all]: every extra (io, sam2, onnx, openvino, overseer, bench); [dev]: tests and linters.
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	@touch $(STAMP)
 

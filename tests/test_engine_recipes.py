@@ -70,3 +70,20 @@ def test_the_tensorrt_recipe_builds_from_the_onnx_export(tmp_path: Path) -> None
         assert "TensorRT" in run.stderr or "tensorrt" in run.stderr
     else:  # pragma: no cover - only where TensorRT is installed: an empty dir has no manifest
         assert run.returncode == 2 and "manifest" in run.stderr
+
+
+def test_the_openvino_recipe_compiles_the_onnx_export(tmp_path: Path) -> None:
+    commands = _dry_run("openvino", "MODEL=tiny", "SIZE=256", "RANDOM=1", "OV_PRECISION=f32")
+    ov = [c for c in commands if "tracker.engines.onnx.openvino" in c]
+    assert len(ov) == 1 and ov[0][ov[0].index("--export-dir") + 1] == "build/sam2.1-tiny-256-random0"
+    assert ov[0][ov[0].index("--precision") + 1] == "f32"
+    assert any("export" in c for c in commands)  # the export comes first
+    # Run for real on a folder without an export: a clear error naming the manifest, exit 2.
+    run = subprocess.run(
+        [sys.executable, "-m", "tracker.engines.onnx.openvino", "--export-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 2
+    assert "manifest" in run.stderr or "OpenVINO is not installed" in run.stderr

@@ -288,7 +288,7 @@ def test_any_text_either_parses_into_range_or_is_refused_by_name(text: str) -> N
 
 def _ported() -> list[tuple[type, str]]:
     from tracker.engines.flow import FlowSettings
-    from tracker.engines.onnx.options import OnnxOptions, TrtOptions
+    from tracker.engines.onnx.options import OnnxOptions, OvOptions, TrtOptions
     from tracker.engines.sam2.options import Sam2Settings
     from tracker.overseer.policy import PolicyConfig
 
@@ -296,12 +296,13 @@ def _ported() -> list[tuple[type, str]]:
         (FlowSettings, "flow engine"),
         (Sam2Settings, "sam2 engine"),
         (OnnxOptions, "onnx engine"),
+        (OvOptions, "openvino engine"),
         (TrtOptions, "tensorrt engine"),
         (PolicyConfig, "overseer"),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_each_ported_settings_class_lists_every_option_with_help(index: int) -> None:
     cls, owner = _ported()[index]
     table = option_help(cls)
@@ -313,12 +314,12 @@ def test_each_ported_settings_class_lists_every_option_with_help(index: int) -> 
 
 
 def test_the_onnx_engines_share_the_export_options() -> None:
-    from tracker.engines.onnx.options import ExportOptions, OnnxOptions, TrtOptions
+    from tracker.engines.onnx.options import ExportOptions, OnnxOptions, OvOptions, TrtOptions
     from tracker.engines.sam2.options import Sam2Settings
 
     shared = option_help(ExportOptions)
     assert set(shared) == {"export_dir", "model", "image_size", "checkpoint", "crop_margin_px"}
-    for cls in (OnnxOptions, TrtOptions):
+    for cls in (OnnxOptions, OvOptions, TrtOptions):
         assert {k: option_help(cls)[k] for k in shared} == shared
     sam2 = option_help(Sam2Settings)
     assert shared["crop_margin_px"] == sam2["crop_margin_px"]
@@ -329,7 +330,7 @@ def test_the_parser_and_the_option_modules_stay_light() -> None:
     code = (
         "import sys, tracker.options, tracker.engines.onnx.options, tracker.engines.sam2.options,"
         " tracker.overseer.policy;"
-        "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'sam2') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'sam2') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True

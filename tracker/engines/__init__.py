@@ -29,6 +29,12 @@ def _make_onnx(options: dict[str, str]) -> Engine:
     return make_engine(options)
 
 
+def _make_openvino(options: dict[str, str]) -> Engine:
+    from tracker.engines.onnx import make_openvino_engine
+
+    return make_openvino_engine(options)
+
+
 def _make_tensorrt(options: dict[str, str]) -> Engine:
     from tracker.engines.onnx import make_tensorrt_engine
 
@@ -40,6 +46,7 @@ ENGINE_FACTORIES: dict[str, Callable[[dict[str, str]], Engine]] = {
     "flow": _make_flow,
     "sam2": _make_sam2,
     "onnx": _make_onnx,
+    "openvino": _make_openvino,
     "tensorrt": _make_tensorrt,
 }
 

@@ -1,7 +1,7 @@
 """Which engines this installation can serve, and why not the others.
 
-A bare ``pip install rt-tracker`` has the ``flow`` engine only; ``sam2``, ``onnx`` and
-``tensorrt`` need extra libraries (see pyproject's extras and the Dockerfile's ``gpu``
+A bare ``pip install rt-tracker`` has the ``flow`` engine only; ``sam2``, ``onnx``,
+``openvino`` and ``tensorrt`` need extra libraries (see pyproject's extras and the Dockerfile's ``gpu``
 target). The server asks here before building an engine, so that a missing library is a
 logged reason at start-up and the engine is absent from ``GetInfo``, never an ImportError
 at the first session. Finding a module uses :func:`importlib.util.find_spec`, which does
@@ -28,7 +28,7 @@ class EngineRequirement:
     install_hint: str  # what to install when one is missing
 
 
-# The onnx and tensorrt engines reuse the sam2 engine's streaming, memory and prompt code
+# The onnx, openvino and tensorrt engines reuse the sam2 engine's streaming, memory and prompt code
 # (torch and sam2) around their exported graphs.
 REQUIREMENTS: dict[str, EngineRequirement] = {
     "flow": EngineRequirement((), "nothing: part of the base install"),
@@ -36,6 +36,10 @@ REQUIREMENTS: dict[str, EngineRequirement] = {
     "onnx": EngineRequirement(
         ("torch", "sam2", "onnxruntime"),
         "pip install 'rt-tracker[sam2,onnx]' (onnxruntime-gpu instead of onnxruntime on a GPU host)",
+    ),
+    "openvino": EngineRequirement(
+        ("torch", "sam2", "openvino"),
+        "pip install 'rt-tracker[sam2,openvino]' (the CPU image has it)",
     ),
     "tensorrt": EngineRequirement(
         ("torch", "sam2", "tensorrt"),
@@ -52,6 +56,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "sam2": "sam2",
     "onnx": "onnx",
     "onnxruntime": "onnx",
+    "openvino": "openvino",
     "pycocotools": "overseer",
     "pynvml": "bench",
 }
@@ -77,6 +82,7 @@ REPORTED_DISTRIBUTIONS = (
     "sam2",
     "onnxruntime",
     "onnxruntime-gpu",
+    "openvino",
     "tensorrt",
     "tensorrt-cu12",
     "tensorrt-cu13",

@@ -1,6 +1,6 @@
-"""The ``onnx`` engine (ONNX Runtime) and the ``tensorrt`` engine: SAM 2.1 per-frame graphs.
+"""The ``onnx`` (ONNX Runtime), ``openvino`` and ``tensorrt`` engines: SAM 2.1 per-frame graphs.
 
-Importing this package imports neither torch, sam2 nor onnxruntime; building an engine does.
+Importing this package imports neither torch, sam2, onnxruntime nor openvino; building an engine does.
 See :mod:`tracker.engines.onnx.engine` (the engine), :mod:`tracker.engines.onnx.export` (``tracker export``)
 and :mod:`tracker.engines.sam2.rope` (the complex-free rotary attention).
 """
@@ -20,6 +20,13 @@ def make_engine(options: dict[str, str]) -> Engine:
     return OnnxEngine.from_options(options)
 
 
+def make_openvino_engine(options: dict[str, str]) -> Engine:
+    """Registry factory for ``tracker.engines.ENGINE_FACTORIES["openvino"]``."""
+    from tracker.engines.onnx.openvino import make_engine as make_ov
+
+    return make_ov(options)
+
+
 def make_tensorrt_engine(options: dict[str, str]) -> Engine:
     """Registry factory for ``tracker.engines.ENGINE_FACTORIES["tensorrt"]``."""
     from tracker.engines.onnx.tensorrt import make_engine as make_trt
@@ -27,4 +34,4 @@ def make_tensorrt_engine(options: dict[str, str]) -> Engine:
     return make_trt(options)
 
 
-__all__ = ["make_engine", "make_tensorrt_engine"]
+__all__ = ["make_engine", "make_openvino_engine", "make_tensorrt_engine"]

@@ -12,7 +12,8 @@ tensor programs:
   one call, :mod:`tracker.engines.sam2.batch`); the sine position encodings depend only on shapes
   and are computed once in torch by the runtime instead of being copied out every frame;
 * memory attention: :class:`tracker.engines.sam2.rope.RealMemoryAttention` (dynamic memory length
-  and number of object-pointer tokens);
+  and number of object-pointer tokens), its cross-attention weighting the 64-wide memory
+  before the value projection rather than after (the same sum, a quarter of the work);
 * memory encoder: ``MemoryEncoder.forward(pix_feat, mask, skip_mask_sigmoid=True)``, as
   ``_encode_new_memory`` calls it;
 * SAM heads: prompt encoder + ``SAMMaskDecoder.predict_masks`` for all four mask tokens;
@@ -144,7 +145,10 @@ class ImageEncoderGraph(_module_base()):  # type: ignore[misc]
 
 
 class MemoryAttentionGraph(RealMemoryAttention):
-    """The memory attention with real RoPE (see :mod:`tracker.engines.sam2.rope`)."""
+    """Memory attention with real RoPE, values projected after attending (see engines.sam2.rope)."""
+
+    def __init__(self, original: Any) -> None:
+        super().__init__(original, values_after_attention=True)
 
 
 class MemoryEncoderGraph(_module_base()):  # type: ignore[misc]

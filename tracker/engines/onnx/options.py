@@ -1,9 +1,9 @@
-"""Options of the ``onnx`` and ``tensorrt`` engines: the export they run, then each runtime's own knobs.
+"""Options of the ``onnx``, ``openvino`` and ``tensorrt`` engines: the export, then each runtime's knobs.
 
-Both engines run the graphs of one ``tracker export`` directory, so the options that
+All three engines run the graphs of one ``tracker export`` directory, so the options that
 name and check the export (:class:`ExportOptions`) are declared once and shared; the
 ``model``, ``image_size`` and ``crop_margin_px`` options are the ``sam2`` engine's own.
-No torch, onnxruntime or TensorRT import (hence the providers' parser lives here, not in
+No torch, onnxruntime, OpenVINO or TensorRT import (hence the providers' parser lives here, not in
 :mod:`tracker.engines.onnx.runtime`): a bad option fails before anything is loaded.
 """
 
@@ -20,6 +20,7 @@ from tracker.options import parse_options as parse_into
 
 ONNX_OWNER = "onnx engine"
 TENSORRT_OWNER = "tensorrt engine"
+OPENVINO_OWNER = "openvino engine"
 _MUST_MATCH = "must match the export, which is checked"
 
 PROVIDER_NAMES = {
@@ -101,6 +102,27 @@ class TrtOptions(ExportOptions):
         check_values(self, owner=TENSORRT_OWNER)
 
 
+@dataclass(frozen=True)
+class OvOptions(ExportOptions):
+    """The ``openvino`` engine's options: the export plus how OpenVINO Runtime compiles it."""
+
+    precision: Literal["auto", "bf16", "f32"] = opt(
+        "auto",
+        help="inference precision of the graphs; auto: bf16 where the CPU multiplies bf16 natively"
+        " (AMX or avx512_bf16), f32 elsewhere; bf16 where it does not is refused",
+    )
+    ov_device: str = opt("CPU", help="OpenVINO device that runs the graphs (only CPU is tested)")
+    threads: int = opt(0, minimum=0, help="OpenVINO inference threads per graph; 0: one per core")
+    cache_dir: Path | None = opt(
+        None, help="where compiled graphs are cached (default EXPORT_DIR/openvino_cache)"
+    )
+
+    def __post_init__(self) -> None:
+        check_values(self, owner=OPENVINO_OWNER)
+        if not self.ov_device.strip():
+            raise ValueError("openvino engine: ov_device is empty")
+
+
 def parse_onnx_options(options: Mapping[str, str]) -> OnnxOptions:
     """Validate the ``onnx`` engine's string options; ValueError names the bad one."""
     return parse_into(OnnxOptions, options, owner=ONNX_OWNER)
@@ -109,3 +131,8 @@ def parse_onnx_options(options: Mapping[str, str]) -> OnnxOptions:
 def parse_tensorrt_options(options: Mapping[str, str]) -> TrtOptions:
     """Validate the ``tensorrt`` engine's string options; ValueError names the bad one."""
     return parse_into(TrtOptions, options, owner=TENSORRT_OWNER)
+
+
+def parse_openvino_options(options: Mapping[str, str]) -> OvOptions:
+    """Validate the ``openvino`` engine's string options; ValueError names the bad one."""
+    return parse_into(OvOptions, options, owner=OPENVINO_OWNER)

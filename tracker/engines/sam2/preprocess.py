@@ -21,6 +21,7 @@ feature cells instead of one or two; masks are mapped back into the full frame.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -148,14 +149,33 @@ def _normalize(img: torch.Tensor) -> torch.Tensor:
 
 
 def _video_tensor(rgb8: np.ndarray, image_size: int) -> torch.Tensor:
-    """sam2's ``_load_img_as_tensor`` + normalisation, from decoded pixels instead of a file."""
+    """sam2's ``_load_img_as_tensor`` + normalisation, from decoded pixels instead of a file.
+
+    After the resize every value is one of 256 bytes, so ``/ 255.0`` in float64, the
+    float32 cast and the float32 ``(x - mean) / std`` are done once per byte value and
+    channel (:func:`_byte_table`) and looked up: the same values bit for bit, without
+    the float64 and float32 full-size temporaries a frame would otherwise allocate.
+    """
     import torch
     from PIL import Image
 
     # PIL's default resize filter, exactly as sam2 calls it (bicubic in Pillow >= 7).
     img_np = np.array(Image.fromarray(rgb8).resize((image_size, image_size)))
-    img = torch.from_numpy(img_np / 255.0).permute(2, 0, 1).to(torch.float32)
-    return _normalize(img)
+    table = _byte_table()
+    out = np.empty((3, image_size, image_size), dtype=np.float32)
+    for c in range(3):
+        np.take(table[c], img_np[:, :, c], out=out[c])
+    return torch.from_numpy(out)
+
+
+@functools.cache
+def _byte_table() -> np.ndarray:
+    """(3, 256) float32: byte value -> normalised model input per channel, as sam2's loader computes it."""
+    import torch
+
+    values = torch.from_numpy(np.arange(256, dtype=np.float64) / 255.0).to(torch.float32)
+    img = values.reshape(1, 1, 256).expand(3, 1, 256).clone()
+    return _normalize(img).reshape(3, 256).numpy().copy()
 
 
 def window_gray(a: np.ndarray) -> np.ndarray:

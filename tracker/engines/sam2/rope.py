@@ -53,9 +53,18 @@ class RealRoPEAttention(_module_base()):  # type: ignore[misc]
     grid (``feat_sizes``) is fixed at construction, as in an exported graph; keys may be
     any whole number of query grids plus the excluded tail (``rope_k_repeat``).
     ``attention`` replaces the softmax-attention core (default: SDPA, as sam2 calls it).
+
+    ``values_after_attention``: attend over the unprojected values and project after, per
+    head: ``softmax(QK^T) (M W^T + b) = (softmax(QK^T) M) W^T + b``, since each row of the
+    attention weights sums to one. Equal in exact arithmetic (float rounding differs); it
+    is used only where the values' input width is below the head width (SAM 2.1's memory
+    cross-attention reads 64-wide memory into one 256-wide head), where the weighted sum
+    over every memory token is then a quarter of the work.
     """
 
-    def __init__(self, original: Any, attention: AttentionCore | None = None) -> None:
+    def __init__(
+        self, original: Any, attention: AttentionCore | None = None, values_after_attention: bool = False
+    ) -> None:
         import torch
 
         super().__init__()
@@ -69,6 +78,9 @@ class RealRoPEAttention(_module_base()):  # type: ignore[misc]
         freqs = original.freqs_cis.detach().cpu()  # (HW, D/2) complex64, sam2's own angles
         self.register_buffer("cos", torch.real(freqs).contiguous().float(), persistent=False)
         self.register_buffer("sin", torch.imag(freqs).contiguous().float(), persistent=False)
+        v_in = int(self.v_proj.in_features)
+        head = int(self.v_proj.out_features) // self.num_heads
+        self.values_after_attention = values_after_attention and v_in < head
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -86,7 +98,7 @@ class RealRoPEAttention(_module_base()):  # type: ignore[misc]
 
         q = self._heads(self.q_proj(q))
         k = self._heads(self.k_proj(k))
-        v = self._heads(self.v_proj(v))
+        v = self._values_after(v) if self.values_after_attention else self._heads(self.v_proj(v))
         hw = self.cos.shape[0]
         q = rotate_pairs(q.float(), self.cos, self.sin).type_as(q)
         # Key positions cycle through the query grid (sam2 repeats freqs_cis per memory
@@ -101,8 +113,24 @@ class RealRoPEAttention(_module_base()):  # type: ignore[misc]
         keep_plain = (pos >= (n_k - n_ex)).reshape(1, 1, n_k, 1)
         k = torch.where(keep_plain, k, k_rot)
         out = F.scaled_dot_product_attention(q, k, v) if self.attention is None else self.attention(q, k, v)
+        if self.values_after_attention:
+            out = self._project_heads(out)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+    def _values_after(self, v: torch.Tensor) -> torch.Tensor:
+        """The raw values, once per head: (B, heads, N, C_in)."""
+        return v.unsqueeze(1).expand(-1, self.num_heads, -1, -1)
+
+    def _project_heads(self, out: torch.Tensor) -> torch.Tensor:
+        """Attention over raw values (B, heads, N, C_in) -> each head's projected values (B, heads, N, D)."""
+        import torch
+
+        weight = self.v_proj.weight.reshape(self.num_heads, -1, self.v_proj.in_features)  # (heads, D, C_in)
+        out = torch.matmul(out, weight.transpose(1, 2).unsqueeze(0))
+        if self.v_proj.bias is not None:
+            out = out + self.v_proj.bias.reshape(1, self.num_heads, 1, -1)
+        return out
 
 
 class RealMemoryAttention(_module_base()):  # type: ignore[misc]
@@ -111,9 +139,10 @@ class RealMemoryAttention(_module_base()):  # type: ignore[misc]
     Inputs are sam2's seq-first tensors: ``curr``/``curr_pos`` (HW, B, C), ``memory``/
     ``memory_pos`` (M, B, C_mem) and ``num_obj_ptr_tokens`` (a 0-d int64 tensor). Returns
     (HW, B, C) as ``MemoryAttention.forward`` does. Dropout is off (eval only).
+    ``values_after_attention``: see :class:`RealRoPEAttention` (the cross-attention only).
     """
 
-    def __init__(self, original: Any) -> None:
+    def __init__(self, original: Any, values_after_attention: bool = False) -> None:
         import torch
 
         super().__init__()
@@ -121,7 +150,9 @@ class RealMemoryAttention(_module_base()):  # type: ignore[misc]
             raise ValueError("only batch_first memory attention (as in SAM 2.1) is supported")
         self.pos_enc_at_input = bool(original.pos_enc_at_input)
         self.norm = original.norm
-        self.layers = torch.nn.ModuleList(_RealMemoryAttentionLayer(layer) for layer in original.layers)
+        self.layers = torch.nn.ModuleList(
+            _RealMemoryAttentionLayer(layer, values_after_attention) for layer in original.layers
+        )
 
     def forward(
         self,
@@ -146,10 +177,12 @@ class RealMemoryAttention(_module_base()):  # type: ignore[misc]
 class _RealMemoryAttentionLayer(_module_base()):  # type: ignore[misc]
     """One ``MemoryAttentionLayer`` (eval): self-attn, cross-attn to memory, MLP."""
 
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, values_after_attention: bool = False) -> None:
         super().__init__()
         self.self_attn = RealRoPEAttention(layer.self_attn)
-        self.cross_attn_image = RealRoPEAttention(layer.cross_attn_image)
+        self.cross_attn_image = RealRoPEAttention(
+            layer.cross_attn_image, values_after_attention=values_after_attention
+        )
         self.norm1, self.norm2, self.norm3 = layer.norm1, layer.norm2, layer.norm3
         self.linear1, self.linear2 = layer.linear1, layer.linear2
         self.activation = layer.activation
