@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every bench/results/*.json at the current commit, on a quiet machine.
 #
-#   bench/regenerate.sh            # everything (about 80 min on a 2-core CPU; reference_1000 takes 20 of them)
+#   bench/regenerate.sh            # everything (about 95 min on a 2-core CPU; reference_1000 takes 20 of them)
 #   bench/regenerate.sh flow gating overseer    # only these steps (names below)
 #
 # Every result file records its provenance (command, commit, dirty flag, machine, load at
@@ -62,6 +62,22 @@ step reference_1000 "${TRACKER[@]}" bench reference --frames 1000 --model tiny -
 step onnx "$PY" bench/bench_onnx.py --image-size 512 --frames 32 --threads 2 --out $R/onnx_cpu.json  # ~3 min
 step precision "$PY" bench/bench_precision.py --image-size 512 --frames 40 --objects 1 \
   --out $R/precision_cpu.json                                                   # ~2 min (native bf16 CPUs only)
+
+# SAM2's engines on one clip against sam2 float32 (sam2 fp32/bf16, onnx, openvino f32/bf16), and
+# the openvino engine's capacity for MR-linac cine at 1, 4 and 8 Hz. One export (tiny, 512 px,
+# random weights, logits x40) under bench/data/ (not committed), made by the first step.
+EXPORTS=bench/data/exports
+OV_EXPORT=$EXPORTS/sam2.1-tiny-512-random0-x40
+step engines "${TRACKER[@]}" bench engines --export-dir $OV_EXPORT --image-size 512 --frames 40 \
+  --json $R/engines_cpu.json                                                    # ~6 min
+OV_CAPACITY=("${TRACKER[@]}" bench capacity --engine openvino --engine-option export_dir=$OV_EXPORT
+  --serve-arg=--model-dir=$EXPORTS --duration 60)
+step capacity_openvino_4hz "${OV_CAPACITY[@]}" --rate 4 --p99-ms 400 --probe-duration 20 \
+  --max-sessions 4 --json $R/capacity_openvino_4hz.json                         # ~3 min
+step capacity_openvino_1hz "${OV_CAPACITY[@]}" --rate 1 --p99-ms 1000 --probe-duration 30 \
+  --max-sessions 8 --json $R/capacity_openvino_1hz.json                         # ~5 min
+step capacity_openvino_8hz "${OV_CAPACITY[@]}" --rate 8 --p99-ms 250 --probe-duration 20 \
+  --max-sessions 2 --json $R/capacity_openvino_8hz.json                         # ~2 min
 
 # Serving (#13): capacity against the per-session design in the same run; SAM2 batching.
 step capacity_flow "${TRACKER[@]}" bench capacity --engine flow --rate 8 --p99-ms 50 --duration 60 \

@@ -330,7 +330,8 @@ def test_the_parser_and_the_option_modules_stay_light() -> None:
     code = (
         "import sys, tracker.options, tracker.engines.onnx.options, tracker.engines.sam2.options,"
         " tracker.overseer.policy;"
-        "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'sam2') if m in sys.modules))"
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt', 'sam2')"
+        " if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True

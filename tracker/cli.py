@@ -302,11 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="bench", required=True)
     from tracker.bench.cli import add_capacity_cli, add_cluster_cli, add_reference_cli
     from tracker.bench.cli import add_cli as add_stream_cli
+    from tracker.bench.engines import add_cli as add_engines_cli
 
     add_stream_cli(bench)
     add_capacity_cli(bench)
     add_reference_cli(bench)
     add_cluster_cli(bench)
+    add_engines_cli(bench)
 
     p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")
     p.add_argument("--out", type=Path, default=Path("demo-output"))

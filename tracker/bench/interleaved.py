@@ -55,13 +55,20 @@ def clip(n: int) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def run_interleaved(
-    engines: dict[str, Any], frames: list[np.ndarray], mask: np.ndarray, objects: int = 2
+    engines: dict[str, Any],
+    frames: list[np.ndarray],
+    mask: np.ndarray,
+    objects: int = 2,
+    progress: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[int, dict]]]:
     """Stream the clip through one session per engine, alternating engines frame by frame.
 
     Object 1 is the clip's mask on frame 0; with ``objects > 1`` a box on the top-left
     bank is object 2. Returns per-engine timing summaries and every frame's low-res logits.
+    Stage ``other`` is each frame's time outside the named stages (bookkeeping, copies).
+    ``progress``: a progress bar over the frames (on stderr).
     """
+    from tqdm import tqdm
 
     from tracker.types import BoxPrompt, Frame, MaskPrompt, PromptUpdate, SessionConfig, UpdateAction
 
@@ -74,9 +81,9 @@ def run_interleaved(
             session.apply(PromptUpdate(UpdateAction.ADD, 2, BoxPrompt(0.05 * w, 0.05 * h, 0.3 * w, 0.25 * h)))
         sessions[name] = session
     per_frame: dict[str, list[float]] = {n: [] for n in engines}
-    stages: dict[str, dict[str, list[float]]] = {n: {s: [] for s in STAGES} for n in engines}
+    stages: dict[str, dict[str, list[float]]] = {n: {s: [] for s in (*STAGES, "other")} for n in engines}
     logits: dict[str, dict[int, dict]] = {n: {} for n in engines}
-    for f, pixels in enumerate(frames):
+    for f, pixels in enumerate(tqdm(frames, desc="frames", unit="frame", disable=not progress)):
         for name, session in sessions.items():
             t0 = time.perf_counter()
             tracks = session.step(Frame(f, pixels)).tracks
@@ -87,6 +94,7 @@ def run_interleaved(
                 res = session.timer.results()
                 for s in STAGES:
                     stages[name][s].append(res.get(s, 0.0))
+                stages[name]["other"].append(ms - sum(res.get(s, 0.0) for s in STAGES))
     results = {}
     for name, session in sessions.items():
         session.close()
@@ -95,6 +103,7 @@ def run_interleaved(
             "ms_per_frame_p50": round(float(np.percentile(arr, 50)), 1),
             "ms_per_frame_p95": round(float(np.percentile(arr, 95)), 1),
             "ms_per_frame_mean": round(float(arr.mean()), 1),
+            "ms_per_frame_max": round(float(arr.max()), 1),
             "stage_ms_p50": {s: round(float(np.median(v)), 1) for s, v in stages[name].items()},
             "frames_timed": len(arr),
             "info": engines[name].info.version,
