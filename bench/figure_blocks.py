@@ -412,6 +412,111 @@ def _figs_onnx() -> list[Fig]:
     ]
 
 
+ENGINE_LABELS = ("sam2-float32", "sam2-bfloat16", "onnx-float32", "openvino-f32", "openvino-bf16")
+
+
+def _figs_engines() -> list[Fig]:
+    rows: list[Row] = []
+    for label in ENGINE_LABELS:
+        run = f"engines.{label}"
+        rows += [
+            (f"{label}: ms/frame p50", f"{run}.ms_per_frame_p50", ",.0f", MS),
+            (f"{label}: ms/frame p95", f"{run}.ms_per_frame_p95", ",.0f", MS),
+            (f"{label}: ms/frame worst", f"{run}.ms_per_frame_max", ",.0f", MS),
+            (f"{label}: encoder", f"{run}.stage_ms_p50.encoder", ".0f", MS),
+            (f"{label}: memory attention", f"{run}.stage_ms_p50.memory_attention", ".0f", MS),
+        ]
+        if label != "sam2-float32":
+            rows += [
+                (f"{label}: min mask IoU vs sam2-float32", f"{run}.min_iou_vs_float32", ".4f"),
+                (
+                    f"{label}: max logit difference vs sam2-float32",
+                    f"{run}.max_abs_logit_diff_vs_float32",
+                    ".2g",
+                ),
+            ]
+    rows += [
+        (
+            "openvino-bf16 speed-up over sam2-bfloat16 (p50; target ≥ 2.5×)",
+            "speedup_p50.openvino-bf16_vs_sam2-bfloat16",
+            ".2f",
+            "×",
+        ),
+        (
+            "openvino-bf16 speed-up over sam2-float32 (p50)",
+            "speedup_p50.openvino-bf16_vs_sam2-float32",
+            ".2f",
+            "×",
+        ),
+        (
+            "openvino-f32 speed-up over onnx-float32 (p50)",
+            "speedup_p50.openvino-f32_vs_onnx-float32",
+            ".2f",
+            "×",
+        ),
+    ]
+    for graph in ("image_encoder", "memory_attention", "memory_encoder", "sam_heads"):
+        g = f"graphs.{graph}"
+        rows += [
+            (f"{graph} alone: ONNX Runtime", f"{g}.ms_median.onnxruntime", ".0f", MS),
+            (f"{graph} alone: OpenVINO f32", f"{g}.ms_median.openvino-f32", ".0f", MS),
+            (f"{graph} alone: OpenVINO bf16", f"{g}.ms_median.openvino-bf16", ".0f", MS),
+            (
+                f"{graph}: OpenVINO f32 vs ONNX Runtime, max abs difference",
+                f"{g}.max_abs_diff_vs_onnxruntime.openvino-f32",
+                ".1e",
+            ),
+        ]
+    return figs("engines_cpu.json", *rows)
+
+
+def _figs_openvino_serving() -> list[Fig]:
+    out: list[Fig] = []
+    for file, rate, p99 in (
+        ("capacity_openvino_4hz.json", "4 Hz", "400 ms"),
+        ("capacity_openvino_1hz.json", "1 Hz", "1 s"),
+        ("capacity_openvino_8hz.json", "8 Hz", "250 ms"),
+    ):
+        out += figs(file, (f"openvino bf16 at {rate}, p99 ≤ {p99}: sessions held", "capacity_sessions", "d"))
+    prof = "frame_profile"
+    rows: list[Row] = [
+        ("one session at 1 Hz: server time per frame, median", f"{prof}.server_ms_median", ".0f", MS),
+        *(
+            (f"… {stage.replace('_', ' ')}", f"{prof}.stages.{stage}.ms", ".1f", MS)
+            for stage in (
+                "queue",
+                "schedule",
+                "decode",
+                "preprocess",
+                "encoder",
+                "memory_attention",
+                "decoder",
+                "memory_encoder",
+                "mask_upsample",
+                "postprocess",
+                "encode",
+                "other",
+            )
+        ),
+        (
+            "time between graphs, share of a frame: median (target ≤ 10 %)",
+            f"{prof}.between_graphs_share_median",
+            ".1f",
+            PCT,
+            100.0,
+        ),
+        (
+            "time between graphs, share of a frame: worst frame",
+            f"{prof}.between_graphs_share_max",
+            ".1f",
+            PCT,
+            100.0,
+        ),
+        ("same run: end-to-end latency p99", "latency_ms.p99", ".0f", MS),
+    ]
+    return out + figs("profile_openvino_1hz.json", *rows)
+
+
 # ---- the streaming table: bench/stream_suite.py's own rows, each matched to its JSON ----------
 
 
@@ -465,6 +570,8 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
         "reference": lambda: fig_table(root, _figs_reference()),
         "interleaved": lambda: fig_table(root, _figs_interleaved()),
         "onnx": lambda: fig_table(root, _figs_onnx()),
+        "engines": lambda: fig_table(root, _figs_engines()),
+        "openvino-serving": lambda: fig_table(root, _figs_openvino_serving()),
     }
 
 

@@ -76,6 +76,10 @@ step capacity_openvino_4hz "${OV_CAPACITY[@]}" --rate 4 --p99-ms 400 --probe-dur
   --max-sessions 4 --json $R/capacity_openvino_4hz.json                         # ~3 min
 step capacity_openvino_1hz "${OV_CAPACITY[@]}" --rate 1 --p99-ms 1000 --probe-duration 30 \
   --max-sessions 8 --json $R/capacity_openvino_1hz.json                         # ~5 min
+# One openvino session at 1 Hz: where a server frame's time goes (frame_profile).
+step profile_openvino "${TRACKER[@]}" bench stream --engine openvino --engine-option export_dir=$OV_EXPORT \
+  --serve-arg=--model-dir=$EXPORTS --sessions 1 --rate 1 --duration 60 \
+  --json $R/profile_openvino_1hz.json                                           # ~1 min
 step capacity_openvino_8hz "${OV_CAPACITY[@]}" --rate 8 --p99-ms 250 --probe-duration 20 \
   --max-sessions 2 --json $R/capacity_openvino_8hz.json                         # ~2 min
 

@@ -29,6 +29,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--budget-ms", type=float, default=0.0, help="0: the modality's default")
     p.add_argument("--policy", choices=[p.value for p in BudgetPolicy], default="latest")
     p.add_argument("--server", default=None, help="HOST:PORT of a running server (no CPU/RSS figures)")
+    p.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="FLAG[=VALUE]",
+        help="extra `tracker serve` flag for the server this run starts, e.g. --serve-arg=--model-dir=DIR",
+    )
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--plots", type=Path, default=None)
     p.set_defaults(func=_cmd_stream)
@@ -129,7 +136,15 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     from tracker.bench.common import write_json
     from tracker.bench.stream import run_stream, write_plots
 
-    settings = _stream_settings(args, sessions=args.sessions, duration_s=args.duration, frames=args.frames)
+    if args.server and args.serve_arg:
+        raise SystemExit("--serve-arg is for the server this run starts; --server names a running one")
+    settings = _stream_settings(
+        args,
+        sessions=args.sessions,
+        duration_s=args.duration,
+        frames=args.frames,
+        serve_args=tuple(args.serve_arg),
+    )
     report = run_stream(settings, server=args.server)
     write_json(report, args.json)
     if args.plots is not None:

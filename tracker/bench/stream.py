@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -45,6 +46,7 @@ class StreamSettings:
     engine_options: tuple[tuple[str, str], ...] = ()
     sources: tuple[str, ...] = ()
     warmup_frames: int = 2  # excluded from latency statistics (first-frame prompt set-up)
+    serve_args: tuple[str, ...] = ()  # extra `tracker serve` flags for a server this run starts
 
     @property
     def frames_per_session(self) -> int:
@@ -294,7 +296,9 @@ def run_stream(
     sequences = load_sources(settings, seed)
     owned = process is None and server is None
     if owned:
-        process = ServerProcess(settings.engine, settings.engine_options, settings.sessions)
+        process = ServerProcess(
+            settings.engine, settings.engine_options, settings.sessions, settings.serve_args
+        )
         process.wait_ready()
     if process is not None:
         server = process.address
@@ -336,6 +340,51 @@ def run_stream(
     return build_report(settings, outcomes, sampler.samples if sampler else [], wall_s, run_provenance)
 
 
+GRAPH_STAGES = ("encoder", "memory_attention", "decoder", "memory_encoder")  # a SAM2 engine's graphs
+WAIT_STAGES = ("receive", "queue", "schedule")  # waiting for a slot or a batch, not computing
+
+
+def frame_profile(answered: list[FrameOutcome]) -> dict[str, Any] | None:
+    """Where a server frame's time goes: each stage's median and share, and what lies between graphs.
+
+    ``between_graphs`` is, per frame, the server's time minus the graphs and the waits: the
+    frame's decode, preprocessing, mask up-sampling, memory bookkeeping, the copies between
+    graphs, postprocessing and the answer's encoding. Its share is of that frame's server
+    time; median and worst over the answered frames. None for engines without graph stages.
+    """
+    frames = [o for o in answered if any(g in o.stages_ms for g in GRAPH_STAGES)]
+    if not frames:
+        return None
+    between = []
+    shares = []
+    unnamed = []
+    for o in frames:
+        graphs = sum(o.stages_ms.get(g, 0.0) for g in GRAPH_STAGES)
+        waits = sum(o.stages_ms.get(w, 0.0) for w in WAIT_STAGES)
+        rest = max(0.0, o.server_ms - graphs - waits)
+        between.append(rest)
+        shares.append(rest / o.server_ms if o.server_ms > 0 else 0.0)
+        unnamed.append(max(0.0, o.server_ms - sum(o.stages_ms.values())))
+    server = float(np.median([o.server_ms for o in frames]))
+    names = sorted({n for o in frames for n in o.stages_ms}, key=stage_order)
+    stages = {}
+    for name in names:
+        ms = float(np.median([o.stages_ms.get(name, 0.0) for o in frames]))
+        stages[name] = {"ms": round(ms, 2), "share": round(ms / server, 4) if server else None}
+    other = float(np.median(unnamed))
+    stages["other"] = {"ms": round(other, 2), "share": round(other / server, 4) if server else None}
+    return {
+        "frames": len(frames),
+        "server_ms_median": round(server, 2),
+        "stages": stages,
+        "between_graphs_ms_median": round(float(np.median(between)), 2),
+        "between_graphs_share_median": round(float(np.median(shares)), 4),
+        "between_graphs_share_max": round(float(np.max(shares)), 4),
+        "definition": "per frame: server time - graph stages - waits (receive, queue, schedule);"
+        " 'other' is server time outside every named stage",
+    }
+
+
 def build_report(
     settings: StreamSettings,
     outcomes: list[FrameOutcome],
@@ -364,6 +413,7 @@ def build_report(
         "latency_ms": percentiles([o.latency_ms for o in answered], QUANTILES),
         "server_ms": percentiles([o.server_ms for o in answered], QUANTILES),
         "stages_ms_median": stages,
+        "frame_profile": frame_profile(answered),
         "throughput_fps": len([o for o in outcomes if o.status in (FrameStatus.OK, FrameStatus.LATE)])
         / wall_s,
         "offered_fps": settings.rate_hz * settings.sessions,
@@ -389,6 +439,7 @@ def build_report(
             "engine_options": dict(settings.engine_options),
             "sources": list(settings.sources) or ["synthetic 270x270 cine-MRI"],
             "warmup_frames_excluded": settings.warmup_frames,
+            "serve_args": list(settings.serve_args),
         },
         "timeline": [
             {
