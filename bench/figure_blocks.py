@@ -48,6 +48,30 @@ def _figs_readme() -> list[Fig]:
             ("same run: sessions held, per-session design", "baseline_capacity_sessions", "d"),
         ),
         *figs(
+            "engines_cpu.json",
+            (
+                "sam2 tiny 512 px, openvino bf16: ms per frame, p50",
+                "engines.openvino-bf16.ms_per_frame_p50",
+                ",.0f",
+                MS,
+            ),
+            ("same run: worst frame", "engines.openvino-bf16.ms_per_frame_max", ",.0f", MS),
+            (
+                "same run: sam2 engine in bf16, ms per frame, p50",
+                "engines.sam2-bfloat16.ms_per_frame_p50",
+                ",.0f",
+                MS,
+            ),
+            (
+                "same run: openvino bf16 masks against sam2 float32, min IoU",
+                "engines.openvino-bf16.min_iou_vs_float32",
+            ),
+        ),
+        *figs(
+            "capacity_openvino_1hz.json",
+            ("openvino bf16 at 1 Hz, p99 ≤ 1 s: sessions held", "capacity_sessions", "d"),
+        ),
+        *figs(
             "sam2_batch_cpu.json",
             (
                 "sam2 tiny bf16 encoder, ms per frame at batch 1",

@@ -283,3 +283,33 @@ def test_serve_openvino_over_grpc(export_dir: Path) -> None:
     assert results[0].objects[0].mask.shape == (H, W)
     assert {"encoder", "memory_attention", "decoder", "memory_encoder"} <= set(results[-1].timing.stages_ms)
     assert server.returncode == 0, out.decode(errors="replace")[-2000:]
+
+
+# -- tracker bench engines ---------------------------------------------------------------------
+
+
+def test_bench_engines_writes_the_keys_it_documents(export_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from tracker.cli import main as cli_main
+
+    out = tmp_path / "engines.json"
+    argv = ["bench", "engines", "--export-dir", str(export_dir), "--frames", "4", "--json", str(out)]
+    assert cli_main([*argv, "--engine", "onnx-float32", "--engine", "openvino-f32"]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["engines"]) == ["sam2-float32", "onnx-float32", "openvino-f32"]  # the reference first
+    for label, res in report["engines"].items():
+        assert 0 < res["ms_per_frame_p50"] <= res["ms_per_frame_p95"] <= res["ms_per_frame_max"]
+        stages = {"encoder", "memory_attention", "decoder", "memory_encoder", "other"}
+        assert stages <= set(res["stage_ms_p50"])
+        if label != "sam2-float32":
+            assert res["min_iou_vs_float32"] >= MIN_IOU  # float32 graphs track like PyTorch
+            assert res["max_abs_logit_diff_vs_float32"] <= MAX_LOGIT_DIFF
+    assert report["frames"] == 4 and report["provenance"]["commit"]
+    assert report["speedup_p50"]["openvino-f32_vs_onnx-float32"] > 0
+    for graph in ("image_encoder", "memory_attention", "memory_encoder", "sam_heads"):
+        g = report["graphs"][graph]
+        assert set(g["ms_median"]) == {"onnxruntime", "openvino-f32"}
+        assert g["max_abs_diff_vs_onnxruntime"]["openvino-f32"] <= F32_GRAPH_TOL
+    assert report["graphs"]["memory_attention"]["input_shapes"]["memory"][0] == 7 * 256 + 64
+    assert report["targets"]["openvino_f32_graphs_within_1e-4_of_onnxruntime"] is True
