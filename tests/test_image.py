@@ -36,13 +36,22 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 GPU_TARGET, CPU_TARGET = "gpu", "cpu"
 
-# import name -> the distribution that provides it in the GPU image
-GPU_DISTRIBUTIONS = {
-    "torch": "torch",
-    "torchvision": "torchvision",
-    "sam2": "sam2",
-    "onnxruntime": "onnxruntime-gpu",
-    "tensorrt": "tensorrt-cu13",
+# import name -> the distribution that provides it, per image target
+DISTRIBUTIONS = {
+    GPU_TARGET: {
+        "torch": "torch",
+        "torchvision": "torchvision",
+        "sam2": "sam2",
+        "onnxruntime": "onnxruntime-gpu",
+        "tensorrt": "tensorrt-cu13",
+    },
+    CPU_TARGET: {"torch": "torch", "torchvision": "torchvision", "sam2": "sam2", "openvino": "openvino"},
+}
+# The engines each target serves: the GPU image every engine that uses the GPU, the CPU image
+# those that run well on a CPU (openvino's CPU plugin is not in the GPU image).
+TARGET_ENGINES = {
+    GPU_TARGET: {"flow", "sam2", "onnx", "tensorrt"},
+    CPU_TARGET: {"flow", "sam2", "openvino"},
 }
 
 
@@ -140,12 +149,14 @@ def installed_distributions(stages: dict[str, Stage], target: str) -> set[str]:
     return names
 
 
-def missing_engine_packages(text: str) -> dict[str, list[str]]:
-    """For each servable engine, the distributions the GPU target does not install."""
-    installed = installed_distributions(parse_stages(text), GPU_TARGET)
+def missing_engine_packages(text: str, target: str = GPU_TARGET) -> dict[str, list[str]]:
+    """For each engine ``target`` serves, the distributions it does not install."""
+    installed = installed_distributions(parse_stages(text), target)
     missing = {}
     for engine, requirement in REQUIREMENTS.items():
-        needed = ["rt-tracker", *(GPU_DISTRIBUTIONS[m] for m in requirement.modules)]
+        if engine not in TARGET_ENGINES[target]:
+            continue
+        needed = ["rt-tracker", *(DISTRIBUTIONS[target][m] for m in requirement.modules)]
         lacking = [d for d in needed if d not in installed]
         if lacking:
             missing[engine] = lacking
@@ -191,7 +202,7 @@ def test_cuda_versions_agree_with_torch_onnxruntime_and_tensorrt(stages):
     constraints = (ROOT / "constraints.txt").read_text()
     assert f"tensorrt-cu{cuda_major}==" in constraints
     assert "onnxruntime-gpu==" in constraints
-    assert GPU_DISTRIBUTIONS["tensorrt"] == f"tensorrt-cu{cuda_major}"
+    assert DISTRIBUTIONS[GPU_TARGET]["tensorrt"] == f"tensorrt-cu{cuda_major}"
     # torch's PyPI wheel names its CUDA libraries' major version in its requirements
     from importlib.metadata import requires
 
@@ -199,9 +210,11 @@ def test_cuda_versions_agree_with_torch_onnxruntime_and_tensorrt(stages):
     assert f"cu{cuda_major}" in torch_requires, f"torch here is not a CUDA {cuda_major} build"
 
 
-def test_gpu_target_installs_every_engine(stages):
+def test_each_target_installs_the_engines_it_serves(stages):
     assert set(REQUIREMENTS) == set(ENGINE_FACTORIES), "every servable engine needs a requirement entry"
+    assert set().union(*TARGET_ENGINES.values()) == set(ENGINE_FACTORIES), "every engine has an image"
     assert missing_engine_packages(DOCKERFILE.read_text()) == {}
+    assert missing_engine_packages(DOCKERFILE.read_text(), CPU_TARGET) == {}
     installed = installed_distributions(stages, GPU_TARGET)
     assert "onnxruntime" not in installed, "the CPU onnxruntime would shadow onnxruntime-gpu"
 
@@ -212,6 +225,8 @@ def test_a_dropped_engine_package_is_caught():
     text = DOCKERFILE.read_text().replace("'.[io,sam2,bench]'", "'.[io,bench]'")
     text = re.sub(r"pip install -c constraints.txt --no-build-isolation sam2", "true", text)
     assert set(missing_engine_packages(text)) == {"sam2", "onnx", "tensorrt"}
+    text = DOCKERFILE.read_text().replace("'.[io,sam2,openvino]'", "'.[io,sam2]'")
+    assert missing_engine_packages(text, CPU_TARGET) == {"openvino": ["openvino"]}
 
 
 def test_sam2_cuda_extension_is_built_in_the_builder(stages):

@@ -174,6 +174,18 @@ def test_f32_engine_tracks_like_the_onnx_engine(export_dir: Path) -> None:
     assert iou >= MIN_IOU
 
 
+def test_fewer_scheduler_threads_than_compiled_ones_are_named(
+    export_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = _engine(export_dir, precision="f32", threads="2")
+    caplog.set_level("WARNING", logger="tracker.engines.onnx.openvino")
+    caplog.clear()
+    engine.set_intra_op_threads(2)
+    assert not [r for r in caplog.records if r.name == "tracker.engines.onnx.openvino"]
+    engine.set_intra_op_threads(1)  # what each of `tracker serve --workers 2`'s workers asks for
+    assert "compiled for 2 threads" in caplog.text and "threads=1" in caplog.text
+
+
 def test_batched_equals_one_by_one(export_dir: Path) -> None:
     from tests.test_sam2_batch import _check_batched_equals_one_by_one
 

@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracker.engines.onnx.engine import OnnxEngine
 from tracker.engines.onnx.options import ExportOptions, OnnxOptions, OvOptions, parse_openvino_options
 
 if TYPE_CHECKING:
     import torch
-
-    from tracker.engines.onnx.engine import OnnxEngine
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +186,31 @@ def compile_graph(core: Any, onnx_path: Path, config: dict[str, str], device: st
     return OvGraph(compiled, name)
 
 
-def make_engine(options: dict[str, str]) -> OnnxEngine:
+class OpenVinoEngine(OnnxEngine):
+    """The ``onnx`` engine's model with OpenVINO graphs; its thread count is fixed when they compile."""
+
+    def __init__(self, opts: OnnxOptions, choice: DeviceChoice, **kwargs: Any) -> None:
+        super().__init__(opts, **kwargs)
+        self.choice = choice
+
+    def set_intra_op_threads(self, threads: int) -> None:
+        """Torch's pools for the glue; OpenVINO's threads were set at compile time (option ``threads``)."""
+        super().set_intra_op_threads(threads)
+        if threads < self.choice.threads:
+            logger.warning(
+                "openvino engine: its graphs were compiled for %d threads but the scheduler gives each"
+                " worker %d; with several workers set the engine option threads=%d so they do not"
+                " oversubscribe the cores",
+                self.choice.threads,
+                threads,
+                threads,
+            )
+
+
+def make_engine(options: dict[str, str]) -> OpenVinoEngine:
     """Registry factory: ``ENGINE_FACTORIES["openvino"]``. Fails loudly without OpenVINO."""
     opts = parse_options(options)
     ov = import_openvino()
-    from tracker.engines.onnx.engine import OnnxEngine
     from tracker.engines.onnx.manifest import Manifest
 
     core = ov.Core()
@@ -211,8 +230,9 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
         logger.info("openvino: %s %s (%s)", "imported" if cached else "compiled and cached", name, folder)
         return graph
 
-    engine = OnnxEngine(
+    engine = OpenVinoEngine(
         onnx_opts,
+        choice,
         make_graph=make_graph,
         name="openvino",
         backend=f"OpenVINO {choice.version}, {choice.device} {choice.precision}, {choice.threads} threads",
