@@ -6,7 +6,7 @@ natively) and in an order rotated from round to round so that drift and load fro
 processes hit every size alike:
 
 * ``encoder``: ``forward_image`` + ``_prepare_backbone_features`` on a (B, 3, S, S) stack
-  of B different frames (:func:`tracker.engines.sam2.engine.encode_images`, what
+  of B different frames (:func:`tracker.engines.sam2.session.encode_images`, what
   ``Sam2Engine.step_batch`` calls), wall time / B;
 * ``step``: ``Sam2Engine.step_batch`` over B sessions (one mask-prompted object each, on
   different frames of the clip), wall time / B. The sessions stream on from round to
@@ -98,7 +98,7 @@ def time_encoder(engine: Any, inputs: list[Any], batch: int, offset: int) -> flo
     """Milliseconds per frame of one encoder call on ``batch`` different frames."""
     import torch
 
-    from tracker.engines.sam2.engine import encode_images
+    from tracker.engines.sam2.session import encode_images
 
     picked = [inputs[(offset + i) % len(inputs)] for i in range(batch)]
     with _model_context(engine):

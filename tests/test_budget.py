@@ -8,11 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import disk, textured_image
+from tests.conftest import FakeEngine, disk, textured_image
 from tracker import convert
 from tracker.client import ClientResult, TrackerClient
 from tracker.engines import create_engine
-from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.app import start_server
 from tracker.server.runner import DegradeController, SessionRunner
 from tracker.server.session import AcquisitionClock, Arrival, SessionInbox
@@ -22,36 +21,12 @@ from tracker.types import (
     FrameStatus,
     MaskPrompt,
     ObjectPrompt,
-    ObjectTrack,
     SessionConfig,
     TimestampClock,
 )
 from tracker.v1 import tracker_pb2 as pb
 
 H, W = 48, 64
-
-
-class PacedEngine(Engine):
-    """Takes a fixed time per frame, less at each degradation level: a stand-in for a model's cost."""
-
-    info = EngineInfo("paced", "1", capabilities=("mask_prompt",))
-
-    def __init__(self, ms_per_level: tuple[float, ...]) -> None:
-        self.ms_per_level = ms_per_level
-
-    def open_session(self, config: SessionConfig) -> EngineSession:
-        costs = self.ms_per_level
-
-        class _Session(EngineSession):
-            def degradations(self) -> tuple[str, ...]:
-                return tuple(f"step {i + 1}" for i in range(len(costs) - 1))
-
-            def _step(self, frame, updates):
-                with self.timer.stage("inference"):
-                    time.sleep(costs[self.degradation_level] / 1000.0)
-                return [ObjectTrack(oid, np.ones(frame.shape_hw, bool), 1.0) for oid in self.object_ids]
-
-        return _Session(config)
 
 
 def _config(**kw: object) -> SessionConfig:
@@ -114,7 +89,7 @@ def test_budget_counts_from_acquisition_over_grpc():
 
 
 def _run_burst(policy: BudgetPolicy, costs: tuple[float, ...], n: int, interval_s: float, budget_ms: float):
-    server = start_server({"paced": PacedEngine(costs)})
+    server = start_server({"paced": FakeEngine("paced", cost_ms=costs)})
     try:
         with TrackerClient(server.address) as client:
             session = client.open_session(_config(latency_budget_ms=budget_ms, budget_policy=policy))
@@ -204,7 +179,7 @@ def test_inbox_applies_back_pressure_when_answers_are_not_read():
 
 def test_runner_reports_engine_stages_and_since_acquisition():
     config = _config()
-    session = PacedEngine((5.0,)).open_session(config)
+    session = FakeEngine("paced", cost_ms=(5.0,)).open_session(config)
     inbox = SessionInbox()
     runner = SessionRunner(session, config, inbox)
     now = time.monotonic()

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import disk, free_port, textured_image
+from tests.conftest import FakeEngine, disk, free_port, textured_image
 from tracker import convert
 from tracker.client import TrackerClient, TrackerError
 from tracker.convert import Limits
 from tracker.engines import create_engine
-from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.app import ServerOptions, start_server
 from tracker.server.telemetry import JsonLogFormatter
 from tracker.types import (
@@ -29,7 +28,6 @@ from tracker.types import (
     FrameStatus,
     MaskPrompt,
     ObjectPrompt,
-    ObjectTrack,
     PromptUpdate,
     SessionConfig,
     UpdateAction,
@@ -48,32 +46,8 @@ def _health(address: str) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
-class _HoldingEngine(Engine):
-    """Holds each frame until released: a frame is provably in flight when the drain starts."""
-
-    info = EngineInfo("holding", "1")
-
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def warm_up(self) -> None:
-        pass
-
-    def open_session(self, config: SessionConfig) -> EngineSession:
-        engine = self
-
-        class _Session(EngineSession):
-            def _step(self, frame, updates):
-                engine.entered.set()
-                engine.release.wait(10)
-                return [ObjectTrack(oid, np.ones(frame.shape_hw, bool), 1.0) for oid in self.object_ids]
-
-        return _Session(config)
-
-
 def test_drain_answers_the_frame_in_flight_refuses_new_sessions_then_ends():
-    engine = _HoldingEngine()
+    engine = FakeEngine("holding", hold=True)
     running = start_server({"holding": engine})
     assert running.ready.wait(30)
     with TrackerClient(running.address) as client:
@@ -229,21 +203,8 @@ def test_json_logs_carry_the_session_id():
     )
 
 
-class _SlowWarmUpEngine(Engine):
-    info = EngineInfo("slow", "1")
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def warm_up(self) -> None:
-        self.release.wait(10)
-
-    def open_session(self, config: SessionConfig) -> EngineSession:
-        raise NotImplementedError
-
-
 def test_health_is_not_serving_until_the_engine_has_warmed_up():
-    engine = _SlowWarmUpEngine()
+    engine = FakeEngine("slow", slow_warm_up=True)
     running = start_server({"slow": engine})
     try:
         assert _health(running.address) == health_pb2.HealthCheckResponse.NOT_SERVING

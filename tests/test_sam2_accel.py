@@ -46,7 +46,7 @@ def test_cached_position_encoding_is_exact_and_computed_once() -> None:
     # Second frame: the very same tensors, not recomputed copies.
     first, second = outs[0][1]["vision_pos_enc"], outs[1][1]["vision_pos_enc"]
     assert all(x.data_ptr() == y.data_ptr() for x, y in zip(first, second, strict=True))
-    # A batch of frames (tracker.engines.sam2.batch): sam2's values, as a view on the one-frame cache.
+    # A batch of frames (Sam2Session.step_batch): sam2's values, as a view on the one-frame cache.
     batch = torch.cat(images)
     with torch.inference_mode():
         a, b = plain.forward_image(batch), fast.forward_image(batch)

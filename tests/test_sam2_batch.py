@@ -223,7 +223,7 @@ def test_one_bad_item_costs_only_its_frame(torch_engine: Any) -> None:
     wrong_size = _open(torch_engine, other)
     assert isinstance(wrong_size.step(Frame(0, other.frame(0))), StepOutput)
     # Bad prompt: a one-pixel mask on a 600x800 frame vanishes at the model's 256 px; the
-    # engine finds out only when it prepares the frame (after begin_step).
+    # engine finds out only when it prepares the frame (after its frame check).
     dot = np.zeros((600, 800), dtype=bool)
     dot[300, 400] = True
     bad_prompt = torch_engine.open_session(SessionConfig(objects=(ObjectPrompt(7, MaskPrompt(dot)),)))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable, Sequence
 
 import numpy as np
 import pytest
 
-from tests.conftest import disk, textured_image
+from tests.conftest import FakeEngine, disk, textured_image
 from tracker.client import ClientResult, TrackerClient
 from tracker.engines import create_engine
-from tracker.engines.base import Engine, EngineInfo, EngineSession, StepOutput
+from tracker.engines.base import EngineSession
 from tracker.server.app import ServerOptions, start_server
 from tracker.server.scheduler import Completion, EdfScheduler, Job, SchedulerConfig, thread_budget
 from tracker.types import (
@@ -21,77 +20,10 @@ from tracker.types import (
     FrameStatus,
     MaskPrompt,
     ObjectPrompt,
-    ObjectTrack,
     SessionConfig,
 )
 
 H, W = 32, 40
-
-
-class TimedEngine(Engine):
-    """Sleeps ``ms`` per call (a model's cost); records every call's frames; may batch."""
-
-    info = EngineInfo("timed", "1", capabilities=("mask_prompt",))
-
-    def __init__(self, ms: float = 0.0, batching: bool = False, fail_on: set[int] | None = None) -> None:
-        self.ms = ms
-        self.batching = batching
-        self.fail_on = fail_on or set()
-        self.calls: list[list[tuple[str, int]]] = []  # per engine call: (session name, frame index)
-        self.running: set[str] = set()
-        self.overlaps = 0  # calls that found a frame of the same session already running
-        self._lock = threading.Lock()
-
-    def open_session(self, config: SessionConfig) -> EngineSession:
-        engine = self
-
-        class _Session(EngineSession):
-            def _step(self, frame, updates):
-                engine._enter([(self, frame)])
-                try:
-                    time.sleep(engine.ms / 1000.0)
-                    if frame.index in engine.fail_on:
-                        raise RuntimeError(f"numerical fault on frame {frame.index}")
-                    return [ObjectTrack(oid, np.ones(frame.shape_hw, bool), 1.0) for oid in self.object_ids]
-                finally:
-                    engine._leave([self])
-
-        session = _Session(config)
-        session.name = config.client_name  # type: ignore[attr-defined]
-        return session
-
-    def _enter(self, items) -> None:
-        with self._lock:
-            names = [s.name for s, _ in items]
-            self.overlaps += sum(n in self.running for n in names)
-            self.running.update(names)
-            self.calls.append([(s.name, f.index) for s, f in items])
-
-    def _leave(self, sessions) -> None:
-        with self._lock:
-            self.running.difference_update(s.name for s in sessions)
-
-    def batch_key(self, session: EngineSession, frame: Frame) -> Hashable | None:
-        return "all" if self.batching else None
-
-    def step_batch(self, work: Sequence[tuple[EngineSession, Frame]]) -> list[StepOutput | Exception]:
-        self._enter(work)
-        try:
-            time.sleep(self.ms / 1000.0)
-            outcomes: list[StepOutput | Exception] = []
-            for session, frame in work:
-                try:
-                    updates = session.begin_step(frame)
-                    assert not updates or all(u.prompt is not None for u in updates)
-                    if frame.index in self.fail_on:
-                        raise RuntimeError(f"numerical fault on frame {frame.index}")
-                    tracks = [ObjectTrack(o, np.ones(frame.shape_hw, bool), 1.0) for o in session.object_ids]
-                    outcomes.append(session.finish_step(tracks))
-                except Exception as exc:
-                    outcomes.append(exc)
-            return outcomes
-        finally:
-            self._leave([s for s, _ in work])
 
 
 def _config(name: str = "", **kw: object) -> SessionConfig:
@@ -107,7 +39,7 @@ class _Collector:
 
     def job(self, session: EngineSession, index: int, deadline: float) -> Job:
         def done(c: Completion) -> None:
-            self.done.append((session.name, index, c))  # type: ignore[attr-defined]
+            self.done.append((session.config.client_name, index, c))
             self.event.set()
 
         return Job(deadline, 0, session, Frame(index, np.zeros((H, W), np.uint8)), done)
@@ -136,7 +68,7 @@ def test_scheduler_config_names_bad_values():
 
 
 def test_earliest_deadline_runs_first_across_sessions():
-    engine = TimedEngine(ms=40)
+    engine = FakeEngine("timed", cost_ms=40)
     scheduler = EdfScheduler(engine, workers=1, max_batch=1)
     sessions = {n: engine.open_session(_config(n)) for n in "abcd"}
     collector = _Collector()
@@ -154,7 +86,7 @@ def test_earliest_deadline_runs_first_across_sessions():
 
 
 def test_batches_group_queued_frames_up_to_max_batch():
-    engine = TimedEngine(ms=60, batching=True)
+    engine = FakeEngine("timed", cost_ms=60, batching=True)
     scheduler = EdfScheduler(engine, workers=1, max_batch=3, max_queue_delay_ms=0)
     sessions = [engine.open_session(_config(f"s{i}")) for i in range(5)]
     collector = _Collector()
@@ -174,7 +106,7 @@ def test_batches_group_queued_frames_up_to_max_batch():
 
 
 def test_batch_wait_never_passes_a_deadline():
-    engine = TimedEngine(ms=1, batching=True)
+    engine = FakeEngine("timed", cost_ms=1, batching=True)
     scheduler = EdfScheduler(engine, workers=1, max_batch=4, max_queue_delay_ms=2000)
     session = engine.open_session(_config("urgent"))
     collector = _Collector()
@@ -191,7 +123,7 @@ def test_batch_wait_never_passes_a_deadline():
 
 
 def test_one_fault_in_a_batch_costs_only_that_frame():
-    engine = TimedEngine(ms=30, batching=True, fail_on={7})
+    engine = FakeEngine("timed", cost_ms=30, batching=True, fail_on=[7], fault="numerical fault on frame 7")
     scheduler = EdfScheduler(engine, workers=1, max_batch=4, max_queue_delay_ms=0)
     sessions = [engine.open_session(_config(f"s{i}")) for i in range(4)]
     collector = _Collector()
@@ -211,7 +143,7 @@ def test_one_fault_in_a_batch_costs_only_that_frame():
 
 
 def test_closing_answers_queued_jobs_with_an_error():
-    engine = TimedEngine(ms=100)
+    engine = FakeEngine("timed", cost_ms=100)
     scheduler = EdfScheduler(engine, workers=1)
     sessions = [engine.open_session(_config(f"s{i}")) for i in range(3)]
     collector = _Collector()
@@ -238,7 +170,7 @@ def _stream(address: str, name: str, n: int, interval_s: float, budget_ms: float
 
 
 def test_many_sessions_over_grpc_each_frame_once_in_order_never_two_at_once():
-    engine = TimedEngine(ms=15, batching=True)
+    engine = FakeEngine("timed", cost_ms=15, batching=True)
     options = ServerOptions(scheduler=SchedulerConfig(workers=2, max_batch=3, max_queue_delay_ms=1))
     server = start_server({"timed": engine}, options=options)
     results: dict[str, list] = {}
@@ -269,7 +201,7 @@ def test_many_sessions_over_grpc_each_frame_once_in_order_never_two_at_once():
 
 
 def test_dropped_verdict_is_sent_before_the_answer_still_computing():
-    engine = TimedEngine(ms=400)
+    engine = FakeEngine("timed", cost_ms=400)
     server = start_server({"timed": engine}, options=ServerOptions(scheduler=SchedulerConfig(workers=1)))
     try:
         assert server.ready.wait(30)
@@ -290,7 +222,7 @@ def test_dropped_verdict_is_sent_before_the_answer_still_computing():
 
 
 def test_engine_fault_costs_one_frame_under_the_scheduler():
-    engine = TimedEngine(ms=1, fail_on={2})
+    engine = FakeEngine("timed", cost_ms=1, fail_on=[2], fault="numerical fault on frame 2")
     server = start_server({"timed": engine})
     try:
         assert server.ready.wait(30)

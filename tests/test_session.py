@@ -6,9 +6,8 @@ import time
 
 import numpy as np
 
-from tests.conftest import disk, textured_image
+from tests.conftest import FakeEngine, disk, textured_image
 from tracker.engines import create_engine
-from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.runner import SessionRunner
 from tracker.server.session import Arrival, SessionInbox
 from tracker.types import (
@@ -17,7 +16,6 @@ from tracker.types import (
     FrameStatus,
     MaskPrompt,
     ObjectPrompt,
-    ObjectTrack,
     SessionConfig,
 )
 
@@ -54,30 +52,11 @@ def test_runner_answers_each_frame_and_finishes_what_is_waiting():
     assert answers[0].status is FrameStatus.OK and answers[0].objects[0].present
 
 
-class _FaultyEngine(Engine):
-    """Fails on chosen frames, as a real engine might on a numerical fault."""
-
-    info = EngineInfo("faulty", "0")
-
-    def __init__(self, fail_on: set[int]) -> None:
-        self.fail_on = fail_on
-
-    def open_session(self, config: SessionConfig) -> EngineSession:
-        fail_on = self.fail_on
-
-        class _Session(EngineSession):
-            def _step(self, frame, updates):
-                if frame.index in fail_on:
-                    raise RuntimeError("CUDA error: an illegal memory access")
-                return [ObjectTrack(oid, np.zeros(frame.shape_hw, bool), 0.0) for oid in self.object_ids]
-
-        return _Session(config)
-
-
 def test_an_engine_fault_costs_one_frame_not_the_session():
     inbox = SessionInbox()
     config = _config()
-    runner = SessionRunner(_FaultyEngine({1}).open_session(config), config, inbox)
+    engine = FakeEngine("faulty", fail_on=[1], empty_masks=True)
+    runner = SessionRunner(engine.open_session(config), config, inbox)
     answers = []
     image = textured_image(64, 80)
     for i in range(3):

@@ -10,55 +10,18 @@ engine is a fault-injecting one, since no real engine here can be made to hang o
 
 from __future__ import annotations
 
-import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
 
-from tests.conftest import disk, textured_image
+from tests.conftest import FakeEngine, disk, textured_image
 from tracker.client import SessionLostError, TrackerClient
-from tracker.engines.base import Engine, EngineInfo, EngineSession
 from tracker.server.app import RunningServer, ServerOptions, start_server
 from tracker.server.scheduler import Completion, EdfScheduler, Job, SchedulerConfig, WorkerLost
-from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, ObjectTrack, SessionConfig
+from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
 
 H, W = 48, 64
-
-
-class _FaultyEngine(Engine):
-    """Tracks nothing useful; the session opened ``n``-th faults as ``faults[n]`` says."""
-
-    info = EngineInfo("faulty", "1")
-
-    def __init__(self, faults: dict[int, tuple[str, int]]) -> None:
-        self.faults = faults  # session ordinal -> ("hang" | "die", frame index)
-        self.opened = 0
-        self.release = threading.Event()
-        self.hung = threading.Event()
-        self.late_returns = 0
-
-    def warm_up(self) -> None:
-        pass
-
-    def open_session(self, config: SessionConfig) -> EngineSession:
-        engine, fault = self, self.faults.get(self.opened)
-        self.opened += 1
-
-        class _Session(EngineSession):
-            def _step(self, frame, updates):
-                if fault is not None and frame.index == fault[1]:
-                    if fault[0] == "hang":
-                        engine.hung.set()
-                        engine.release.wait(60)
-                        engine.late_returns += 1
-                    else:
-                        raise SystemExit("injected: the worker thread ends here")
-                time.sleep(0.005)
-                return [ObjectTrack(oid, np.ones(frame.shape_hw, bool), 1.0) for oid in self.object_ids]
-
-        return _Session(config)
 
 
 def _config() -> SessionConfig:
@@ -66,7 +29,7 @@ def _config() -> SessionConfig:
     return SessionConfig(objects=(prompt,), latency_budget_ms=5000)
 
 
-def _serve(engine: _FaultyEngine, workers: int, stall_s: float) -> RunningServer:
+def _serve(engine: FakeEngine, workers: int, stall_s: float) -> RunningServer:
     options = ServerOptions(
         metrics_port=0, scheduler=SchedulerConfig(workers=workers, stall_timeout_s=stall_s)
     )
@@ -100,7 +63,7 @@ def _metric(running: RunningServer, series: str, timeout_s: float = 5.0) -> floa
 
 
 def test_a_hung_worker_is_replaced_its_session_ends_unavailable_and_others_go_on() -> None:
-    engine = _FaultyEngine({0: ("hang", 2)})
+    engine = FakeEngine("faulty", cost_ms=5, session_faults={0: ("hang", 2)})
     running = _serve(engine, workers=2, stall_s=1.0)
     try:
         with TrackerClient(running.address) as client:
@@ -139,7 +102,7 @@ def test_a_hung_worker_is_replaced_its_session_ends_unavailable_and_others_go_on
 
 
 def test_a_worker_whose_thread_dies_is_replaced_and_the_next_session_is_served() -> None:
-    engine = _FaultyEngine({0: ("die", 1)})
+    engine = FakeEngine("faulty", cost_ms=5, session_faults={0: ("die", 1)})
     # One worker: without a replacement nothing would be left to serve the next session.
     running = _serve(engine, workers=1, stall_s=30.0)
     try:

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,14 @@ MODULE_EXTRAS: dict[str, str] = {
     "pycocotools": "overseer",
     "pynvml": "bench",
 }
+
+
+def import_or_explain(name: str, message: str) -> Any:
+    """Import the optional module ``name``, or raise RuntimeError(``message``): what to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise RuntimeError(message) from exc
 
 
 def missing_module_message(exc: ModuleNotFoundError) -> str | None:

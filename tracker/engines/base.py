@@ -20,9 +20,12 @@ which then take the wrapper's updates with :meth:`EngineSession.forward`.
 A step returns everything it found out about the frame in one
 :class:`StepOutput` (tracks, per-stage times, overseer events): nothing is read
 from the session afterwards. An engine that can run frames of several sessions
-in one call (the SAM2 image encoder on a batch) overrides
+in one call (the SAM2 image encoder on a batch) declares how many in
+:attr:`Engine.max_batch_size` (Triton's ``max_batch_size``) and overrides
 :meth:`Engine.step_batch` and :meth:`Engine.batch_key`; the scheduler
-(:mod:`tracker.server.scheduler`) groups frames by that key.
+(:mod:`tracker.server.scheduler`) groups frames by that key, at most that many.
+Its sessions build their batched step from :meth:`EngineSession._begin_step` and
+:meth:`EngineSession._finish_step`, the two halves of :meth:`EngineSession.step`.
 """
 
 from __future__ import annotations
@@ -151,13 +154,13 @@ class EngineSession(abc.ABC):
 
     def step(self, frame: Frame) -> StepOutput:
         """Apply the queued updates to ``frame``, track every object, return one entry each."""
-        updates = self.begin_step(frame)
-        return self.finish_step(self._step(frame, updates))
+        updates = self._begin_step(frame)
+        return self._finish_step(self._step(frame, updates))
 
-    def begin_step(self, frame: Frame) -> list[PromptUpdate]:
+    def _begin_step(self, frame: Frame) -> list[PromptUpdate]:
         """Check ``frame`` against the session, reset the timer, hand over the queued updates.
 
-        The first half of :meth:`step`, for engines whose :meth:`Engine.step_batch`
+        The first half of :meth:`step`, for sessions whose engine's :meth:`Engine.step_batch`
         runs parts of several sessions' steps together.
         """
         hw = frame.shape_hw
@@ -184,7 +187,7 @@ class EngineSession(abc.ABC):
                 check_prompt_fits(update.prompt, hw, update.object_id)
         return updates
 
-    def finish_step(self, tracks: list[ObjectTrack]) -> StepOutput:
+    def _finish_step(self, tracks: list[ObjectTrack]) -> StepOutput:
         """The second half of :meth:`step`: tracks in object order, with the stage times and events."""
         order = {oid: i for i, oid in enumerate(self.objects.ids())}
         ordered = sorted((t for t in tracks if t.object_id in order), key=lambda t: order[t.object_id])
@@ -230,6 +233,9 @@ class Engine(abc.ABC):
     """Shared, stateless part of a backend; create one per server process."""
 
     info: EngineInfo
+    # Most frames of distinct sessions one step_batch call takes; 1: the engine never batches
+    # (its step has nothing to share across sessions). The scheduler batches at most this many.
+    max_batch_size: int = 1
 
     @abc.abstractmethod
     def open_session(self, config: SessionConfig) -> EngineSession:
@@ -252,8 +258,8 @@ class Engine(abc.ABC):
     def batch_key(self, session: EngineSession, frame: Frame) -> Hashable | None:
         """Frames whose keys are equal (and not None) may share one :meth:`step_batch` call.
 
-        The default, None, never batches: engines whose step has nothing to share
-        across sessions (the flow engine) run one frame per call.
+        Asked only of engines whose :attr:`max_batch_size` is above 1. None: this frame
+        runs alone.
         """
         return None
 

@@ -13,9 +13,9 @@ free to send verdicts (``DROPPED``, ``LATE``) the moment they are decided.
   frame only when the previous one is answered, so neither can be violated;
 * **batching across streams** (Triton's dynamic batcher): jobs whose engine
   ``batch_key`` is equal (and not None) go into one ``step_batch`` call, up to
-  ``max_batch``; a worker holding fewer may wait up to ``max_queue_delay_ms``
-  for more, but never past the point where the earliest job in hand would miss
-  its deadline.
+  ``max_batch`` and the engine's own ``max_batch_size``; a worker holding fewer may
+  wait up to ``max_queue_delay_ms`` for more, but never past the point where the
+  earliest job in hand would miss its deadline.
 
 Why threads and not processes: the per-frame hot paths of every engine run in
 native code that releases the GIL (OpenCV's DIS flow and remap, torch operators,
@@ -355,20 +355,21 @@ class EdfScheduler(Scheduler):
             if self._closed:
                 return None
             head = heapq.heappop(self._queue)
-            key = self._key(head)
-            if key is None or self.max_batch == 1:
+            limit = min(self.max_batch, self.engine.max_batch_size)  # what we allow, what it takes
+            key = self._key(head) if limit > 1 else None
+            if key is None:
                 return [head]
-            batch = [head, *self._pop_matching(key, self.max_batch - 1)]
+            batch = [head, *self._pop_matching(key, limit - 1)]
             # Wait a little for batch-mates, never past the point where the head would miss
             # its deadline (by the running estimate of one call's time).
             estimate_s = (self._batch_ms or 0.0) / 1000.0
             until = min(time.monotonic() + self.max_queue_delay_s, head.deadline_mono - estimate_s)
-            while len(batch) < self.max_batch and not self._closed:
+            while len(batch) < limit and not self._closed:
                 remaining = until - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-                batch += self._pop_matching(key, self.max_batch - len(batch))
+                batch += self._pop_matching(key, limit - len(batch))
             return batch
 
     def _key(self, job: Job) -> Hashable | None:

@@ -10,6 +10,7 @@ hashes) or start-up fails.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 from collections.abc import Callable, Hashable, Mapping
@@ -87,7 +88,7 @@ class OnnxEngine(Sam2Engine):
 
     @property
     def encoder_batches(self) -> bool:
-        """Whether the exported image encoder takes a batch (exports before issue #13: batch 1)."""
+        """Whether the exported image encoder takes a batch (older exports: batch 1 only)."""
         image = self.manifest.graphs["image_encoder"].inputs[0]
         return isinstance(image["shape"][0], str)
 
@@ -99,6 +100,26 @@ class OnnxEngine(Sam2Engine):
     @classmethod
     def from_options(cls, options: dict[str, str]) -> OnnxEngine:  # type: ignore[override]
         return cls(parse_options(options))
+
+
+def prebuild(
+    parser: argparse.ArgumentParser, argv: list[str] | None, make: Callable[[dict[str, str]], Any], what: str
+) -> int:
+    """Build an exported engine once, so its compiled artefacts are cached before a server starts.
+
+    ``parser`` has the runtime's own flags, named as its engine options; this adds
+    ``--export-dir`` and ``--cache-dir``. A bad option or a missing runtime exits 2 with its message.
+    """
+    parser.add_argument("--export-dir", required=True, help="a `tracker export` directory")
+    parser.add_argument("--cache-dir", default="", help=f"where {what} go (default: inside the export)")
+    args = parser.parse_args(argv)
+    options = {key: str(value) for key, value in vars(args).items() if value not in ("", None)}
+    try:
+        engine = make(options)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    logger.info("%s ready: %s", what, engine.info.version)
+    return 0
 
 
 def make_engine(options: dict[str, Any]) -> OnnxEngine:

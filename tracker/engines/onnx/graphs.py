@@ -9,8 +9,9 @@ tensor programs:
 
 * image encoder: trunk + FPN neck + the SAM decoder's ``conv_s0``/``conv_s1`` (what
   ``forward_image`` computes), with a dynamic batch axis (frames of several sessions in
-  one call, :mod:`tracker.engines.sam2.batch`); the sine position encodings depend only on shapes
-  and are computed once in torch by the runtime instead of being copied out every frame;
+  one call, :meth:`tracker.engines.sam2.session.Sam2Session.step_batch`); the sine position
+  encodings depend only on shapes and are computed once in torch by the runtime instead of
+  being copied out every frame;
 * memory attention: :class:`tracker.engines.sam2.rope.RealMemoryAttention` (dynamic memory length
   and number of object-pointer tokens), its cross-attention weighting the 64-wide memory
   before the value projection rather than after (the same sum, a quarter of the work);
@@ -78,7 +79,7 @@ def graph_specs(model: Any) -> dict[str, GraphSpec]:
     return {
         "image_encoder": GraphSpec(
             "image_encoder",
-            # Dynamic batch: frames of several sessions share one call (tracker.engines.sam2.batch).
+            # Dynamic batch: frames of several sessions share one call (Sam2Session.step_batch).
             (TensorSpec("image", ("batch", 3, s, s), f32),),
             tuple(
                 TensorSpec(f"backbone_fpn_{i}", ("batch", level_ch[i], level_hw[i], level_hw[i]), f32)

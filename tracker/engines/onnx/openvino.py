@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracker.engines.availability import import_or_explain
 from tracker.engines.onnx.engine import OnnxEngine
 from tracker.engines.onnx.options import ExportOptions, OnnxOptions, OvOptions, parse_openvino_options
 
@@ -44,11 +45,7 @@ PRECISIONS = {"bf16": "bf16", "f32": "f32"}  # ours -> OpenVINO's INFERENCE_PREC
 
 def import_openvino() -> Any:
     """``openvino``, or RuntimeError with :data:`NOT_INSTALLED`."""
-    try:
-        import openvino as ov
-    except ImportError as exc:
-        raise RuntimeError(NOT_INSTALLED) from exc
-    return ov
+    return import_or_explain("openvino", NOT_INSTALLED)
 
 
 def parse_options(options: Mapping[str, str]) -> OvOptions:
@@ -246,22 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     """Compile (or find cached) the OpenVINO graphs of one export: engines/Makefile's ``openvino``."""
     import argparse
 
+    from tracker.engines.onnx.engine import prebuild
+
     p = argparse.ArgumentParser(prog="python -m tracker.engines.onnx.openvino", description=main.__doc__)
-    p.add_argument("--export-dir", required=True, help="a `tracker export` directory")
     p.add_argument("--precision", default="auto", help="auto | bf16 | f32")
-    p.add_argument(
-        "--cache-dir", default="", help="where compiled graphs go (default EXPORT_DIR/openvino_cache)"
-    )
-    args = p.parse_args(argv)
-    options = {"export_dir": args.export_dir, "precision": args.precision}
-    if args.cache_dir:
-        options["cache_dir"] = args.cache_dir
-    try:
-        engine = make_engine(options)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        p.error(str(exc))
-    logger.info("OpenVINO graphs ready: %s", engine.info.version)
-    return 0
+    return prebuild(p, argv, make_engine, "OpenVINO compiled graphs")
 
 
 if __name__ == "__main__":

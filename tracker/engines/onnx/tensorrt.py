@@ -1,4 +1,4 @@
-"""The ``tensorrt`` engine: the exported SAM 2.1 graphs as TensorRT engines (GitHub #4).
+"""The ``tensorrt`` engine: the exported SAM 2.1 graphs as TensorRT engines.
 
 Same model wiring as the ``onnx`` engine (:func:`tracker.engines.onnx.runtime.build_onnx_model`
 with a TensorRT graph factory), so streaming, memory and prompts are still the ``sam2``
@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tracker.engines.availability import import_or_explain
 from tracker.engines.onnx.options import ExportOptions, OnnxOptions, TrtOptions, parse_tensorrt_options
 
 if TYPE_CHECKING:
@@ -40,11 +41,7 @@ CACHE_FORMAT = 1
 
 def import_tensorrt() -> Any:
     """``tensorrt``, or RuntimeError with :data:`NOT_INSTALLED`."""
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise RuntimeError(NOT_INSTALLED) from exc
-    return trt
+    return import_or_explain("tensorrt", NOT_INSTALLED)
 
 
 def parse_options(options: Mapping[str, str]) -> TrtOptions:
@@ -86,7 +83,7 @@ def profile_for(
     Memory: from one token (a no-memory token) to ``max_memory_frames`` frames plus all
     pointer tokens; optimised for SAM 2.1's usual 7 frames + 16 pointers. Points: 1 to
     ``max_points``, optimised for 2 (a box). Image-encoder batch (exports with a dynamic
-    batch axis, tracker.engines.sam2.batch): 1 to ``max_batch``, optimised for ``max_batch`` (under
+    batch axis, see Sam2Session.step_batch): 1 to ``max_batch``, optimised for ``max_batch`` (under
     load the scheduler fills batches). Written against TensorRT's documented
     ``IOptimizationProfile.set_shape``; not yet run on a GPU.
     """
@@ -276,7 +273,7 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
         name="tensorrt",
         backend=f"TensorRT {trt.__version__} {opts.precision}",
     )
-    engine.max_encoder_batch = opts.max_batch  # the profile's limit: larger batches run in chunks
+    engine.max_batch_size = opts.max_batch  # the profile's limit
     return engine
 
 
@@ -284,21 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     """Build (or find cached) the TensorRT plans of one export: engines/Makefile's ``tensorrt``."""
     import argparse
 
+    from tracker.engines.onnx.engine import prebuild
+
     p = argparse.ArgumentParser(prog="python -m tracker.engines.onnx.tensorrt", description=main.__doc__)
-    p.add_argument("--export-dir", required=True, help="a `tracker export` directory")
     p.add_argument("--precision", default="fp16", help="fp16 | fp32")
-    p.add_argument("--max-batch", default="8", help="largest encoder batch the profile allows")
-    p.add_argument("--cache-dir", default="", help="where plans go (default EXPORT_DIR/tensorrt_cache)")
-    args = p.parse_args(argv)
-    options = {"export_dir": args.export_dir, "precision": args.precision, "max_batch": args.max_batch}
-    if args.cache_dir:
-        options["cache_dir"] = args.cache_dir
-    try:
-        engine = make_engine(options)
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        p.error(str(exc))
-    logger.info("TensorRT plans ready: %s", engine.info.backend)
-    return 0
+    p.add_argument(
+        "--max-batch", dest="max_batch", default="8", help="largest encoder batch the profile allows"
+    )
+    return prebuild(p, argv, make_engine, "TensorRT plans")
 
 
 if __name__ == "__main__":

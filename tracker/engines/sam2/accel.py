@@ -39,7 +39,7 @@ class CachedPositionEncoding(_module_base()):  # type: ignore[misc]
     """sam2's ``PositionEmbeddingSine``, computed once per (height, width, device).
 
     The cached tensor is returned as is (no copy); callers must not write into it, and
-    sam2 does not. A batch of B frames (tracker.engines.sam2.batch) gets a B-fold broadcast view of
+    sam2 does not. A batch of B frames (Sam2Session.step_batch) gets a B-fold broadcast view of
     the one-frame encoding (the values do not depend on the frame), not a B-fold copy:
     at 1024 px the finest level alone is 64 MiB per frame.
     """
