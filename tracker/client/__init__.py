@@ -30,8 +30,9 @@ Layout (docs/client.md): one core without I/O (:mod:`~tracker.client.core`:
 request building, update ids, outbox, answer routing;
 :mod:`~tracker.client.errors`: error mapping; :mod:`~tracker.client.failover`:
 the failover rules and decisions) and two thin transports, threads
-(:mod:`~tracker.client.sync`, :mod:`~tracker.client.sync_failover`) and asyncio
-(:mod:`~tracker.client.aio`, :mod:`~tracker.client.aio_failover`). This
+(:mod:`~tracker.client.sync` the client, :mod:`~tracker.client.sync_session` and
+:mod:`~tracker.client.sync_failover` its sessions) and asyncio (:mod:`~tracker.client.aio`,
+:mod:`~tracker.client.aio_session`, :mod:`~tracker.client.aio_failover`). This
 package re-exports the blocking API.
 """
 
@@ -46,8 +47,9 @@ from tracker.client.errors import (
     is_connection_loss,
 )
 from tracker.client.messages import ClientResult, EngineInfo, ServerInfo, SessionStarted, skipped_result
-from tracker.client.sync import StreamSession, TrackerClient
+from tracker.client.sync import TrackerClient
 from tracker.client.sync_failover import FailoverSession
+from tracker.client.sync_session import StreamSession
 
 __all__ = [
     "ClientResult",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tracker.client.aio import AsyncCalls, AsyncStreamSession, next_answer
+from tracker.client.aio_session import AsyncCalls, AsyncStreamSession, next_answer
 from tracker.client.core import Answer, OpenRequest
 from tracker.client.errors import TrackerError
 from tracker.client.failover import FailoverViews

@@ -20,7 +20,7 @@ import numpy as np
 from tracker.client.core import Answer, OpenRequest
 from tracker.client.errors import TrackerError
 from tracker.client.failover import FailoverViews
-from tracker.client.sync import AnswerQueue, BlockingCalls, StreamSession
+from tracker.client.sync_session import AnswerQueue, BlockingCalls, StreamSession
 from tracker.types import PromptAck, PromptUpdate, SessionConfig
 
 logger = logging.getLogger(__name__)
