@@ -1,4 +1,4 @@
-"""Sweep the uncertainty-aware gate's knobs on the hard TUNING set only (issue #15).
+"""Sweep the uncertainty-aware gate's knobs on the hard TUNING set only.
 
 Runs the flow engine once per tuning case in-process (no gRPC: the gate sees the
 same FrameResults the server would build), then replays the recorded answers
@@ -46,11 +46,11 @@ from tracker.engines import create_engine
 from tracker.gating.evaluate import interpolate_positions, score_gating
 from tracker.gating.gate import Gate
 from tracker.gating.reference import REFERENCES, planned_reference
-from tracker.gating.report import true_centroids_mm
 from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.readers import open_sequence
 from tracker.masks import describe
 from tracker.provenance import provenance
+from tracker.replay.gating_report import true_centroids_mm
 from tracker.types import Frame, FrameResult, FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
 
 logger = logging.getLogger("tune_gating")

@@ -19,7 +19,7 @@ from tracker.cli import main as cli_main
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.io.sequence import Sequence
 from tracker.io.trackrad import read_trackrad_case
-from tracker.replay import ReplayOptions, replay, replay_sequence
+from tracker.replay import ReplayOptions, case_report, replay, replay_sequence
 from tracker.replay.run import _stream, session_config_for
 from tracker.synth.cine_mri import write_cases
 from tracker.types import BudgetPolicy, FrameStatus
@@ -208,7 +208,7 @@ def test_the_budget_policy_reaches_the_session_and_degraded_answers_are_counted(
         assert session_config_for(sequence, options).budget_policy is policy
         with TrackerClient(flow_server.address) as client:
             result = replay_sequence(client, sequence, options)
-        cases[policy] = (result.report(), result.records)
+        cases[policy] = (case_report(result), result.records)
     (latest, _), (degrade, records) = cases[BudgetPolicy.LATEST], cases[BudgetPolicy.DEGRADE]
     assert latest["degraded"] == 0 and latest["late"] == 5
     assert [bool(r.degradations) for r in records] == [False, True, True, True, True]

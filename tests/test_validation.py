@@ -155,8 +155,8 @@ def test_mask_rule_and_challenge_mode_replay(replayed) -> None:
 
 def test_end_exhale_reference_is_the_gates_and_the_oracles(replayed, hard_case) -> None:
     from tracker.gating.reference import planned_reference
-    from tracker.gating.report import true_centroids_mm
     from tracker.replay import ReplayOptions, replay
+    from tracker.replay.gating_report import true_centroids_mm
 
     root, _, _ = replayed
     options = ReplayOptions(progress=False, gating_margin_mm=3.0, gating_reference="end_exhale")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.replay import CaseResult, ReplayOptions, connect, replay_sequence, summary_report
+from tracker.replay import CaseResult, ReplayOptions, case_report, connect, replay_sequence, summary_report
 from tracker.types import BudgetPolicy, Modality
 from tracker.viz import plot_latency, write_overlay_gif
 
@@ -121,7 +121,7 @@ def run_demo(out: Path, davis: Path | None = None, seed: int = 7) -> dict[str, o
                 gc.unfreeze()
     cases = []
     for result in results:
-        case = result.report()
+        case = case_report(result)
         degraded = int(case["degraded"])  # type: ignore[call-overload]
         cases.append(case | {"demo_settings": _settings(result.options, degraded)})
     report = {"cases": cases, "summary": summary_report(cases, [x for r in results for x in r.records])}

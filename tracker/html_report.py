@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tracker.gating.report import case_reference, true_centroids_mm
 from tracker.provenance import provenance
+from tracker.replay.gating_report import case_reference, true_centroids_mm
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -1,4 +1,4 @@
-"""Where the gating window sits: its reference position, set as a planner sets it (issue #15).
+"""Where the gating window sits: its reference position, set as a planner sets it.
 
 On an MR-linac the window is not centred on wherever the target happened to be when
 tracking began. The planner sets its reference position on a reference image at a chosen

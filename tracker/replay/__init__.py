@@ -1,17 +1,19 @@
 """Replay recorded sequences through the real gRPC API and score them.
 
 :mod:`tracker.replay.records` holds the data (options, per-frame records, case results);
-:mod:`tracker.replay.run` streams and scores (see its docstring for the two pacing modes).
+:mod:`tracker.replay.run` streams and scores (see its docstring for the two pacing modes);
+:mod:`tracker.replay.gating_report` scores a cine case's gating and confidence.
 """
 
 from tracker.replay.records import CaseResult, FrameRecord, Rate, ReplayOptions
-from tracker.replay.run import cine_blocks, connect, replay, replay_sequence, summary_report
+from tracker.replay.run import case_report, cine_blocks, connect, replay, replay_sequence, summary_report
 
 __all__ = [
     "CaseResult",
     "FrameRecord",
     "Rate",
     "ReplayOptions",
+    "case_report",
     "cine_blocks",
     "connect",
     "replay",

@@ -1,7 +1,7 @@
 """What a replay produces: its options, one record per frame, and each case's result.
 
 Plain data, apart from :mod:`tracker.replay.run` (which makes them) so that the report
-builders (:mod:`tracker.gating.report`) can name them without importing the replay.
+builders (:mod:`tracker.replay.gating_report`) can name them without importing the replay.
 """
 
 from __future__ import annotations
@@ -92,8 +92,3 @@ class CaseResult:
     outcomes: dict[int, overseer_scoring.ObjectOutcome] = field(default_factory=dict)
     gating_margin_mm: float | None = None
     options: ReplayOptions = field(default_factory=ReplayOptions)
-
-    def report(self) -> dict[str, object]:
-        from tracker.replay.run import case_report  # the scoring imports these records
-
-        return case_report(self)

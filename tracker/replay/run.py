@@ -35,7 +35,6 @@ from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.client.connect import is_loopback_address
 from tracker.convert import default_budget_ms
 from tracker.gating.reference import boundary_region, planned_reference
-from tracker.gating.report import confidence_block, gating_blocks, worst_cases
 from tracker.gating.types import GatingConfig
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
@@ -43,6 +42,7 @@ from tracker.io.writers import write_predictions
 from tracker.masks import centroid_of
 from tracker.overseer import scoring as overseer_scoring
 from tracker.provenance import provenance
+from tracker.replay.gating_report import confidence_block, gating_blocks, worst_cases
 from tracker.replay.records import CaseResult, FrameRecord, Rate, ReplayOptions
 from tracker.timing import percentiles
 from tracker.types import FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
@@ -541,7 +541,7 @@ def replay(
         ):
             result = replay_sequence(client, sequence, options)
             results.append(result)
-            cases.append(case := result.report())
+            cases.append(case := case_report(result))
             if options.out_masks is not None:
                 write_predictions(options.out_masks, sequence, result.predictions)
             logger.info(
