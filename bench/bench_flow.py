@@ -1,4 +1,4 @@
-"""Benchmark of the `flow` engine against issue #2's targets, over real gRPC on loopback.
+"""Benchmark of the `flow` engine against its targets, over real gRPC on loopback.
 
 Accuracy: N generated cine-MRI cases (default 10), replayed at `--rate max`, scored
 TrackRAD-style. The Dice target (>= 0.90) is per case, so each case's mean Dice is

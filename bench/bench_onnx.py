@@ -1,4 +1,4 @@
-"""PyTorch ``sam2`` engine vs ONNX Runtime ``onnx`` engine in one run (GitHub #4).
+"""PyTorch ``sam2`` engine vs ONNX Runtime ``onnx`` engine in one run.
 
 Exports the graphs (random weights, seed 0, logits sharpened x40 in both so masks are
 sharp and memory matters), then streams the same clip through both engines and writes

@@ -1,4 +1,4 @@
-"""Benchmark of the overseer against issue #5's targets, over real gRPC on loopback.
+"""Benchmark of the overseer against its targets, over real gRPC on loopback.
 
 Generates N synthetic surgical sequences (``tracker synth surgical``), replays
 each with an engine (default ``flow``) with and without an overseer (default

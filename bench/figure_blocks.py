@@ -13,6 +13,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from figure_blocks_sam2 import (  # the SAM2 engines' blocks
+    figs_engines,
+    figs_interleaved,
+    figs_onnx,
+    figs_openvino_serving,
+    figs_precision,
+    figs_reference,
+)
 from figure_sources import (
     BLOCK_RE,
     MB,
@@ -25,6 +33,7 @@ from figure_sources import (
     cells,
     fig_table,
     figs,
+    headline_table,
     load,
     lookup,
     run_tag,
@@ -35,110 +44,46 @@ from figure_sources import (
 
 
 def _figs_readme() -> list[Fig]:
-    """This round's headline figures; each file records the machine and commit it ran on."""
+    """The README's headline figures; every other figure is on its docs page."""
     return [
         *figs(
-            "capacity_flow_8hz.json",
-            ("flow at 8 Hz, p99 ≤ 50 ms: sessions held, scheduler", "capacity_sessions", "d"),
-            ("same run: sessions held, per-session design", "baseline_capacity_sessions", "d"),
-        ),
-        *figs(
-            "capacity_sam2_tiny_1hz.json",
-            ("sam2 tiny 512 px bf16 at 1 Hz, p99 ≤ 1 s: sessions held, scheduler", "capacity_sessions", "d"),
-            ("same run: sessions held, per-session design", "baseline_capacity_sessions", "d"),
-        ),
-        *figs(
-            "engines_cpu.json",
-            (
-                "sam2 tiny 512 px, openvino bf16: ms per frame, p50",
-                "engines.openvino-bf16.ms_per_frame_p50",
-                ",.0f",
-                MS,
-            ),
-            ("same run: worst frame", "engines.openvino-bf16.ms_per_frame_max", ",.0f", MS),
-            (
-                "same run: sam2 engine in bf16, ms per frame, p50",
-                "engines.sam2-bfloat16.ms_per_frame_p50",
-                ",.0f",
-                MS,
-            ),
-            (
-                "same run: openvino bf16 masks against sam2 float32, min IoU",
-                "engines.openvino-bf16.min_iou_vs_float32",
-            ),
-        ),
-        *figs(
-            "capacity_openvino_1hz.json",
-            ("openvino bf16 at 1 Hz, p99 ≤ 1 s: sessions held", "capacity_sessions", "d"),
-        ),
-        *figs(
-            "sam2_batch_cpu.json",
-            (
-                "sam2 tiny bf16 encoder, ms per frame at batch 1",
-                "results.bfloat16.encoder.1.ms_per_frame_p50",
-                ".0f",
-                MS,
-            ),
-            ("… at batch 2", "results.bfloat16.encoder.2.ms_per_frame_p50", ".0f", MS),
-            ("… at batch 4", "results.bfloat16.encoder.4.ms_per_frame_p50", ".0f", MS),
-        ),
-        *figs(
-            "demo.json",
-            ("`make demo`, 5 runs: most LATE answers on the DAVIS clip in one run", "video_late_worst", "d"),
-            ("same runs: DAVIS frames answered degraded, all runs", "cases.blackswan.degraded_total", "d"),
-        ),
-        *figs(
-            "cluster.json",
-            ("3 replicas behind Envoy, SIGKILL + SIGTERM: frames unanswered", "unaccounted", "d"),
-            ("same run: frames answered twice", "duplicates", "d"),
-            ("same run: fault to first OK answer, p50", "resume_ms.p50", ".0f", MS),
-            ("same run: fault to first OK answer, worst", "resume_ms.max", ".0f", MS),
-            ("same run: frames LOST per failover, worst", "lost_per_failover_max", "d"),
-            ("same run: BEAM_ON while no session was open", "beam_on_during_gap", "d"),
-            ("same run: mean Dice with faults", "dice_mean"),
-            ("same sessions without faults: mean Dice", "dice_mean_no_fault"),
+            "flow.json",
+            ("flow: server time per 270×270 cine frame, median", "latency.server_ms_median", ".1f", MS),
         ),
         *figs(
             "validation.json",
-            ("hard cine-MRI, validation set (8 cases): flow mean Dice", "validation.targets.flow_dice_mean"),
-            ("validation set: worst case Dice", "validation.targets.flow_dice_worst"),
+            ("hard cine-MRI validation set, flow: mean Dice", "validation.targets.flow_dice_mean"),
             (
-                "validation set: beam on, target outside 3 mm, worst case",
+                "same: beam on with the target outside 3 mm, worst case",
                 "validation.targets.beam_on_outside_worst",
                 ".1f",
                 PCT,
                 100.0,
             ),
-            ("validation set: duty cycle ÷ oracle's, mean", "validation.targets.duty_vs_oracle_mean", ".2f"),
             (
-                "validation set: duty cycle ÷ oracle's, worst case",
+                "same: beam-on time ÷ an oracle gate's, mean of cases",
+                "validation.targets.duty_vs_oracle_mean",
+                ".2f",
+            ),
+            (
+                "same: beam-on time ÷ an oracle gate's, worst case",
                 "validation.targets.duty_vs_oracle_worst",
                 ".2f",
             ),
-            ("tuning set (6 cases): flow mean Dice", "tuning.targets.flow_dice_mean"),
-            ("tuning set: worst case Dice", "tuning.targets.flow_dice_worst"),
         ),
         *figs(
-            "davis_flow.json",
+            "engines_cpu.json",
             (
-                "DAVIS-2016 (3 clips), flow: J&F as davis2017-evaluation computes it",
-                "summary.davis.j_and_f_mean",
+                "SAM 2.1 tiny 512 px, openvino bf16: ms per frame, p50",
+                "engines.openvino-bf16.ms_per_frame_p50",
+                ",.0f",
+                MS,
             ),
-            ("same: J", "summary.davis.j_mean"),
-            ("same: F", "summary.davis.f_mean"),
+            ("same: worst frame", "engines.openvino-bf16.ms_per_frame_max", ",.0f", MS),
         ),
         *figs(
-            "flow.json",
-            (
-                "easy cine-MRI (10 cases, the regression set): flow mean of per-case Dice",
-                "accuracy.dice_mean_of_cases",
-            ),
-            ("same: worst case's mean Dice", "accuracy.dice_mean_worst_case.dice_mean"),
-            ("same: server latency per 270×270 frame, median", "latency.server_ms_median", ".1f", MS),
-        ),
-        *figs(
-            "soak.json",
-            ("soak, 3 min: frames unaccounted for", "unaccounted", "d"),
+            "cluster.json",
+            ("3 replicas behind Envoy, replicas killed: frames unanswered", "unaccounted", "d"),
         ),
     ]
 
@@ -345,202 +290,6 @@ def _figs_stream_5min() -> list[Fig]:
     )
 
 
-def _stages(run: str, label: str) -> list[Row]:
-    return [
-        (f"{label}: ms/frame p50", f"{run}.ms_per_frame_p50", ",.0f", MS),
-        (f"{label}: ms/frame p95", f"{run}.ms_per_frame_p95", ",.0f", MS),
-        *(
-            (f"{label}: {stage.replace('_', ' ')}", f"{run}.stage_ms_p50.{stage}", ".0f", MS)
-            for stage in ("encoder", "memory_attention", "decoder", "memory_encoder")
-        ),
-    ]
-
-
-def _figs_precision() -> list[Fig]:
-    return figs(
-        "precision_cpu.json",
-        *_stages("float32", "float32"),
-        *_stages("bfloat16", "bfloat16"),
-        ("bf16 speed-up per frame (p50 ratio)", "speedup_p50", ".2f", "×"),
-        ("bf16 vs float32 masks: min IoU", "agreement.min_iou"),
-        ("bf16 vs float32: max low-res logit difference", "agreement.max_abs_logit_diff", ".2f"),
-    )
-
-
-def _figs_reference() -> list[Fig]:
-    rows: list[Row] = []
-    for run, name in (("ours", "this engine"), ("reference", "SAM2VideoPredictor")):
-        rows += [
-            (f"{name}: ms/frame p50", f"{run}.ms_per_frame_p50", ",.0f", MS),
-            (f"{name}: ms/frame p95", f"{run}.ms_per_frame_p95", ",.0f", MS),
-            *(
-                (f"{name}: RSS at frame {n}", f"{run}.rss_mb_at.{n}", ",.0f", MB)
-                for n in (1, 10, 100, 500, 1000)
-            ),
-            (f"{name}: peak RSS", f"{run}.peak_rss_mb", ",.0f", MB),
-        ]
-    return figs(
-        "reference_1000.json",
-        *rows,
-        ("max abs logit difference over all frames", "parity.max_abs_logit_diff", ".1f"),
-        ("min mask IoU over all frames", "parity.min_iou", ".1f"),
-        ("frames compared", "parity.frames", ",d"),
-    )
-
-
-def _figs_interleaved() -> list[Fig]:
-    out: list[Fig] = []
-    for file, name in (
-        ("reference_ab_fp32.json", "float32"),
-        ("reference_ab_bf16.json", "bfloat16"),
-    ):
-        out += figs(
-            file,
-            (f"{name}: this engine ms/frame p50", "interleaved.ours_ms_p50", ".1f", MS),
-            (f"{name}: reference ms/frame p50", "interleaved.reference_ms_p50", ".1f", MS),
-            (
-                f"{name}: per-frame reference/ours, median",
-                "interleaved.ratio_reference_over_ours_p50",
-                ".3f",
-                "×",
-            ),
-            (f"{name}: masks, max abs logit difference", "parity.max_abs_logit_diff", ".3g"),
-            (f"{name}: masks, min IoU", "parity.min_iou"),
-        )
-    init = (
-        "reference `init_state`, 120 frames",
-        "reference.init_s",
-        ".2f",
-        " s",
-    )
-    return out + figs("reference_120.json", init)
-
-
-def _figs_onnx() -> list[Fig]:
-    seq = "beside the reference, sequential"
-    return [
-        *figs(
-            "reference_onnx.json",
-            (f"{seq}: PyTorch engine ms/frame p50", "ours.ms_per_frame_p50", ",.0f", MS),
-            (f"{seq}: reference ms/frame p50", "reference.ms_per_frame_p50", ",.0f", MS),
-            (f"{seq}: ONNX Runtime ms/frame p50", "onnx.ms_per_frame_p50", ",.0f", MS),
-            ("sequential: ONNX vs PyTorch max logit difference", "onnx.parity.max_abs_logit_diff", ".1e"),
-        ),
-        *figs(
-            "onnx_cpu.json",
-            *_stages("ours", "interleaved, PyTorch float32"),
-            *_stages("onnx", "interleaved, ONNX Runtime float32"),
-            ("interleaved: ONNX Runtime speed-up per frame (target ≥ 1.25×)", "speedup_p50", ".2f", "×"),
-            ("interleaved: ONNX vs PyTorch, max abs logit difference", "parity.max_abs_logit_diff", ".1e"),
-        ),
-    ]
-
-
-ENGINE_LABELS = ("sam2-float32", "sam2-bfloat16", "onnx-float32", "openvino-f32", "openvino-bf16")
-
-
-def _figs_engines() -> list[Fig]:
-    rows: list[Row] = []
-    for label in ENGINE_LABELS:
-        run = f"engines.{label}"
-        rows += [
-            (f"{label}: ms/frame p50", f"{run}.ms_per_frame_p50", ",.0f", MS),
-            (f"{label}: ms/frame p95", f"{run}.ms_per_frame_p95", ",.0f", MS),
-            (f"{label}: ms/frame worst", f"{run}.ms_per_frame_max", ",.0f", MS),
-            (f"{label}: encoder", f"{run}.stage_ms_p50.encoder", ".0f", MS),
-            (f"{label}: memory attention", f"{run}.stage_ms_p50.memory_attention", ".0f", MS),
-        ]
-        if label != "sam2-float32":
-            rows += [
-                (f"{label}: min mask IoU vs sam2-float32", f"{run}.min_iou_vs_float32", ".4f"),
-                (
-                    f"{label}: max logit difference vs sam2-float32",
-                    f"{run}.max_abs_logit_diff_vs_float32",
-                    ".2g",
-                ),
-            ]
-    rows += [
-        (
-            "openvino-bf16 speed-up over sam2-bfloat16 (p50; target ≥ 2.5×)",
-            "speedup_p50.openvino-bf16_vs_sam2-bfloat16",
-            ".2f",
-            "×",
-        ),
-        (
-            "openvino-bf16 speed-up over sam2-float32 (p50)",
-            "speedup_p50.openvino-bf16_vs_sam2-float32",
-            ".2f",
-            "×",
-        ),
-        (
-            "openvino-f32 speed-up over onnx-float32 (p50)",
-            "speedup_p50.openvino-f32_vs_onnx-float32",
-            ".2f",
-            "×",
-        ),
-    ]
-    for graph in ("image_encoder", "memory_attention", "memory_encoder", "sam_heads"):
-        g = f"graphs.{graph}"
-        rows += [
-            (f"{graph} alone: ONNX Runtime", f"{g}.ms_median.onnxruntime", ".0f", MS),
-            (f"{graph} alone: OpenVINO f32", f"{g}.ms_median.openvino-f32", ".0f", MS),
-            (f"{graph} alone: OpenVINO bf16", f"{g}.ms_median.openvino-bf16", ".0f", MS),
-            (
-                f"{graph}: OpenVINO f32 vs ONNX Runtime, max abs difference",
-                f"{g}.max_abs_diff_vs_onnxruntime.openvino-f32",
-                ".1e",
-            ),
-        ]
-    return figs("engines_cpu.json", *rows)
-
-
-def _figs_openvino_serving() -> list[Fig]:
-    out: list[Fig] = []
-    for file, rate, p99 in (
-        ("capacity_openvino_4hz.json", "4 Hz", "400 ms"),
-        ("capacity_openvino_1hz.json", "1 Hz", "1 s"),
-        ("capacity_openvino_8hz.json", "8 Hz", "250 ms"),
-    ):
-        out += figs(file, (f"openvino bf16 at {rate}, p99 ≤ {p99}: sessions held", "capacity_sessions", "d"))
-    prof = "frame_profile"
-    rows: list[Row] = [
-        ("one session at 1 Hz: server time per frame, median", f"{prof}.server_ms_median", ".0f", MS),
-        *(
-            (f"… {stage.replace('_', ' ')}", f"{prof}.stages.{stage}.ms", ".1f", MS)
-            for stage in (
-                "queue",
-                "schedule",
-                "decode",
-                "preprocess",
-                "encoder",
-                "memory_attention",
-                "decoder",
-                "memory_encoder",
-                "mask_upsample",
-                "postprocess",
-                "encode",
-                "other",
-            )
-        ),
-        (
-            "time between graphs, share of a frame: median (target ≤ 10 %)",
-            f"{prof}.between_graphs_share_median",
-            ".1f",
-            PCT,
-            100.0,
-        ),
-        (
-            "time between graphs, share of a frame: worst frame",
-            f"{prof}.between_graphs_share_max",
-            ".1f",
-            PCT,
-            100.0,
-        ),
-        ("same run: end-to-end latency p99", "latency_ms.p99", ".0f", MS),
-    ]
-    return out + figs("profile_openvino_1hz.json", *rows)
-
-
 # ---- the streaming table: bench/stream_suite.py's own rows, each matched to its JSON ----------
 
 
@@ -578,7 +327,7 @@ def stream_block(root: Path) -> str:
 def blocks(root: Path) -> dict[str, Callable[[], str]]:
     """Every block name and how to render it."""
     return {
-        "readme-results": lambda: fig_table(root, _figs_readme()),
+        "readme-results": lambda: headline_table(root, _figs_readme()),
         "scheduler": lambda: fig_table(root, _figs_scheduler()),
         "validation": lambda: fig_table(root, _figs_validation()),
         "cluster": lambda: fig_table(root, _figs_cluster()),
@@ -590,12 +339,12 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
         "soak": lambda: fig_table(root, _figs_soak()),
         "stream": lambda: stream_block(root),
         "stream-5min": lambda: fig_table(root, _figs_stream_5min()),
-        "precision": lambda: fig_table(root, _figs_precision()),
-        "reference": lambda: fig_table(root, _figs_reference()),
-        "interleaved": lambda: fig_table(root, _figs_interleaved()),
-        "onnx": lambda: fig_table(root, _figs_onnx()),
-        "engines": lambda: fig_table(root, _figs_engines()),
-        "openvino-serving": lambda: fig_table(root, _figs_openvino_serving()),
+        "precision": lambda: fig_table(root, figs_precision()),
+        "reference": lambda: fig_table(root, figs_reference()),
+        "interleaved": lambda: fig_table(root, figs_interleaved()),
+        "onnx": lambda: fig_table(root, figs_onnx()),
+        "engines": lambda: fig_table(root, figs_engines()),
+        "openvino-serving": lambda: fig_table(root, figs_openvino_serving(root)),
     }
 
 

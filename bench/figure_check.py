@@ -2,8 +2,9 @@
 
 Independently of the generator, every cited value must equal the shown figure to the shown
 precision, every ``file.json:key`` citation in prose must resolve, README.md must stay within
-:data:`README_MAX_LINES` lines, and every relative link must point to an existing file (and
-heading). :func:`check` also requires the blocks to be what :func:`figure_blocks.render` makes.
+:data:`README_MAX_LINES` lines and cite no issue numbers, and every relative link must point
+to an existing file (and heading). :func:`check` also requires the blocks to be what
+:func:`figure_blocks.render` makes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 from figure_blocks import render
 from figure_sources import BLOCK_RE, FigureError, cells, doc_files, load, lookup, stream_suite
 
-README_MAX_LINES = 250
+README_MAX_LINES = 200
+# An issue number in the README ("#25", "issue 13"): history belongs in CHANGELOG.md.
+ISSUE_REF_RE = re.compile(r"(?<![\w&/])#\d+\b|\b[Ii]ssues? \d+")
 # Pages other engineers are writing on their branches; the lead merges them before the end.
 FUTURE_DOCS = frozenset(
     {"docs/scale-out.md", "docs/validation.md", "docs/deployment.md", "docs/scheduler.md"}
@@ -125,6 +128,10 @@ def check(root: Path) -> list[str]:
     n_lines = len(readme.read_text().splitlines()) if readme.is_file() else 0
     if n_lines > README_MAX_LINES:
         problems.append(f"README.md has {n_lines} lines (at most {README_MAX_LINES})")
+    if readme.is_file():
+        refs = sorted({m.group(0) for m in ISSUE_REF_RE.finditer(readme.read_text())})
+        if refs:
+            problems.append(f"README.md cites issues ({', '.join(refs)}): history goes to CHANGELOG.md")
     for path in doc_files(root):
         if not path.is_file():
             continue

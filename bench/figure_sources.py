@@ -99,6 +99,22 @@ def fig_table(root: Path, figs: list[Fig]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def headline_table(root: Path, figs: list[Fig]) -> str:
+    """A short table for the README: each run (machine and commit) named once, under the table."""
+    runs: list[str] = []
+    rows = ["| figure | value | source (`bench/results/` file: key) | run |", "|---|---|---|---|"]
+    for fig in figs:
+        tag = run_tag(load(root, fig.file))
+        if tag not in runs:
+            runs.append(tag)
+        scale = f" ×{fig.scale:g}" if fig.scale != 1.0 else ""
+        letter = chr(ord("A") + runs.index(tag))
+        rows.append(f"| {fig.label} | {fig_value(root, fig)} | `{fig.file}:{fig.key}`{scale} | {letter} |")
+    rows.append("")
+    rows += [f"{chr(ord('A') + i)}: {tag}{'' if i == len(runs) - 1 else ';'}" for i, tag in enumerate(runs)]
+    return "\n".join(rows) + "\n"
+
+
 Row = tuple[Any, ...]  # (label, key[, fmt[, unit[, scale]]]) of one figure in one file
 MS, MB, PCT = " ms", " MB", " %"
 

@@ -5,7 +5,7 @@ Run by bench/gpu_check.sh on a machine with an NVIDIA GPU (budget: under 8 minut
    engine against sam2's SAM2VideoPredictor on the same model (max abs logit diff, min IoU).
 2. Latency: base_plus and tiny at 1024 px, bf16 autocast, one object, 10 warm-up frames then
    N timed frames: ms/frame p50/p99 and per-stage medians (CUDA events).
-3. Batching across sessions (issue #13): base_plus at 1024 px, bf16, image encoder and whole
+3. Batching across sessions: base_plus at 1024 px, bf16, image encoder and whole
    ``step_batch`` at batch 1 and ``--batch-size`` (default 8) in interleaved rounds
    (bench/bench_batch.py); prints the batched / one-by-one speed-up per frame, and how far
    ``step_batch`` is from one-by-one steps on this device and dtype (6 frames).

@@ -39,12 +39,14 @@ checker = _bench_module("figure_check")
 def tree(tmp_path: Path) -> Path:
     """A copy of the pages, the result files and the scripts the check reads."""
     shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    shutil.copy(REPO / "CHANGELOG.md", tmp_path / "CHANGELOG.md")
     shutil.copytree(REPO / "docs", tmp_path / "docs")
     (tmp_path / "bench" / "results").mkdir(parents=True)
     for name in (
         "readme_figures.py",
         "figure_sources.py",
         "figure_blocks.py",
+        "figure_blocks_sam2.py",
         "figure_check.py",
         "stream_suite.py",
     ):
@@ -97,10 +99,10 @@ def _row_value(text: str, cite: str) -> tuple[str, str]:
 def test_a_figure_edited_by_hand_fails(tree: Path) -> None:
     readme = tree / "README.md"
     text = readme.read_text()
-    row, shown = _row_value(text, "cluster.json:resume_ms.p50")
+    row, shown = _row_value(text, "engines_cpu.json:engines.openvino-bf16.ms_per_frame_p50")
     readme.write_text(text.replace(row, row.replace(f"| {shown} |", "| 99999 ms |")))
     problems = checker.check(tree)
-    assert any("'99999 ms' differs from cluster.json:resume_ms.p50" in p for p in problems)
+    assert any("'99999 ms' differs from engines_cpu.json:engines.openvino-bf16" in p for p in problems)
 
 
 def test_a_scaled_figure_is_checked_after_scaling(tree: Path) -> None:
@@ -155,9 +157,18 @@ def test_a_prose_citation_must_resolve(tree: Path) -> None:
 def test_a_long_readme_fails(tree: Path) -> None:
     readme = tree / "README.md"
     lines = readme.read_text().splitlines()
-    readme.write_text("\n".join(lines + ["filler"] * (251 - len(lines))) + "\n")
-    assert any("README.md has 251 lines (at most 250)" in p for p in checker.check(tree))
-    readme.write_text("\n".join(lines + ["filler"] * (250 - len(lines))) + "\n")
+    readme.write_text("\n".join(lines + ["filler"] * (201 - len(lines))) + "\n")
+    assert any("README.md has 201 lines (at most 200)" in p for p in checker.check(tree))
+    readme.write_text("\n".join(lines + ["filler"] * (200 - len(lines))) + "\n")
+    assert checker.check(tree) == []
+
+
+def test_a_readme_that_cites_issues_fails(tree: Path) -> None:
+    readme = tree / "README.md"
+    text = readme.read_text()
+    readme.write_text(text + "\nDone in #25; see issue 13.\n")
+    assert any("README.md cites issues (#25, issue 13)" in p for p in checker.check(tree))
+    readme.write_text(text + "\nThe 2nd frame, `x#1`, [usage](docs/usage.md#the-demo) and C# stay allowed.\n")
     assert checker.check(tree) == []
 
 

@@ -57,7 +57,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     engine_options = key_values(args.engine_option)
-    # SAM2 shorthands (issue #3's flags); the same settings as --engine-option KEY=VALUE.
+    # SAM2 shorthands; the same settings as --engine-option KEY=VALUE.
     for key, value in (
         ("model", args.model),
         ("checkpoint", args.checkpoint and str(args.checkpoint)),

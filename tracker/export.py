@@ -1,4 +1,4 @@
-"""``tracker export``: SAM 2.1's per-frame graphs to ONNX, with a manifest (GitHub #4).
+"""``tracker export``: SAM 2.1's per-frame graphs to ONNX, with a manifest.
 
 ``tracker export --model tiny --random-weights --image-size 512 --out exports/tiny512``
 writes ``image_encoder.onnx``, ``memory_attention.onnx``, ``memory_encoder.onnx``,

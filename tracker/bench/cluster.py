@@ -4,7 +4,7 @@ Starts R ``tracker serve`` processes and Envoy on loopback, streams N open-loop
 synthetic cine-MRI sessions (ground truth known) through Envoy with client
 failover on and beam gating on, sends ``SIGKILL`` / ``SIGTERM`` to replicas on
 schedule, then runs the same sessions again on a fresh cluster without faults.
-The report holds what the targets of issue #14 are about: every frame
+The report holds what scale-out is judged by: every frame
 accounted for, how long sessions took to resume, how many frames each failover
 lost, whether the beam was ever on while no session was open, and the Dice
 cost of restarting from the last mask. Sending is paced by acquisition time

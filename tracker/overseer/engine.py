@@ -116,7 +116,7 @@ class OverseenSession(EngineSession):
             guard.attach(self.objects)
 
     def degradations(self) -> tuple[str, ...]:
-        # The overseer is the first thing to give up under load (issue #6), then the inner
+        # The overseer is the first thing to give up under load (the DEGRADE policy), then the inner
         # engine's own steps.
         return ("skip the overseer", *self._inner.degradations())
 
