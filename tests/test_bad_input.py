@@ -102,6 +102,63 @@ def _abort_of(server, requests: list[pb.TrackRequest]) -> grpc.RpcError:
         channel.close()
 
 
+def _answers_then_abort(
+    server, requests: list[pb.TrackRequest]
+) -> tuple[list[pb.TrackResponse], grpc.RpcError]:
+    """Every response the stream gave before it ended, and how it ended."""
+    channel = grpc.insecure_channel(server.address)
+    responses: list[pb.TrackResponse] = []
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            for response in pb_grpc.TrackerStub(channel).Track(iter(requests), timeout=10):
+                responses.append(response)
+        return responses, err.value
+    finally:
+        channel.close()
+
+
+def _frame_answers(responses: list[pb.TrackResponse]) -> list[tuple[int, str, str]]:
+    return [
+        (r.frame.frame_index, pb.FrameStatus.Name(r.frame.status), r.frame.message)
+        for r in responses
+        if r.WhichOneof("kind") == "frame"
+    ]
+
+
+def test_the_frame_that_ends_a_session_is_answered_with_its_index(server):
+    prompt = convert.prompt_to_proto(_mask_prompt(H + 2, W))
+    open_msg = pb.SessionOpen(objects=[pb.ObjectPrompt(object_id=1, prompt=prompt)])
+    responses, err = _answers_then_abort(
+        server, [pb.TrackRequest(open=open_msg), pb.TrackRequest(frame=_good_frame(0))]
+    )
+    answers = _frame_answers(responses)
+    assert [(i, status) for i, status, _ in answers] == [(0, "ERROR")]  # exactly one answer, then the end
+    assert answers[0][2].startswith("frame 0: ") and f"{H + 2}x{W}" in answers[0][2]
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details() == answers[0][2]
+
+
+def test_a_wrong_size_first_valid_frame_after_errors_is_answered_with_its_own_index(server):
+    prompt = convert.prompt_to_proto(_mask_prompt(H + 2, W))
+    open_msg = pb.SessionOpen(objects=[pb.ObjectPrompt(object_id=1, prompt=prompt)])
+    bad = pb.Frame(index=0, height=H, width=W, pixel_type=pb.UINT8, pixels=b"short")
+    frames = [
+        pb.Frame(index=i, height=bad.height, width=bad.width, pixel_type=bad.pixel_type, pixels=bad.pixels)
+        for i in range(3)
+    ]
+    requests = [pb.TrackRequest(open=open_msg), *(pb.TrackRequest(frame=f) for f in frames)]
+    requests.append(pb.TrackRequest(frame=_good_frame(3)))
+    responses, err = _answers_then_abort(server, requests)
+    answers = _frame_answers(responses)
+    assert [(i, status) for i, status, _ in answers] == [
+        (0, "ERROR"),
+        (1, "ERROR"),
+        (2, "ERROR"),
+        (3, "ERROR"),
+    ]
+    assert answers[3][2].startswith("frame 3: the first frame this session processes is")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 def test_frame_before_open_is_invalid_argument(server):
     err = _abort_of(server, [pb.TrackRequest(frame=_good_frame(0))])
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT

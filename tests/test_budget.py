@@ -13,8 +13,9 @@ from tracker import convert
 from tracker.client import ClientResult, TrackerClient
 from tracker.engines import create_engine
 from tracker.server.app import start_server
-from tracker.server.runner import DegradeController, SessionRunner
-from tracker.server.session import AcquisitionClock, Arrival, SessionInbox
+from tracker.server.budget import AcquisitionClock, Arrival, DegradeController
+from tracker.server.inbox import Inbox
+from tracker.server.session import Session
 from tracker.types import (
     BudgetPolicy,
     Frame,
@@ -161,7 +162,7 @@ def test_flow_degradation_halves_the_working_size():
 
 
 def test_inbox_applies_back_pressure_when_answers_are_not_read():
-    inbox = SessionInbox(max_pending_answers=2)
+    inbox = Inbox(max_pending_answers=2)
     image = np.zeros((4, 4), np.uint8)
     for i in range(3):  # two DROPPED answers fill the backlog
         inbox.put_frame(Arrival(Frame(i, image), time.monotonic(), time.time()))
@@ -177,12 +178,12 @@ def test_inbox_applies_back_pressure_when_answers_are_not_read():
     assert not blocked.is_alive()
 
 
-def test_runner_reports_engine_stages_and_since_acquisition():
+def test_a_session_reports_engine_stages_and_since_acquisition():
     config = _config()
     session = FakeEngine("paced", cost_ms=(5.0,)).open_session(config)
-    inbox = SessionInbox()
-    runner = SessionRunner(session, config, inbox)
     now = time.monotonic()
-    result = runner.process(Arrival(Frame(0, np.zeros((H, W), np.uint8)), now, time.time(), 0.1, now - 0.05))
+    result = Session(session, config).process(
+        Arrival(Frame(0, np.zeros((H, W), np.uint8)), now, time.time(), 0.1, now - 0.05)
+    )
     assert result.timing.stages_ms["inference"] >= 5.0
     assert result.timing.since_acquisition_ms >= 55.0

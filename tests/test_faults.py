@@ -76,10 +76,11 @@ def test_drain_answers_the_frame_in_flight_refuses_new_sessions_then_ends():
 
 
 def test_frames_arriving_during_a_drain_are_answered_error():
-    from tracker.server.session import Arrival, SessionInbox
+    from tracker.server.budget import Arrival
+    from tracker.server.inbox import Inbox
     from tracker.types import Frame
 
-    inbox = SessionInbox()
+    inbox = Inbox()
     inbox.drain("the server is shutting down")
     inbox.put_frame(Arrival(Frame(7, np.zeros((4, 4), np.uint8)), time.monotonic(), time.time()))
     batch = inbox.take(0)

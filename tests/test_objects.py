@@ -238,11 +238,11 @@ def test_server_updates_reach_the_engine_session_the_overseer_and_the_gate() -> 
             session = client.open_session(config)
             (hosted,) = running.host.open_sessions()
             overseen = hosted.engine_session
-            gate = hosted.runner.gate
+            gate = hosted.gate
             assert gate is not None
             registry = overseen.objects
             # One registry object, the same instance, wherever the session's objects are read.
-            assert registry is hosted.runner.objects is gate.objects is overseen.inner.objects
+            assert registry is hosted.objects is gate.objects is overseen.inner.objects
 
             session.send_frame(image, 0)
             assert [o.object_id for o in session.recv_frame().result.objects] == [1]

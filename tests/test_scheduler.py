@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -38,11 +39,14 @@ class _Collector:
         self.event = threading.Event()
 
     def job(self, session: EngineSession, index: int, deadline: float) -> Job:
-        def done(c: Completion) -> None:
-            self.done.append((session.config.client_name, index, c))
+        job = Job(deadline, 0, session, Frame(index, np.zeros((H, W), np.uint8)))
+
+        def done(future: Future[Completion]) -> None:
+            self.done.append((session.config.client_name, index, future.result()))
             self.event.set()
 
-        return Job(deadline, 0, session, Frame(index, np.zeros((H, W), np.uint8)), done)
+        job.future.add_done_callback(done)
+        return job
 
     def wait_for(self, n: int, timeout_s: float = 10.0) -> None:
         end = time.monotonic() + timeout_s

@@ -172,7 +172,8 @@ class EngineSession(abc.ABC):
                 # The session was opened for another size (declared, or that of its mask
                 # prompts): nothing it was asked to track fits any frame like this one.
                 raise PromptError(
-                    f"the first frame is {hw[0]}x{hw[1]} (height x width) but the session was opened"
+                    f"the first frame this session processes is {hw[0]}x{hw[1]} (height x width) but the"
+                    " session was opened"
                     f" for {expected} frames (its declared size or its mask prompts' size)"
                 )
             raise FrameError(

@@ -1,11 +1,11 @@
 """Session hosting, free of gRPC: admission, engines and their schedulers, drain, outcomes.
 
-The servicer converts protocol messages and hands the host domain objects: a
-:class:`~tracker.types.SessionConfig` to open a session, then a stream of
-:data:`Incoming` items for the session's receiving thread. Everything else a
-session needs on a server lives here: the admission slots, the engine lookup,
-the engine's compute scheduler, the registry of open sessions that a drain
-walks, and the outcome telemetry.
+The servicer converts protocol messages and hands the host a
+:class:`~tracker.types.SessionConfig`; the host admits a
+:class:`~tracker.server.session.Session` (which then owns everything of that stream) and
+releases it when the stream ends. What sessions share on a server lives here: the
+admission slots, the engine lookup, each engine's compute scheduler, the registry of
+open sessions that a drain walks, and the outcome telemetry.
 """
 
 from __future__ import annotations
@@ -13,58 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import Enum
 
-from tracker.engines.base import Engine, EngineSession
-from tracker.server.runner import SessionRunner
+from tracker.engines.base import Engine
 from tracker.server.scheduler import Scheduler, SchedulerConfig, SchedulerInfo, make_scheduler
-from tracker.server.session import (
-    AcquisitionClock,
-    Arrival,
-    Outgoing,
-    SessionFailed,
-    SessionIdle,
-    SessionInbox,
-    SessionShutdown,
-    SessionWorkerLost,
-)
+from tracker.server.session import Session
 from tracker.server.telemetry import Telemetry
-from tracker.types import Frame, FrameResult, PromptAck, PromptError, PromptUpdate, SessionConfig
+from tracker.types import PromptError, SessionConfig
 
 logger = logging.getLogger(__name__)
-
-# How long closing a session waits for a frame still being computed, before it frees the
-# engine session anyway (a worker that returns later finds a closed inbox).
-CLOSE_WAIT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Received:
-    """A decoded frame as it came off the wire."""
-
-    frame: Frame
-    received_mono: float
-    received_wall: float
-    decode_ms: float
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A request answered without processing: an undecodable frame, a malformed update."""
-
-    answer: FrameResult | PromptAck
-
-
-@dataclass(frozen=True)
-class Violation:
-    """The stream broke the protocol; the session ends with this message."""
-
-    message: str
-
-
-Incoming = Received | PromptUpdate | Refused | Violation
 
 
 class RefusalKind(Enum):
@@ -101,116 +59,6 @@ class SessionSlots:
     @property
     def open(self) -> int:
         return self._open
-
-
-class HostedSession:
-    """One open session: its inbox, its runner, and the bookkeeping of its end."""
-
-    def __init__(
-        self,
-        host: SessionHost,
-        session_id: str,
-        engine_name: str,
-        engine: Engine,
-        engine_session: EngineSession,
-        config: SessionConfig,
-    ) -> None:
-        self.host = host
-        self.id = session_id
-        self.engine_name = engine_name
-        self.engine = engine
-        self.config = config
-        self.engine_session = engine_session
-        self.inbox = SessionInbox(config.budget_policy)
-        self.clock = AcquisitionClock(config.timestamp_clock)
-        self.runner = SessionRunner(
-            engine_session,
-            config,
-            self.inbox,
-            host.idle_timeout_s,
-            max_objects=host.max_objects,
-            scheduler=host.schedulers[engine_name],
-        )
-        self.outcome = "error"
-        self._closed = False
-
-    @property
-    def log(self) -> dict[str, str]:
-        return {"session_id": self.id}
-
-    def receive(
-        self, items: Iterator[Incoming], broken: type[Exception] | tuple[type[Exception], ...] = ()
-    ) -> None:
-        """The receiving thread: post each item to the inbox as it arrives.
-
-        An exception of a ``broken`` type from ``items`` is a protocol violation
-        (its message ends the session); any other means the stream is gone.
-        """
-        try:
-            for item in items:
-                if isinstance(item, Received):
-                    acquired = self.clock.acquired_mono(
-                        item.frame.timestamp_s, item.received_mono, item.received_wall
-                    )
-                    self.inbox.put_frame(
-                        Arrival(item.frame, item.received_mono, item.received_wall, item.decode_ms, acquired)
-                    )
-                elif isinstance(item, PromptUpdate):
-                    self.inbox.put_update(item)
-                elif isinstance(item, Refused):
-                    self.inbox.put_answer(item.answer)
-                else:
-                    self.inbox.fail(item.message)
-                    return
-        except broken as exc:
-            self.inbox.fail(str(exc))
-            return
-        except Exception as exc:  # the stream broke (cancelled, disconnected)
-            logger.debug("request stream ended: %s", exc, extra=self.log)
-            self.inbox.cancel()
-            return
-        self.inbox.finish()
-
-    def start_receiving(
-        self, items: Iterator[Incoming], broken: type[Exception] | tuple[type[Exception], ...] = ()
-    ) -> None:
-        threading.Thread(
-            target=self.receive, args=(items, broken), name=f"recv-{self.id}", daemon=True
-        ).start()
-
-    def answers(self) -> Iterator[Outgoing]:
-        """Every answer of the session; records how it ended (see :meth:`close`)."""
-        try:
-            yield from self.runner.run()
-        except SessionFailed:
-            self.outcome = "failed"
-            raise
-        except SessionIdle:
-            self.outcome = "idle"
-            raise
-        except SessionShutdown:
-            self.outcome = "shutdown"
-            raise
-        except SessionWorkerLost:
-            self.outcome = "worker_lost"
-            raise
-        self.outcome = "cancelled" if self.inbox.cancelled else "completed"
-        logger.info(
-            "session %s ended: %d frames processed, %d dropped%s",
-            self.id, self.runner.frames_processed, self.inbox.frames_dropped,
-            " (client cancelled)" if self.inbox.cancelled else "", extra=self.log,
-        )  # fmt: skip
-
-    def close(self) -> None:
-        """Free everything the session holds. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self.inbox.cancel()
-        if not self.runner.wait_idle(CLOSE_WAIT_S):
-            logger.error("session %s: a frame was still computing after %.0f s", self.id, CLOSE_WAIT_S)
-        self.engine_session.close()
-        self.host._forget(self)
 
 
 class SessionHost:
@@ -252,10 +100,10 @@ class SessionHost:
                 name, s.kind, s.workers, s.threads_per_worker, s.max_batch, s.max_queue_delay_ms,
             )  # fmt: skip
         self._draining: str | None = None
-        self._open: set[HostedSession] = set()
+        self._open: set[Session] = set()
         self._lock = threading.Lock()
 
-    def open_sessions(self) -> list[HostedSession]:
+    def open_sessions(self) -> list[Session]:
         """The sessions open now (a copy)."""
         with self._lock:
             return list(self._open)
@@ -280,7 +128,7 @@ class SessionHost:
         for scheduler in self.schedulers.values():
             scheduler.close()
 
-    def open(self, config: SessionConfig) -> HostedSession:
+    def open(self, config: SessionConfig) -> Session:
         """Admit a session; :class:`SessionRefused` says why not."""
         if self._draining is not None:
             raise SessionRefused(RefusalKind.UNAVAILABLE, f"not accepting new sessions: {self._draining}")
@@ -304,7 +152,15 @@ class SessionHost:
         except BaseException:
             self.slots.release()
             raise
-        session = HostedSession(self, uuid.uuid4().hex[:12], engine_name, engine, engine_session, config)
+        session = Session(
+            engine_session,
+            config,
+            self.schedulers[engine_name],
+            session_id=uuid.uuid4().hex[:12],
+            engine_name=engine_name,
+            idle_timeout_s=self.idle_timeout_s,
+            max_objects=self.max_objects,
+        )
         with self._lock:
             self._open.add(session)
             draining = self._draining
@@ -318,11 +174,16 @@ class SessionHost:
         )  # fmt: skip
         return session
 
-    def _forget(self, session: HostedSession) -> None:
+    def release(self, session: Session) -> None:
+        """Close ``session`` and free its slot, recording how it ended. Once per session."""
         with self._lock:
+            if session not in self._open:
+                return
             self._open.discard(session)
+        session.close()
         self.telemetry.sessions_open.dec()
-        self.telemetry.sessions_total.labels(outcome=session.outcome).inc()
+        outcome = session.end.kind.value if session.end is not None else "error"
+        self.telemetry.sessions_total.labels(outcome=outcome).inc()
         self.slots.release()
 
     def observe(self, engine_name: str, status: str, total_ms: float, stages_ms: dict[str, float]) -> None:

@@ -2,8 +2,9 @@
 
 Sessions do not compute on their own gRPC threads. Each one hands its frame (with
 the prompt updates already applied to its engine session, and its deadline) to
-its engine's :class:`Scheduler`, and waits in its inbox for the outcome, still
-free to send verdicts (``DROPPED``, ``LATE``) the moment they are decided.
+its engine's :class:`Scheduler` and gets a future back; it goes on answering
+(``DROPPED``, ``LATE``) while the frame computes, and reads the outcome from the
+future. Workers complete futures; they never call into session code.
 
 :class:`EdfScheduler` runs a fixed set of worker threads sized to the device:
 
@@ -48,6 +49,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from tracker.engines.base import Engine, EngineSession, StepOutput
@@ -111,18 +113,16 @@ class Job:
     seq: int
     session: EngineSession = field(compare=False)
     frame: Frame = field(compare=False)
-    done: Callable[[Completion], None] = field(compare=False)
     submitted_mono: float = field(compare=False, default=0.0)
-    _completed: bool = field(compare=False, default=False, repr=False)
+    future: Future[Completion] = field(compare=False, default_factory=Future, repr=False)
     _lock: threading.Lock = field(compare=False, default_factory=threading.Lock, repr=False)
 
     def complete(self, completion: Completion) -> bool:
         """Deliver ``completion`` unless one was delivered already (a retired worker's late one)."""
         with self._lock:
-            if self._completed:
+            if self.future.done():
                 return False
-            self._completed = True
-        self.done(completion)
+            self.future.set_result(completion)
         return True
 
 
@@ -153,7 +153,8 @@ class Scheduler:
 
     info: SchedulerInfo
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> Future[Completion]:
+        """Queue ``job``; its future completes once with what became of it. RuntimeError when closed."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -186,10 +187,7 @@ class Scheduler:
                 finished_mono=end,
                 batch_size=len(jobs),
             )
-            try:
-                job.complete(completion)
-            except Exception:  # a session's callback must not take the worker down
-                logger.exception("completion callback failed")
+            job.complete(completion)
 
 
 class InlineScheduler(Scheduler):
@@ -198,8 +196,9 @@ class InlineScheduler(Scheduler):
     def __init__(self) -> None:
         self.info = SchedulerInfo("per-session", 0, 1, 0.0, cores())
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> Future[Completion]:
         self._run(None, [job])
+        return job.future
 
 
 class EdfScheduler(Scheduler):
@@ -248,7 +247,7 @@ class EdfScheduler(Scheduler):
         self._watchdog = threading.Thread(target=self._watch, name=f"{name}-watchdog", daemon=True)
         self._watchdog.start()
 
-    def submit(self, job: Job) -> None:
+    def submit(self, job: Job) -> Future[Completion]:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the scheduler is closed")
@@ -256,6 +255,7 @@ class EdfScheduler(Scheduler):
             job.submitted_mono = time.monotonic()
             heapq.heappush(self._queue, job)
             self._cond.notify()
+        return job.future
 
     @property
     def queued(self) -> int:

@@ -1,9 +1,8 @@
 """The ``tracker.v1.Tracker`` servicer: protocol messages in, protocol messages out.
 
-It only converts (``tracker.convert``) and maps outcomes to status codes; the
-sessions are hosted by :class:`tracker.server.host.SessionHost`, their frames
-answered by :mod:`tracker.server.runner` and computed by the engine's
-scheduler (:mod:`tracker.server.scheduler`).
+It only converts (``tracker.convert``) and maps how a session ended to a status code;
+sessions are admitted by :class:`tracker.server.host.SessionHost`, and each one's frames
+go through the pipeline of :mod:`tracker.server.session`.
 """
 
 from __future__ import annotations
@@ -18,23 +17,10 @@ from google.protobuf.message import DecodeError
 from tracker import __version__, convert
 from tracker.engines.base import EngineInfo
 from tracker.gating.types import GatingDecision
-from tracker.server.host import (
-    Incoming,
-    Received,
-    RefusalKind,
-    Refused,
-    SessionHost,
-    SessionRefused,
-    Violation,
-)
+from tracker.server.budget import error_result
+from tracker.server.host import RefusalKind, SessionHost, SessionRefused
 from tracker.server.scheduler import SchedulerInfo
-from tracker.server.session import (
-    SessionFailed,
-    SessionIdle,
-    SessionShutdown,
-    SessionWorkerLost,
-    error_result,
-)
+from tracker.server.session import EndKind, Incoming, Received, Refused, Violation
 from tracker.types import FrameError, FrameResult, PromptAck, PromptError
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
@@ -158,32 +144,33 @@ class TrackerServicer(pb_grpc.TrackerServicer):
                     server_version=__version__,
                     engine=self._engine_info(session.engine_name),
                     latency_budget_ms=budget_ms,
-                    warnings=list(session.engine.info.warnings),
+                    warnings=list(self.host.engines[session.engine_name].info.warnings),
                     protocol_version=convert.PROTOCOL_VERSION,
                 )
             )
             session.start_receiving(self._incoming(request_iterator), broken=MalformedRequest)
-            try:
-                for out in session.answers():
-                    yield self._response(out, session.engine_name, encoding, budget_ms)
-            except SessionFailed as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            except SessionIdle as exc:
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session closed: {exc}")
-            except SessionWorkerLost as exc:
+            for out in session.answers():
+                yield self._response(out, session.engine_name, encoding, budget_ms)
+            end = session.end
+            assert end is not None
+            if end.kind is EndKind.FAILED:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, end.message)
+            elif end.kind is EndKind.IDLE:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"session closed: {end.message}")
+            elif end.kind is EndKind.WORKER_LOST:
                 context.abort(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"session ended: {exc}; its frame was answered ERROR and its tracking state is"
+                    f"session ended: {end.message}; its frame was answered ERROR and its tracking state is"
                     " lost: open a new session",
                 )
-            except SessionShutdown as exc:
+            elif end.kind is EndKind.SHUTDOWN:
                 context.abort(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"session closed: {exc}; {session.runner.frames_processed} frames were processed"
+                    f"session closed: {end.message}; {session.frames_processed} frames were processed"
                     " and every frame received was answered",
                 )
         finally:
-            session.close()
+            self.host.release(session)
 
     def _response(
         self, out: FrameResult | PromptAck | GatingDecision, engine: str, encoding: int, budget_ms: float

@@ -1,23 +1,44 @@
-"""A session's inbox: where its requests, verdicts and computed frames meet. Free of gRPC.
+"""One client stream on this server, and the pipeline every one of its frames goes through.
 
-Three kinds of thread post here. The *receiving* thread decodes requests as
-they arrive and posts them to the :class:`SessionInbox`; a *scheduler worker*
-(:mod:`tracker.server.scheduler`) posts the outcome of the frame it computed;
-the session's *answering* loop (:class:`tracker.server.runner.SessionRunner`)
-takes work and answers from the inbox. While one of its frames is being
-computed, a session takes no new frame or prompt update (its engine state is
-the worker's), but verdicts decided meanwhile (``DROPPED``, ``LATE``, ``ERROR``)
-go out at once rather than behind that frame.
+A :class:`Session` owns everything of one stream: its :class:`~tracker.server.inbox.Inbox`
+(requests from the receiving thread), its budget state, its engine session, its gate and
+how it ended. Threads hand work over once each way:
 
-The inbox enforces the waiting side of each budget policy (``LATEST`` and
-``DEGRADE``: one frame waits, a newer one replaces it and the replaced frame is
-answered ``DROPPED``; ``STRICT``: frames queue, up to a bound); the policies as a
-whole are described in :mod:`tracker.server.runner`. The budget runs from the
-frame's acquisition time when the client gives one (:class:`AcquisitionClock`),
-otherwise from its arrival. Everything a session
-holds is bounded: waiting frames, pending prompt updates, and answers not yet
-sent (when the client stops reading, the receiving side stops taking requests
-and gRPC flow control pushes back on the sender).
+* the **receiving thread** (:meth:`Session.receive`) decodes requests as they arrive and
+  posts them to the inbox;
+* the **answering loop** (:meth:`Session.answers`, on the servicer's thread) takes them
+  and runs each frame through the stages below, in this order;
+* the engine's **scheduler** computes the frame on a worker and returns a future; the
+  worker never calls session code (the future only wakes the inbox).
+
+The pipeline of a frame, each stage one method of :class:`Session`:
+
+1. **updates** (:meth:`Session.apply_updates`): prompt updates taken with the frame are
+   applied to the engine session and acknowledged;
+2. **admit** (:meth:`Session.admit`): the budget policy may answer the frame at once
+   (``STRICT``: it cannot make its deadline) or adjust the degradation level (``DEGRADE``);
+3. **infer** (:meth:`Session.infer`): the frame goes to the scheduler with its deadline;
+   the engine's ``step`` (alone or batched with other sessions' frames) returns one
+   :class:`~tracker.engines.base.StepOutput`;
+4. **describe** (:meth:`Session.describe`): masks to boxes, centroids and millimetres;
+5. **verdict** (:meth:`Session.verdict`): timing totals, and ``OK`` turned ``LATE`` when the
+   answer comes after the budget;
+6. **gate** (:meth:`Session.gated`): the gating decision attached (gating sessions);
+7. **answer**: yielded to the servicer, which converts it.
+
+When frames come faster than they can be answered, the session's budget policy decides:
+
+* ``LATEST``: at most one frame waits. A newer one replaces it and the replaced frame is
+  answered ``DROPPED`` at once: no unbounded queue, no silent loss.
+* ``DEGRADE``: as ``LATEST``, and when answers approach the budget the session steps
+  through its engine's accuracy-for-time trades (:class:`~tracker.server.budget.DegradeController`);
+  every degraded answer lists the steps in force and why.
+* ``STRICT``: frames are never replaced by newer ones. A frame that cannot be answered
+  within its budget (by the running estimate of compute time) is answered ``LATE`` without
+  being processed, so it does not hold the next one.
+
+How a session ended is a value, :attr:`Session.end` (:class:`SessionEnd`), which the
+servicer maps to the stream's status.
 """
 
 from __future__ import annotations
@@ -25,292 +46,532 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from enum import Enum
 
+from tracker.engines.base import EngineSession
+from tracker.gating.gate import Gate
 from tracker.gating.types import GatingDecision
+from tracker.masks import describe
+from tracker.server.budget import AcquisitionClock, Arrival, DegradeController, unprocessed_result
+from tracker.server.inbox import IdleTimeout, Inbox, Outgoing, Requests
+from tracker.server.scheduler import Completion, InlineScheduler, Job, Scheduler, WorkerLost
 from tracker.types import (
     BudgetPolicy,
     Frame,
+    FrameError,
     FrameResult,
     FrameStatus,
     FrameTiming,
+    ObjectResult,
     PromptAck,
+    PromptError,
     PromptUpdate,
-    TimestampClock,
+    SessionConfig,
+    UpdateAction,
 )
 
 logger = logging.getLogger(__name__)
 
-Outgoing = FrameResult | PromptAck | GatingDecision
-
-STRICT_MAX_WAITING_FRAMES = 8
-MAX_PENDING_ANSWERS = 256
-
-
-class SessionFailed(Exception):
-    """The session's state is unusable; the stream must end with this message."""
+# How long closing a session waits for a frame still being computed, before it frees the
+# engine session anyway (a worker that returns later finds the session closed).
+CLOSE_WAIT_S = 30.0
 
 
-class SessionIdle(Exception):
-    """No request arrived within the idle timeout."""
+class EndKind(Enum):
+    """How a session ended (also its telemetry outcome)."""
+
+    COMPLETED = "completed"  # the client closed its side; every frame was answered
+    CANCELLED = "cancelled"  # the client went away
+    FAILED = "failed"  # the stream broke the protocol, or its objects cannot be tracked
+    IDLE = "idle"  # no request within the idle timeout
+    SHUTDOWN = "shutdown"  # the server drained; every frame received was answered
+    WORKER_LOST = "worker_lost"  # the worker computing its frame died or hung; that frame was answered ERROR
 
 
-class SessionShutdown(Exception):
-    """The server is shutting down; frames already waiting have been answered."""
+@dataclass(frozen=True)
+class SessionEnd:
+    kind: EndKind
+    message: str = ""
 
 
-class SessionWorkerLost(Exception):
-    """The compute worker holding this session's frame died or hung; the frame was answered ERROR."""
-
-
-@dataclass
-class Arrival:
-    """A decoded frame, when it reached the server and when it was acquired."""
+@dataclass(frozen=True)
+class Received:
+    """A decoded frame as it came off the wire."""
 
     frame: Frame
-    received_mono: float  # time.monotonic() at arrival, for durations
-    received_wall: float  # time.time() at arrival, reported to the client
-    decode_ms: float = 0.0
-    acquired_mono: float | None = None  # acquisition time on the monotonic clock, when known
-
-    @property
-    def deadline_origin(self) -> float:
-        """Where the budget starts: acquisition when known, else arrival."""
-        return self.acquired_mono if self.acquired_mono is not None else self.received_mono
+    received_mono: float
+    received_wall: float
+    decode_ms: float
 
 
-class AcquisitionClock:
-    """Maps a client's acquisition timestamps onto this server's monotonic clock.
+@dataclass(frozen=True)
+class Refused:
+    """A request answered without processing: an undecodable frame, a malformed update."""
 
-    With ``UNIX`` timestamps the clocks are taken as synchronised. With
-    ``RELATIVE`` ones (any client clock), the offset is the smallest
-    ``arrival - timestamp`` seen so far: the fastest frame is assumed to have
-    had no delay, so later frames are charged for every extra millisecond they
-    spent in the client, the network or the server. That under-counts a constant
-    transport delay, never the queueing the budget is about.
-    """
+    answer: FrameResult | PromptAck
 
-    def __init__(self, mode: TimestampClock) -> None:
-        self.mode = mode
-        self._offset_s: float | None = None
 
-    def acquired_mono(
-        self, timestamp_s: float | None, received_mono: float, received_wall: float
-    ) -> float | None:
-        if timestamp_s is None:
-            return None
-        if self.mode is TimestampClock.UNIX:
-            age_s = max(0.0, received_wall - timestamp_s)
-        else:
-            offset = received_mono - timestamp_s
-            if self._offset_s is None or offset < self._offset_s:
-                self._offset_s = offset
-            age_s = offset - self._offset_s
-        return received_mono - age_s
+@dataclass(frozen=True)
+class Violation:
+    """The stream broke the protocol; the session ends with this message."""
+
+    message: str
+
+
+Incoming = Received | PromptUpdate | Refused | Violation
 
 
 @dataclass
-class Batch:
-    """Everything the answering loop should do next, in this order."""
+class InFlight:
+    """The session's frame with the scheduler."""
 
-    answers: list[Outgoing] = field(default_factory=list)  # ready to send as they are
-    computed: Any = None  # the outcome of the frame in flight, posted by a scheduler worker
-    updates: list[PromptUpdate] = field(default_factory=list)  # apply before the frame
-    frame: Arrival | None = None
-    finished: bool = False  # the client closed its side; nothing more will come
-    failure: str | None = None  # end the session with this message
-    shutdown: str | None = None  # the server is draining: end with this message once the frame is answered
+    arrival: Arrival
+    update_ids: list[int]  # prompt updates that applied to this frame
+    submitted_mono: float
+    future: Future[Completion]
 
 
-class SessionInbox:
-    """Bounded hand-off from the receiving thread to the processing loop."""
+class Session:
+    """One stream: its inbox, budget, engine session and gate, and its frames' pipeline."""
 
     def __init__(
         self,
-        policy: BudgetPolicy = BudgetPolicy.LATEST,
-        max_pending_updates: int = 64,
-        max_pending_answers: int = MAX_PENDING_ANSWERS,
+        engine_session: EngineSession,
+        config: SessionConfig,
+        scheduler: Scheduler | None = None,
+        *,
+        session_id: str = "",
+        engine_name: str = "",
+        idle_timeout_s: float | None = None,
+        max_objects: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.policy = policy
-        self._max_frames = STRICT_MAX_WAITING_FRAMES if policy is BudgetPolicy.STRICT else 1
-        self._cond = threading.Condition()
-        self._answers: list[Outgoing] = []
-        self._updates: list[PromptUpdate] = []
-        self._frames: deque[Arrival] = deque()
-        self._finished = False
-        self._cancelled = False
-        self._failure: str | None = None
-        self._shutdown: str | None = None
-        self._in_flight = False  # a frame of this session is with the scheduler
-        self._computed: Any = None
-        self._max_pending_updates = max_pending_updates
-        self._max_pending_answers = max_pending_answers
-        self.frames_dropped = 0
-
-    def _wait_for_room(self) -> None:
-        # Back-pressure: a client that does not read its answers stops being read.
-        self._cond.wait_for(lambda: self._cancelled or len(self._answers) < self._max_pending_answers)
-
-    def put_frame(self, arrival: Arrival) -> None:
-        with self._cond:
-            self._wait_for_room()
-            if self._shutdown is not None:
-                self._answers.append(
-                    unprocessed_result(arrival, FrameStatus.ERROR, f"not processed: {self._shutdown}")
-                )
-                self._cond.notify_all()
-                return
-            if len(self._frames) >= self._max_frames:
-                stale = self._frames.popleft()
-                if self.policy is BudgetPolicy.STRICT:
-                    self._answers.append(
-                        unprocessed_result(
-                            stale,
-                            FrameStatus.LATE,
-                            f"not processed: {self._max_frames} frames were already waiting (strict policy)",
-                        )
-                    )
-                else:
-                    self.frames_dropped += 1
-                    self._answers.append(
-                        unprocessed_result(
-                            stale,
-                            FrameStatus.DROPPED,
-                            f"skipped: frame {arrival.frame.index} arrived while this one was waiting"
-                            " (latest frame wins)",
-                        )
-                    )
-            self._frames.append(arrival)
-            self._cond.notify_all()
-
-    def put_update(self, update: PromptUpdate) -> None:
-        with self._cond:
-            self._wait_for_room()
-            if len(self._updates) >= self._max_pending_updates:
-                self._answers.append(
-                    PromptAck(
-                        update.update_id,
-                        False,
-                        f"more than {self._max_pending_updates} prompt updates are waiting for a frame;"
-                        " send a frame before further updates",
-                    )
-                )
-            else:
-                self._updates.append(update)
-            self._cond.notify_all()
-
-    def put_answer(self, answer: Outgoing) -> None:
-        """An answer that needs no processing, e.g. an ERROR for an undecodable frame."""
-        with self._cond:
-            self._wait_for_room()
-            self._answers.append(answer)
-            self._cond.notify_all()
-
-    def fail(self, message: str) -> None:
-        with self._cond:
-            self._failure = message
-            self._cond.notify_all()
-
-    def drain(self, message: str) -> None:
-        """The server is stopping: answer what is waiting, refuse new frames, then end."""
-        with self._cond:
-            self._shutdown = message
-            self._cond.notify_all()
-
-    def finish(self) -> None:
-        """The client closed its side: process what is waiting, then end."""
-        with self._cond:
-            self._finished = True
-            self._cond.notify_all()
-
-    def cancel(self) -> None:
-        """The client is gone: end now without processing what is waiting."""
-        with self._cond:
-            self._cancelled = True
-            self._cond.notify_all()
-
-    def start_compute(self) -> None:
-        """A frame went to the scheduler: hand out no frame or update until it is computed."""
-        with self._cond:
-            self._in_flight = True
-
-    def computed(self, outcome: Any) -> None:
-        """The frame in flight is computed (called on a scheduler worker)."""
-        with self._cond:
-            self._in_flight = False
-            self._computed = outcome
-            self._cond.notify_all()
-
-    def take_computed(self) -> Any:
-        """The computed outcome waiting here, if any, leaving everything else in place."""
-        with self._cond:
-            computed, self._computed = self._computed, None
-            return computed
+        self.id = session_id
+        self.engine_name = engine_name
+        self.engine_session = engine_session
+        self.config = config
+        self.scheduler = scheduler or InlineScheduler()
+        self.idle_timeout_s = idle_timeout_s
+        self.max_objects = max_objects
+        self.inbox = Inbox(config.budget_policy)
+        self.acquisition = AcquisitionClock(config.timestamp_clock)
+        self.end: SessionEnd | None = None
+        self.frames_processed = 0
+        self._clock = clock
+        self._in_flight: InFlight | None = None
+        # Ids of updates accepted while no frame was waiting; reported with the frame they apply to.
+        self._carry_over: list[int] = []
+        self.degrade = (
+            DegradeController(engine_session.degradations(), config.latency_budget_ms)
+            if config.budget_policy is BudgetPolicy.DEGRADE
+            else None
+        )
+        self._dropped_seen = 0
+        self._compute_ms_estimate: float | None = None  # running estimate for the STRICT policy
+        self.objects = engine_session.objects  # the session's one registry: the gate reads it too
+        self.gate = Gate(config.gating, config.geometry, self.objects) if config.gating is not None else None
+        if self.gate is not None:
+            for obj in config.objects:
+                if obj.reference_mm is not None:
+                    self.gate.set_reference(obj.object_id, obj.reference_mm)
+        self._last_answer_mono = clock()
+        self._closed = False
 
     @property
-    def in_flight(self) -> bool:
-        return self._in_flight
+    def log(self) -> dict[str, str]:
+        return {"session_id": self.id}
 
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled
+    # -- the receiving thread ---------------------------------------------------------------
 
-    def take(self, timeout_s: float | None = None) -> Batch | None:
-        """The next batch of work; None when cancelled, :class:`SessionIdle` on timeout.
+    def receive(
+        self, items: Iterator[Incoming], broken: type[Exception] | tuple[type[Exception], ...] = ()
+    ) -> None:
+        """Post each request to the inbox as it arrives (the receiving thread's whole job).
 
-        While a frame is in flight only answers, its outcome and failures come out.
+        An exception of a ``broken`` type from ``items`` is a protocol violation (its
+        message ends the session); any other means the stream is gone.
         """
-        with self._cond:
+        try:
+            for item in items:
+                if isinstance(item, Received):
+                    acquired = self.acquisition.acquired_mono(
+                        item.frame.timestamp_s, item.received_mono, item.received_wall
+                    )
+                    arrival = Arrival(
+                        item.frame, item.received_mono, item.received_wall, item.decode_ms, acquired
+                    )
+                    self.inbox.put_frame(arrival)
+                elif isinstance(item, PromptUpdate):
+                    self.inbox.put_update(item)
+                elif isinstance(item, Refused):
+                    self.inbox.put_answer(item.answer)
+                else:
+                    self.inbox.fail(item.message)
+                    return
+        except broken as exc:
+            self.inbox.fail(str(exc))
+            return
+        except Exception as exc:  # the stream broke (cancelled, disconnected)
+            logger.debug("request stream ended: %s", exc, extra=self.log)
+            self.inbox.cancel()
+            return
+        self.inbox.finish()
 
-            def ready() -> bool:
-                if self._cancelled or self._failure is not None or self._answers:
-                    return True
-                if self._computed is not None:
-                    return True
-                if self._in_flight:
-                    return False
-                return bool(self._shutdown is not None or self._finished or self._updates or self._frames)
+    def start_receiving(
+        self, items: Iterator[Incoming], broken: type[Exception] | tuple[type[Exception], ...] = ()
+    ) -> None:
+        threading.Thread(
+            target=self.receive, args=(items, broken), name=f"recv-{self.id}", daemon=True
+        ).start()
 
-            if not self._cond.wait_for(ready, timeout=timeout_s):
-                raise SessionIdle(f"no request for {timeout_s:.0f} s")
-            if self._cancelled:
-                return None
-            batch = Batch(self._answers, self._computed, failure=self._failure)
-            self._answers, self._computed = [], None
-            if not self._in_flight:
-                # Every pending update applies to the next frame processed (see PromptUpdate).
-                batch.frame = self._frames.popleft() if self._frames else None
-                batch.updates, self._updates = self._updates, []
-                batch.finished = self._finished and not self._frames
-                if self._shutdown is not None and not self._frames:
-                    batch.shutdown = self._shutdown
-            self._cond.notify_all()
-            return batch
+    # -- the answering loop -----------------------------------------------------------------
 
+    def answers(self) -> Iterator[Outgoing]:
+        """Every answer of the session, in order; :attr:`end` says how it ended.
 
-def unprocessed_result(arrival: Arrival, status: FrameStatus, message: str) -> FrameResult:
-    now = time.monotonic()
-    waited_ms = (now - arrival.received_mono) * 1000.0
-    return FrameResult(
-        frame_index=arrival.frame.index,
-        status=status,
-        message=message,
-        timing=FrameTiming(
+        ``end`` stays None only when the loop itself failed (a fault of this code, logged by the
+        caller): the host then records the session's outcome as ``error``.
+        """
+        try:
+            yield from self._loop()
+        finally:
+            if self.end is None and self.inbox.cancelled:  # the client left while an answer was on its way
+                self.end = SessionEnd(EndKind.CANCELLED)
+            if self.end is not None and self.end.kind in (EndKind.COMPLETED, EndKind.CANCELLED):
+                logger.info(
+                    "session %s ended: %d frames processed, %d dropped%s",
+                    self.id, self.frames_processed, self.inbox.frames_dropped,
+                    " (client cancelled)" if self.end.kind is EndKind.CANCELLED else "", extra=self.log,
+                )  # fmt: skip
+
+    def _loop(self) -> Iterator[Outgoing]:
+        while True:
+            try:
+                requests = self._take()
+            except IdleTimeout as exc:
+                self.end = SessionEnd(EndKind.IDLE, str(exc))
+                return
+            if isinstance(requests, GatingDecision):  # the stream stalled: hold the beam
+                yield requests
+                continue
+            if requests is None:  # cancelled: the client is gone, nobody to answer
+                self.end = SessionEnd(EndKind.CANCELLED)
+                return
+            for answer in requests.answers:
+                yield self.gated(answer)
+            if self._in_flight is not None and self._in_flight.future.done():
+                in_flight, self._in_flight = self._in_flight, None
+                completion = in_flight.future.result()
+                try:
+                    result = self.answer(in_flight, completion)
+                except PromptError as exc:
+                    # Only prompts queued before the frame size was known fail here; the objects
+                    # they define cannot be tracked, so the session cannot go on. The frame is
+                    # answered, then the session ends with the same reason.
+                    reason = f"frame {in_flight.arrival.frame.index}: {exc}"
+                    yield self.gated(self._unanswerable(in_flight.arrival, reason), in_flight.arrival)
+                    yield from self._end(EndKind.FAILED, reason, requests.frame)
+                    return
+                yield self.gated(result, in_flight.arrival)
+                if isinstance(completion.error, WorkerLost):
+                    yield from self._end(EndKind.WORKER_LOST, str(completion.error), requests.frame)
+                    return
+            if requests.failure is not None:
+                yield from self._end(EndKind.FAILED, requests.failure, requests.frame)
+                return
+            if self._in_flight is not None:
+                continue
+            acks, applied = self.apply_updates(requests.updates)
+            yield from acks
+            if requests.frame is not None:
+                verdict = self.admit(requests.frame, applied)
+                if verdict is not None:
+                    yield self.gated(verdict, requests.frame)
+                continue  # the end of the stream is reported again once this frame is answered
+            self._carry_over.extend(applied)
+            if requests.finished:
+                self.end = SessionEnd(EndKind.COMPLETED)
+                return
+            if requests.shutdown is not None:
+                self.end = SessionEnd(EndKind.SHUTDOWN, requests.shutdown)
+                return
+
+    def _end(self, kind: EndKind, reason: str, taken: Arrival | None) -> Iterator[Outgoing]:
+        """End the session; every frame it has not answered yet is answered ERROR first."""
+        self.end = SessionEnd(kind, reason)
+        waiting = ([taken] if taken is not None else []) + self.inbox.take_waiting_frames()
+        for arrival in waiting:
+            yield self.gated(
+                unprocessed_result(arrival, FrameStatus.ERROR, f"not processed: {reason}"), arrival
+            )
+
+    def _unanswerable(self, arrival: Arrival, reason: str) -> FrameResult:
+        """The answer of a frame whose prompts cannot be tracked (the session ends after it)."""
+        now = self._clock()
+        timing = FrameTiming(
+            receive_time_s=arrival.received_wall, queue_ms=(now - arrival.received_mono) * 1000.0
+        )
+        return self.verdict(
+            FrameResult(arrival.frame.index, FrameStatus.ERROR, message=reason), arrival, now, timing
+        )
+
+    def process(self, arrival: Arrival, applied_update_ids: list[int] | None = None) -> FrameResult:
+        """One frame through the whole pipeline, waiting for its answer (tests and tools).
+
+        The serving loop (:meth:`answers`) does not wait: it answers other things while
+        the frame is computed.
+        """
+        verdict = self.admit(arrival, applied_update_ids)
+        if verdict is not None:
+            return verdict
+        in_flight, self._in_flight = self._in_flight, None
+        assert in_flight is not None
+        return self.answer(in_flight, in_flight.future.result())
+
+    # -- stage 1: prompt updates ------------------------------------------------------------
+
+    def apply_updates(self, updates: list[PromptUpdate]) -> tuple[list[PromptAck], list[int]]:
+        """Apply each update to the engine session; an ack for each, and the ids that applied."""
+        acks: list[PromptAck] = []
+        applied: list[int] = []
+        for update in updates:
+            if (
+                update.action is UpdateAction.ADD
+                and self.max_objects is not None
+                and len(self.objects) >= self.max_objects
+            ):
+                message = (
+                    f"cannot add object {update.object_id}:"
+                    f" the limit is {self.max_objects} objects per session"
+                )
+                acks.append(PromptAck(update.update_id, False, message))
+                continue
+            try:
+                self.engine_session.apply(update)
+            except PromptError as exc:
+                acks.append(PromptAck(update.update_id, False, str(exc)))
+            else:
+                applied.append(update.update_id)
+                self._update_gate(update)
+                acks.append(PromptAck(update.update_id, True, "applies to the next frame processed"))
+        return acks, applied
+
+    # -- stage 2: admit ---------------------------------------------------------------------
+
+    def admit(self, arrival: Arrival, applied_update_ids: list[int] | None = None) -> FrameResult | None:
+        """Send the frame on to :meth:`infer`; or answer it at once when the policy says so."""
+        frame = arrival.frame
+        now = self._clock()
+        update_ids = self._carry_over + list(applied_update_ids or [])
+        self._carry_over = []
+        skip_reason = self._cannot_make_it(arrival, now)
+        if skip_reason is not None:
+            self._carry_over = update_ids  # they apply to the next frame actually processed
+            timing = FrameTiming(
+                receive_time_s=arrival.received_wall, queue_ms=(now - arrival.received_mono) * 1000.0
+            )
+            return self.verdict(
+                FrameResult(frame.index, FrameStatus.LATE, message=skip_reason), arrival, now, timing
+            )
+        if self.degrade is not None:
+            dropped_now = self.inbox.frames_dropped - self._dropped_seen
+            self._dropped_seen = self.inbox.frames_dropped
+            if dropped_now:
+                self._set_degradation(self.degrade.update(frame.index, 0.0, dropped_now))
+        self.infer(arrival, update_ids, now)
+        return None
+
+    # -- stage 3: infer, on a scheduler worker -----------------------------------------------
+
+    def infer(self, arrival: Arrival, update_ids: list[int], now: float) -> None:
+        """Hand the frame to the scheduler; its future wakes the loop when it is computed."""
+        deadline = arrival.deadline_origin + self.config.latency_budget_ms / 1000.0
+        try:
+            future = self.scheduler.submit(Job(deadline, 0, self.engine_session, arrival.frame))
+        except RuntimeError as exc:  # the scheduler is closed: the server is stopping
+            t = self._clock()
+            future = Future()
+            future.set_result(Completion(None, RuntimeError(f"not processed: {exc}"), t, t, 0))
+        self._in_flight = InFlight(arrival, update_ids, now, future)
+        future.add_done_callback(self.inbox.wake)
+
+    # -- stages 4 and 5: describe and verdict ------------------------------------------------
+
+    def describe(self, completion: Completion) -> list[ObjectResult]:
+        """Tracks to answers: masks to boxes, centroids and millimetres."""
+        assert completion.output is not None
+        geometry = self.config.geometry
+        return [
+            describe(t, self.engine_session.label_of(t.object_id), geometry) for t in completion.output.tracks
+        ]
+
+    def answer(self, in_flight: InFlight, c: Completion) -> FrameResult:
+        """The frame's result, built once from its outcome, with its budget verdict.
+
+        Raises PromptError when the frame's prompts turned out unusable (the session ends).
+        """
+        arrival = in_flight.arrival
+        index = arrival.frame.index
+        timing = FrameTiming(
             receive_time_s=arrival.received_wall,
-            queue_ms=waited_ms,
-            total_ms=waited_ms,
-            since_acquisition_ms=(now - arrival.acquired_mono) * 1000.0 if arrival.acquired_mono else 0.0,
-        ),
-    )
+            queue_ms=(c.started_mono - arrival.received_mono) * 1000.0,
+            batch_size=c.batch_size,
+        )
+        objects: list[ObjectResult] = []
+        postprocess_ms = 0.0
+        if c.error is None and c.output is not None:
+            start = self._clock()
+            try:
+                objects = self.describe(c)
+            except Exception as exc:
+                c = Completion(None, exc, c.started_mono, c.finished_mono, c.batch_size)
+            postprocess_ms = (self._clock() - start) * 1000.0
+        if c.error is not None or c.output is None:
+            error = c.error or RuntimeError("no output")
+            if isinstance(error, PromptError):
+                raise error
+            if isinstance(error, FrameError | WorkerLost):
+                message = str(error)
+            else:  # an engine fault costs one frame, not the session or the server
+                logger.error("engine failed on frame %d", index, exc_info=error)
+                message = f"engine failed on this frame: {type(error).__name__}: {error}"
+            result = FrameResult(
+                index, FrameStatus.ERROR, message=message, applied_update_ids=in_flight.update_ids
+            )
+            return self.verdict(result, arrival, c.started_mono, timing)
+        engine_ms = (c.finished_mono - c.started_mono) * 1000.0
+        timing.stages_ms = {
+            "queue": (in_flight.submitted_mono - arrival.received_mono) * 1000.0,
+            "schedule": (c.started_mono - in_flight.submitted_mono) * 1000.0,
+            "decode": arrival.decode_ms,
+            **(c.output.stages_ms or {"inference": engine_ms}),
+            "postprocess": postprocess_ms,
+        }
+        self.frames_processed += 1
+        # What a frame costs from submission, scheduling wait included (the STRICT estimate).
+        cost_ms = (c.finished_mono - in_flight.submitted_mono) * 1000.0 + postprocess_ms
+        self._compute_ms_estimate = (
+            cost_ms if self._compute_ms_estimate is None else 0.8 * self._compute_ms_estimate + 0.2 * cost_ms
+        )
+        result = FrameResult(
+            index,
+            FrameStatus.OK,
+            objects=objects,
+            applied_update_ids=in_flight.update_ids,
+            reprompts=c.output.events,
+        )
+        result = self.verdict(result, arrival, c.started_mono, timing)
+        if self.degrade is not None:
+            if self.degrade.active:
+                result.degradations = self.degrade.active
+                result.degradation_reason = self.degrade.reason
+            self._set_degradation(self.degrade.update(index, timing.total_ms, 0))
+        return result
 
+    def verdict(
+        self, result: FrameResult, arrival: Arrival, start: float, timing: FrameTiming
+    ) -> FrameResult:
+        """Timing totals, and OK turned LATE when the answer comes after the budget."""
+        end = self._clock()
+        timing.compute_ms = (end - start) * 1000.0 + arrival.decode_ms
+        timing.total_ms = (end - arrival.received_mono) * 1000.0
+        if arrival.acquired_mono is not None:
+            timing.since_acquisition_ms = (end - arrival.acquired_mono) * 1000.0
+        result.timing = timing
+        elapsed_ms = (end - arrival.deadline_origin) * 1000.0
+        if result.status is FrameStatus.OK and elapsed_ms > self.config.latency_budget_ms:
+            origin = "acquisition" if arrival.acquired_mono is not None else "arrival"
+            result.status = FrameStatus.LATE
+            result.message = (
+                f"answered {elapsed_ms:.1f} ms after {origin}, over the session budget of"
+                f" {self.config.latency_budget_ms:.0f} ms"
+            )
+        return result
 
-def error_result(frame_index: int, message: str, received_wall: float, received_mono: float) -> FrameResult:
-    elapsed_ms = (time.monotonic() - received_mono) * 1000.0
-    return FrameResult(
-        frame_index=frame_index,
-        status=FrameStatus.ERROR,
-        message=message,
-        timing=FrameTiming(receive_time_s=received_wall, total_ms=elapsed_ms),
-    )
+    # -- stage 6: gate ----------------------------------------------------------------------
+
+    def gated(self, answer: Outgoing, arrival: Arrival | None = None) -> Outgoing:
+        """Attach the gating decision to a frame's answer (gating sessions only)."""
+        if isinstance(answer, FrameResult):
+            self._last_answer_mono = self._clock()
+            if self.gate is not None:
+                timing = answer.timing
+                latency_ms = timing.since_acquisition_ms or timing.total_ms
+                if arrival is not None and arrival.frame.timestamp_s is not None:
+                    acquired_s = arrival.frame.timestamp_s
+                else:
+                    acquired_s = timing.receive_time_s
+                answer.gating = self.gate.observe(answer, acquired_s, latency_ms)
+        return answer
+
+    # -- the rest ---------------------------------------------------------------------------
+
+    def _set_degradation(self, changed: bool) -> None:
+        if changed and self.degrade is not None:
+            logger.info("degradation level %d: %s", self.degrade.level, self.degrade.reason)
+            self.engine_session.set_degradation(self.degrade.level)
+
+    def _cannot_make_it(self, arrival: Arrival, start: float) -> str | None:
+        """STRICT policy: why this frame would miss its budget if processed now (None: it may not)."""
+        if self.config.budget_policy is not BudgetPolicy.STRICT or self._compute_ms_estimate is None:
+            return None
+        elapsed_ms = (start - arrival.deadline_origin) * 1000.0
+        expected_ms = elapsed_ms + self._compute_ms_estimate
+        if expected_ms <= self.config.latency_budget_ms:
+            return None
+        return (
+            f"not processed: {elapsed_ms:.1f} ms already elapsed and ~{self._compute_ms_estimate:.1f} ms"
+            f" of compute would exceed the budget of {self.config.latency_budget_ms:.1f} ms (strict policy)"
+        )
+
+    def _take(self) -> Requests | GatingDecision | None:
+        """The next requests; with gating, a HOLD whenever the stream stays silent past the stall timeout."""
+        computing = self._in_flight.future if self._in_flight is not None else None
+        if self.gate is None:
+            return self.inbox.take(self.idle_timeout_s, computing)
+        stall_s = self.gate.config.stall_timeout_ms / 1000.0
+        while True:
+            silent_s = self._clock() - self._last_answer_mono
+            held = self.gate.last_decision is not None and self.gate.last_decision.frame_index is None
+            waits = [] if held else [stall_s - silent_s]
+            if self.idle_timeout_s is not None:
+                waits.append(self.idle_timeout_s - silent_s)
+            try:
+                return self.inbox.take(max(0.0, min(waits)) if waits else None, computing)
+            except IdleTimeout:
+                silent_s = self._clock() - self._last_answer_mono
+                if self.idle_timeout_s is not None and silent_s >= self.idle_timeout_s:
+                    raise IdleTimeout(f"no request for {self.idle_timeout_s:.0f} s") from None
+                hold = self.gate.stalled(silent_s * 1000.0)
+                if hold is not None:
+                    return hold
+
+    def _update_gate(self, update: PromptUpdate) -> None:
+        # The plan's reference only: which objects exist (a REMOVE), the gate reads from the registry.
+        if self.gate is None or update.action is UpdateAction.REMOVE or update.reference_mm is None:
+            return
+        self.gate.set_reference(update.object_id, update.reference_mm)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no frame of this session is being computed (before closing its engine session)."""
+        in_flight = self._in_flight
+        if in_flight is None:
+            return True
+        try:
+            in_flight.future.result(timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """Free everything the session holds. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.inbox.cancel()
+        if not self.wait_idle(CLOSE_WAIT_S):
+            logger.error("session %s: a frame was still computing after %.0f s", self.id, CLOSE_WAIT_S)
+        self.engine_session.close()
