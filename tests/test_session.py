@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -10,6 +11,7 @@ from tests.conftest import FakeEngine, disk, textured_image
 from tracker.engines import create_engine
 from tracker.server.budget import Arrival
 from tracker.server.inbox import Inbox
+from tracker.server.scheduler import EdfScheduler
 from tracker.server.session import EndKind, Session
 from tracker.types import (
     Frame,
@@ -115,3 +117,24 @@ def test_the_scheduler_hands_back_a_future_and_never_calls_the_session():
         assert [t.object_id for t in completion.output.tracks] == [1]
     finally:
         scheduler.close()
+
+
+def test_a_frame_computing_when_the_session_fails_is_still_answered():
+    engine = FakeEngine("holding", hold=True)
+    config = _config()
+    session = Session(engine.open_session(config), config, EdfScheduler(engine, workers=1))
+    try:
+        session.inbox.put_frame(_arrival(0, textured_image(64, 80)))
+        answers = session.answers()
+        computing = threading.Thread(target=lambda: engine.entered.wait(10) and session.inbox.fail("broken"))
+        computing.start()
+        timer = threading.Timer(0.3, engine.release.set)  # the frame finishes after the failure
+        timer.start()
+        got = list(answers)
+        computing.join()
+        assert [(a.frame_index, a.status) for a in got] == [(0, FrameStatus.OK)]
+        assert (
+            session.end is not None and session.end.kind is EndKind.FAILED and session.end.message == "broken"
+        )
+    finally:
+        session.scheduler.close()

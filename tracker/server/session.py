@@ -252,7 +252,7 @@ class Session:
             try:
                 requests = self._take()
             except IdleTimeout as exc:
-                self.end = SessionEnd(EndKind.IDLE, str(exc))
+                yield from self._end(EndKind.IDLE, str(exc), None)
                 return
             if isinstance(requests, GatingDecision):  # the stream stalled: hold the beam
                 yield requests
@@ -300,8 +300,19 @@ class Session:
                 return
 
     def _end(self, kind: EndKind, reason: str, taken: Arrival | None) -> Iterator[Outgoing]:
-        """End the session; every frame it has not answered yet is answered ERROR first."""
+        """End the session; every frame it has not answered yet is answered first.
+
+        A frame still computing is waited for (at most :data:`CLOSE_WAIT_S`) and answered as it
+        came out; frames still waiting are answered ERROR without being processed.
+        """
         self.end = SessionEnd(kind, reason)
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            try:
+                result = self.answer(in_flight, in_flight.future.result(CLOSE_WAIT_S))
+            except (PromptError, TimeoutError) as exc:
+                result = self._unanswerable(in_flight.arrival, f"not processed: {reason} ({exc})")
+            yield self.gated(result, in_flight.arrival)
         waiting = ([taken] if taken is not None else []) + self.inbox.take_waiting_frames()
         for arrival in waiting:
             yield self.gated(
