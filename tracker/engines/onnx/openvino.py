@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NOT_INSTALLED = "OpenVINO is not installed: pip install 'rt-tracker[openvino]' (the CPU image has it)"
-PRECISIONS = {"bf16": "bf16", "f32": "f32"}  # ours -> OpenVINO's INFERENCE_PRECISION_HINT
 
 
 def import_openvino() -> Any:
@@ -91,7 +90,7 @@ def choose_device(core: Any, opts: OvOptions) -> DeviceChoice:
 def compile_config(choice: DeviceChoice, cache_dir: Path | None) -> dict[str, str]:
     """OpenVINO properties for every graph: one latency-oriented stream, the chosen precision."""
     config = {
-        "INFERENCE_PRECISION_HINT": PRECISIONS[choice.precision],
+        "INFERENCE_PRECISION_HINT": choice.precision,  # "bf16" | "f32", OpenVINO's own names
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": str(choice.threads),
