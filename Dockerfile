@@ -61,7 +61,7 @@ EXPOSE 50051 9100
 # grpc.health.v1 over TLS: /run/secrets/ca.crt signed tls.crt (a self-signed tls.crt is its own
 # CA), whose names include localhost. Serving with --insecure: set TRACKER_HEALTH_TLS_CA="".
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-m", "tracker.healthcheck"]
+    CMD ["python", "-m", "tracker.deploy.healthcheck"]
 ENTRYPOINT ["tracker"]
 CMD ["serve", "--engine", "flow", "--model-dir", "/models", \
      "--host", "0.0.0.0", "--port", "50051", "--metrics-port", "9100", "--metrics-host", "0.0.0.0", \
@@ -129,7 +129,7 @@ EXPOSE 50051 9100
 # grpc.health.v1 over TLS: /run/secrets/ca.crt signed tls.crt (a self-signed tls.crt is its own
 # CA), whose names include localhost. Serving with --insecure: set TRACKER_HEALTH_TLS_CA="".
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-m", "tracker.healthcheck"]
+    CMD ["python", "-m", "tracker.deploy.healthcheck"]
 ENTRYPOINT ["tracker"]
 # TLS and tokens from secrets: serve refuses plaintext beyond loopback unless --insecure is
 # given, and stops with "TLS certificate file not found" when the secrets are not mounted.

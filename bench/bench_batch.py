@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tracker.bench.interleaved import clip, write_result
+from tracker.lab.bench.interleaved import clip, write_result
 
 logger = logging.getLogger("bench_batch")
 STAGES = ("preprocess", "encoder", "memory_attention", "decoder", "memory_encoder")
@@ -296,13 +296,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from tracker.provenance import provenance
+    from tracker.lab.provenance import provenance
 
     prov = provenance(seed=0)
     import torch
 
-    from tracker.bench.common import machine_info
     from tracker.engines.sam2.options import cpu_has_native_bf16
+    from tracker.lab.bench.common import machine_info
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)

@@ -23,8 +23,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from tracker.bench.common import write_json
-from tracker.provenance import provenance
+from tracker.lab.bench.common import write_json
+from tracker.lab.provenance import provenance
 from tracker.timing import percentiles
 
 logger = logging.getLogger("bench_demo")

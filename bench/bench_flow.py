@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tracker.bench.common import machine_info, write_json
 from tracker.io.trackrad import read_trackrad_case, write_trackrad_case
-from tracker.provenance import provenance
-from tracker.replay import ReplayOptions, connect, replay_sequence
-from tracker.synth.cine_mri import generate_case, random_case_params, write_cases
+from tracker.lab.bench.common import machine_info, write_json
+from tracker.lab.provenance import provenance
+from tracker.lab.replay import ReplayOptions, connect, replay_sequence
+from tracker.lab.synth.cine_mri import generate_case, random_case_params, write_cases
 
 logger = logging.getLogger("bench_flow")
 

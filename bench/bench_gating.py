@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker.bench.common import machine_info, write_json
-from tracker.provenance import provenance
-from tracker.replay import ReplayOptions, replay
-from tracker.synth.cine_mri import write_cases
+from tracker.lab.bench.common import machine_info, write_json
+from tracker.lab.provenance import provenance
+from tracker.lab.replay import ReplayOptions, replay
+from tracker.lab.synth.cine_mri import write_cases
 
 
 def beats(case: dict) -> bool | None:

@@ -23,7 +23,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from tracker.bench.interleaved import clip, clip_source, compare_logits, run_interleaved, write_result
+from tracker.lab.bench.interleaved import clip, clip_source, compare_logits, run_interleaved, write_result
 
 logger = logging.getLogger("bench_onnx")
 
@@ -38,20 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from tracker.provenance import provenance
+    from tracker.lab.provenance import provenance
 
     run_provenance = provenance(seed=0)  # the export's random weights use seed 0
 
     import torch
 
-    from tracker.bench.common import machine_info
+    from tracker.engines.export import export_main
     from tracker.engines.onnx.engine import OnnxEngine
     from tracker.engines.onnx.engine import parse_options as onnx_options
     from tracker.engines.onnx.manifest import MANIFEST_NAME
     from tracker.engines.sam2.engine import Sam2Engine
     from tracker.engines.sam2.options import parse_options
     from tracker.engines.sam2.parity import sharpen_random_logits
-    from tracker.export import export_main
+    from tracker.lab.bench.common import machine_info
 
     torch.set_num_threads(args.threads)
     tmp = tempfile.TemporaryDirectory()

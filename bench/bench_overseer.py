@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tracker.bench.common import machine_info, write_json
-from tracker.provenance import provenance
-from tracker.replay import ReplayOptions, replay
-from tracker.synth.surgical import write_sequence
+from tracker.lab.bench.common import machine_info, write_json
+from tracker.lab.provenance import provenance
+from tracker.lab.replay import ReplayOptions, replay
+from tracker.lab.synth.surgical import write_sequence
 
 logger = logging.getLogger("bench_overseer")
 _OBJECT_FIELDS = ("class", "j_mean", "enter_frame", "entry_delay", "exit_frame", "exit_delay", "track_ids")

@@ -19,7 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from tracker.bench.interleaved import clip, clip_source, compare_logits, run_interleaved, write_result
+from tracker.lab.bench.interleaved import clip, clip_source, compare_logits, run_interleaved, write_result
 
 logger = logging.getLogger("bench_precision")
 
@@ -34,16 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from tracker.provenance import provenance
+    from tracker.lab.provenance import provenance
 
     run_provenance = provenance(seed=0)  # both engines' random weights use seed 0
 
     import torch
 
-    from tracker.bench.common import machine_info
     from tracker.engines.sam2.engine import Sam2Engine
     from tracker.engines.sam2.options import parse_options
     from tracker.engines.sam2.parity import sharpen_random_logits
+    from tracker.lab.bench.common import machine_info
 
     torch.set_num_threads(args.threads)
     base = {"model": args.model, "random_weights": "true", "device": "cpu"}

@@ -1,7 +1,7 @@
 """Issue #15's targets on the hard synthetic cine-MRI set: tuning and validation, over real gRPC.
 
 Generates the first N cases of the tuning set and of the validation set
-(:mod:`tracker.synth.hard_cine`; cached under ``--data`` so a re-run replays the
+(:mod:`tracker.lab.synth.hard_cine`; cached under ``--data`` so a re-run replays the
 same files), replays both with the ``flow`` engine and uncertainty-aware gating
 (3 mm margin by default), and writes one JSON with provenance plus a printed
 table. Accuracy only (replay paces frames as fast as answers come), so the
@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tracker.bench.common import write_json
 from tracker.cli_args import key_values
-from tracker.provenance import provenance
-from tracker.replay import ReplayOptions, replay
-from tracker.synth.hard_cine import write_hard_cases
+from tracker.lab.bench.common import write_json
+from tracker.lab.provenance import provenance
+from tracker.lab.replay import ReplayOptions, replay
+from tracker.lab.synth.hard_cine import write_hard_cases
 
 logger = logging.getLogger("bench_validation")
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         _print_table(f"{which} set ({len(rows)} cases)", rows, targets)
         if which == "validation" and args.html is not None:
-            from tracker.html_report import write_html_report
+            from tracker.lab.report.html import write_html_report
 
             write_html_report(args.html, report, results)
     result["seconds"] = round(time.time() - started, 1)

@@ -34,7 +34,7 @@ def davis_frames(n: int, out_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
     """``n`` blackswan frames (ping-ponged) written as JPEGs to ``out_dir``, and the frame-0 mask."""
     from PIL import Image
 
-    from tracker.bench.common import davis_clip, ping_pong
+    from tracker.lab.bench.common import davis_clip, ping_pong
 
     src = davis_clip()
     paths = sorted((src / "JPEGImages").glob("*.jpg"))
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-rounds", type=int, default=10, help="timed rounds (after 3 warm-up)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from tracker.provenance import provenance
+    from tracker.lab.provenance import provenance
 
     run_provenance = provenance(seed=0)  # random weights, seed 0
     import torch
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "no CUDA device: this check needs an NVIDIA GPU (--device cpu only smoke-tests the script)"
         )
         return 2
-    from tracker.bench.common import machine_info
+    from tracker.lab.bench.common import machine_info
 
     gpu = torch.cuda.get_device_name(0) if args.device == "cuda" else "none (CPU smoke test)"
     result: dict = {

@@ -27,9 +27,9 @@ import numpy as np
 import psutil
 
 from tracker import convert
-from tracker.bench.common import write_json
-from tracker.bench.stream import ServerProcess, machine_info
-from tracker.provenance import provenance
+from tracker.lab.bench.common import write_json
+from tracker.lab.bench.stream import ServerProcess, machine_info
+from tracker.lab.provenance import provenance
 from tracker.types import MaskPrompt
 from tracker.v1 import tracker_pb2 as pb
 

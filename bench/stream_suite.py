@@ -26,8 +26,8 @@ import logging
 import sys
 from pathlib import Path
 
-from tracker.bench.stream import StreamSettings, run_stream, write_plots
-from tracker.provenance import git_state
+from tracker.lab.bench.stream import StreamSettings, run_stream, write_plots
+from tracker.lab.provenance import git_state
 from tracker.types import BudgetPolicy
 
 REPO = Path(__file__).resolve().parent.parent

@@ -41,16 +41,16 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-from tracker.bench.common import write_json
 from tracker.engines import create_engine
 from tracker.gating.evaluate import interpolate_positions, score_gating
 from tracker.gating.gate import Gate
 from tracker.gating.reference import REFERENCES, planned_reference
 from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.readers import open_sequence
+from tracker.lab.bench.common import write_json
+from tracker.lab.provenance import provenance
+from tracker.lab.replay.gating_report import true_centroids_mm
 from tracker.masks import describe
-from tracker.provenance import provenance
-from tracker.replay.gating_report import true_centroids_mm
 from tracker.types import Frame, FrameResult, FrameStatus, MaskPrompt, Modality, ObjectPrompt, SessionConfig
 
 logger = logging.getLogger("tune_gating")

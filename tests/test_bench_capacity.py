@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tracker.bench.capacity import CapacitySettings, Probe, holds, search
-from tracker.bench.stream import StreamSettings
+from tracker.lab.bench.capacity import CapacitySettings, Probe, holds, search
+from tracker.lab.bench.stream import StreamSettings
 
 
 def _report(p99: float | None, late: int = 0, dropped: int = 0, errors: int = 0) -> dict:

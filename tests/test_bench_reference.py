@@ -21,7 +21,7 @@ FRAMES = 4
 
 @pytest.mark.slow
 def test_reference_bench_with_onnx_and_interleaved(tmp_path: Path) -> None:
-    from tracker.bench.reference import main
+    from tracker.lab.bench.reference import main
 
     out = tmp_path / "bench.json"
     argv = ["--frames", str(FRAMES), "--image-size", "256", "--random-weights", "--objects", "2"]
@@ -53,7 +53,7 @@ def test_reference_bench_with_onnx_and_interleaved(tmp_path: Path) -> None:
 
 
 def test_onnx_run_refuses_bf16(tmp_path: Path) -> None:
-    from tracker.bench.reference import main
+    from tracker.lab.bench.reference import main
 
     with pytest.raises(SystemExit):
         main(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tracker.bench.common import ping_pong, ping_pong_index
-from tracker.bench.stream import FrameOutcome, StreamSettings, frame_profile, run_stream, write_plots
 from tracker.cli import main as cli_main
+from tracker.lab.bench.common import ping_pong, ping_pong_index
+from tracker.lab.bench.stream import FrameOutcome, StreamSettings, frame_profile, run_stream, write_plots
 
 KEYS = {"latency_ms", "server_ms", "late", "dropped", "errors", "frames", "sessions", "rss_mb_peak"}
 

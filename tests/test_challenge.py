@@ -1,11 +1,11 @@
-"""TrackRAD2025 challenge-mode numbers (tracker.challenge) on masks whose answers are known."""
+"""TrackRAD2025 challenge-mode numbers (tracker.lab.scoring.challenge) on masks whose answers are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from tracker.challenge import challenge_scores
+from tracker.lab.scoring.challenge import challenge_scores
 
 
 def _square(h: int, w: int, y: int, x: int, size: int) -> np.ndarray:

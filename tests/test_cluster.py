@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker.bench.cluster import ClusterSettings, Fault, run_phase, summarise
-from tracker.bench.stream import StreamSettings, load_sources
-from tracker.envoy import (
+from tracker.deploy.envoy import (
     Endpoint,
     EnvoyNotFound,
     EnvoySettings,
@@ -25,6 +23,8 @@ from tracker.envoy import (
     validate_config,
 )
 from tracker.gating.types import BeamState
+from tracker.lab.bench.cluster import ClusterSettings, Fault, run_phase, summarise
+from tracker.lab.bench.stream import StreamSettings, load_sources
 from tracker.types import FrameStatus
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def test_a_full_cluster_refuses_a_new_session_at_once_with_the_replicas_reason(t
     import sys
 
     from tracker.client import TrackerClient, TrackerError
-    from tracker.envoy import EnvoyProcess, free_port
+    from tracker.deploy.envoy import EnvoyProcess, free_port
     from tracker.types import BoxPrompt, ObjectPrompt, SessionConfig
 
     port = free_port()

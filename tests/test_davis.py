@@ -1,4 +1,4 @@
-"""tracker.davis against a separate transcription of davis2017-evaluation's definitions.
+"""tracker.lab.scoring.davis against a separate transcription of davis2017-evaluation's definitions.
 
 The transcription below follows ``davis2017/metrics.py`` (``db_eval_iou``, ``f_measure``,
 ``_seg2bmap``) step by step, in its own form: element-wise boundary rules, scipy's
@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from tracker import davis
 from tracker.io.writers import write_mask_pngs
+from tracker.lab.scoring import davis
 
 # -- transcription of the toolkit -------------------------------------------------------------
 

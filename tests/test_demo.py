@@ -9,9 +9,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from tracker import demo
-from tracker.demo import VIDEO_FLOW_OPTIONS, results_table, run_demo
-from tracker.viz import PREDICTION_BGR
+from tracker.lab import demo
+from tracker.lab.demo import VIDEO_FLOW_OPTIONS, results_table, run_demo
+from tracker.lab.report.viz import PREDICTION_BGR
 
 
 @pytest.mark.slow

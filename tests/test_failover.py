@@ -24,7 +24,7 @@ from tracker.client.failover import FailoverCore, FailoverPolicy, is_retryable_r
 from tracker.client.sync_failover import FailoverSession
 from tracker.engines import create_engine
 from tracker.gating.types import BeamState, GatingConfig, GatingDecision
-from tracker.metrics import dice
+from tracker.lab.scoring.metrics import dice
 from tracker.server.app import RunningServer, ServerOptions, start_server
 from tracker.types import FrameResult, FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
 
@@ -299,8 +299,8 @@ def test_async_failover_after_a_drain() -> None:
 
 def test_tracker_live_failover_through_a_drain() -> None:
     """`tracker live --failover`: the run survives its server's drain; every frame answered once."""
-    from tracker.live.runner import LiveOptions, LiveRunner
-    from tracker.live.source import ArraySource
+    from tracker.lab.live.runner import LiveOptions, LiveRunner
+    from tracker.lab.live.source import ArraySource
 
     port = free_port()
     first = serve(port)

@@ -7,8 +7,8 @@ import pytest
 
 from tracker.gating.reference import boundary_region, planned_reference
 from tracker.io.sequence import Sequence
-from tracker.replay import ReplayOptions
-from tracker.replay.run import session_config_for, summary_report
+from tracker.lab.replay import ReplayOptions
+from tracker.lab.replay.run import session_config_for, summary_report
 from tracker.types import Geometry, Modality
 
 
@@ -59,9 +59,9 @@ def test_bad_references_are_refused() -> None:
 def test_end_exhale_on_the_hard_generator_is_its_exhale_phase() -> None:
     """The 'head up' convention holds for the synthetic sets: the chosen frame is where the
     generator's own breathing trace (SI, positive towards the feet) is near its exhale end."""
-    from tracker.synth.breathing import BreathingParams
-    from tracker.synth.cine_mri import CineCaseParams
-    from tracker.synth.hard_cine import HardCineParams, generate_hard_case
+    from tracker.lab.synth.breathing import BreathingParams
+    from tracker.lab.synth.cine_mri import CineCaseParams
+    from tracker.lab.synth.hard_cine import HardCineParams, generate_hard_case
 
     base = CineCaseParams(
         size_px=270, n_frames=24, frame_rate_hz=4.0, tumour_diameter_mm=20.0,

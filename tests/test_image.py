@@ -243,8 +243,8 @@ def test_runtime_facts(stages, target):
     user = stage.values("USER")[-1].split(":")[0]
     assert user not in ("root", "0"), f"{target} runs as root"
     health = stage.values("HEALTHCHECK")
-    assert len(health) == 1 and "tracker.healthcheck" in health[0]
-    assert "grpc_health" in (ROOT / "tracker" / "healthcheck.py").read_text()
+    assert len(health) == 1 and "tracker.deploy.healthcheck" in health[0]
+    assert "grpc_health" in (ROOT / "tracker" / "deploy" / "healthcheck.py").read_text()
     assert json.loads(stage.values("ENTRYPOINT")[-1]) == ["tracker"]
     cmd = json.loads(stage.values("CMD")[-1])
     assert "--insecure" not in cmd
@@ -300,7 +300,10 @@ def test_cpu_default_command_serves_tls_and_passes_the_image_health_check(stages
         deadline = time.monotonic() + 120
         while True:
             check = subprocess.run(
-                [sys.executable, "-m", "tracker.healthcheck"], env=health_env, capture_output=True, text=True
+                [sys.executable, "-m", "tracker.deploy.healthcheck"],
+                env=health_env,
+                capture_output=True,
+                text=True,
             )
             if check.returncode == 0 or time.monotonic() > deadline or server.poll() is not None:
                 break
@@ -308,7 +311,15 @@ def test_cpu_default_command_serves_tls_and_passes_the_image_health_check(stages
         assert check.returncode == 0, check.stdout + check.stderr
         assert check.stdout.strip().endswith("SERVING")
         plaintext = subprocess.run(
-            [sys.executable, "-m", "tracker.healthcheck", "--address", f"127.0.0.1:{port}", "--tls-ca", ""],
+            [
+                sys.executable,
+                "-m",
+                "tracker.deploy.healthcheck",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--tls-ca",
+                "",
+            ],
             capture_output=True,
             text=True,
         )

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import shift, textured_image
-from tracker.live import LiveOptions, add_cli, run_live
-from tracker.live.runner import Recorder, parse_box
-from tracker.live.source import ArraySource, CaptureSource, open_source
+from tracker.lab.live import LiveOptions, add_cli, run_live
+from tracker.lab.live.runner import Recorder, parse_box
+from tracker.lab.live.source import ArraySource, CaptureSource, open_source
 
 H, W = 96, 128
 BOX = (44.0, 28.0, 32.0, 32.0)  # x, y, w, h

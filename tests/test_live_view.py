@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import shift, textured_image
-from tracker.live import LiveOptions, LiveRunner
-from tracker.live.source import ArraySource
-from tracker.viz import PREDICTION_BGR
+from tracker.lab.live import LiveOptions, LiveRunner
+from tracker.lab.live.source import ArraySource
+from tracker.lab.report.viz import PREDICTION_BGR
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 H, W = 120, 160
-# Fixed page layout (tracker/live/view.py): image at (10, 10) 640 px wide, plot at (670, 10) 500x240.
+# Fixed page layout (tracker/lab/live/view.py): image at (10, 10) 640 px wide, plot at (670, 10) 500x240.
 IMAGE_REGION = (slice(10, 490), slice(10, 650))
 PLOT_REGION = (slice(10, 250), slice(670, 1170))
 

@@ -1,4 +1,4 @@
-"""Tests for tracker.metrics: hand-computed cases, conventions, and property checks."""
+"""Tests for tracker.lab.scoring.metrics: hand-computed cases, conventions, and property checks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
-from tracker.metrics import (
+from tracker.lab.scoring.metrics import (
     FrameScores,
     SequenceScores,
     centroid_distance_mm,

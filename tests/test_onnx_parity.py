@@ -3,7 +3,7 @@
 Setup: SAM 2.1 tiny, random weights (seed 0), mask logits sharpened x40 by
 :func:`tracker.engines.sam2.parity.sharpen_random_logits` in both (the torch engine's model in
 place; the export via ``tracker export --sharpen-logits 40``, which rebuilds the same seed),
-256 px. The graphs are exported by ``tracker.export.export_main`` into a temporary
+256 px. The graphs are exported by ``tracker.engines.export.export_main`` into a temporary
 directory, so the CLI, the manifest and the engine's start-up checks are all exercised.
 
 Clip and prompt schedule: those of tests/test_sam2_parity.py (32 frames of DAVIS-2016
@@ -42,12 +42,12 @@ def _clip(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def test_onnx_engine_matches_torch_engine(tmp_path: Path) -> None:
+    from tracker.engines.export import export_main
     from tracker.engines.onnx.engine import OnnxEngine
     from tracker.engines.onnx.engine import parse_options as onnx_options
     from tracker.engines.sam2.engine import Sam2Engine
     from tracker.engines.sam2.options import parse_options
     from tracker.engines.sam2.parity import sharpen_random_logits
-    from tracker.export import export_main
 
     export_dir = tmp_path / "export"
     argv = ["--model", "tiny", "--random-weights", "--seed", "0", "--image-size", str(IMAGE_SIZE)]

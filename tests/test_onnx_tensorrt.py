@@ -84,11 +84,11 @@ def test_tensorrt_engine_tracks_like_onnx(tmp_path: Path) -> None:
 
     from tests.test_onnx_parity import _clip
     from tests.test_sam2_parity import _schedule
+    from tracker.engines.export import export_main
     from tracker.engines.onnx.tensorrt import make_engine
     from tracker.engines.sam2.engine import Sam2Engine
     from tracker.engines.sam2.options import parse_options as sam2_options
     from tracker.engines.sam2.parity import ParityStats, run_ours, sharpen_random_logits
-    from tracker.export import export_main
 
     exp = tmp_path / "export"
     assert (

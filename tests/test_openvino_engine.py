@@ -54,7 +54,7 @@ needs_bf16 = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tracker.export import export_main
+    from tracker.engines.export import export_main
 
     out = tmp_path_factory.mktemp("ov") / "export"
     argv = ["--model", "tiny", "--random-weights", "--seed", "0", "--image-size", str(IMAGE_SIZE)]
@@ -161,8 +161,8 @@ def test_bf16_is_refused_where_the_device_lacks_it() -> None:
 
 
 def test_f32_engine_tracks_like_the_onnx_engine(export_dir: Path) -> None:
-    from tracker.bench.interleaved import compare_logits, run_interleaved
     from tracker.engines import create_engine
+    from tracker.lab.bench.interleaved import compare_logits, run_interleaved
 
     onnx = create_engine("onnx", {"export_dir": str(export_dir), "providers": "cpu"})
     ov = _engine(export_dir, precision="f32")
@@ -212,7 +212,7 @@ def test_compiled_graphs_are_cached_and_imported_on_restart(
     assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file()) == files
     assert sum("imported" in r.getMessage() for r in caplog.records) == 4
     frames, mask = _clip(3)
-    from tracker.bench.interleaved import compare_logits, run_interleaved
+    from tracker.lab.bench.interleaved import compare_logits, run_interleaved
 
     _, logits = run_interleaved({"first": first, "second": second}, frames, mask, objects=1)
     assert compare_logits(logits["first"], logits["second"]) == (0.0, 1.0)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tracker.replay import ReplayOptions, replay
-from tracker.synth.surgical import write_sequence
+from tracker.lab.replay import ReplayOptions, replay
+from tracker.lab.synth.surgical import write_sequence
 
 M = 3
 

@@ -11,8 +11,8 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from tracker.overseer.train import TrainConfig, split, train  # noqa: E402
-from tracker.synth.surgical import write_sequence  # noqa: E402
+from tracker.lab.synth.surgical import write_sequence  # noqa: E402
+from tracker.lab.training.train import TrainConfig, split, train  # noqa: E402
 from tracker.types import Frame  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_checkpoint_loads_weights_only_and_resumes(trained) -> None:
 
 
 def test_onnx_export_matches_torchvision(trained) -> None:
-    from tracker.overseer.export import export_onnx, parity
+    from tracker.lab.training.export import export_onnx, parity
     from tracker.overseer.onnx_runner import OnnxMaskRCNNDetector
 
     root, data, result, _ = trained
@@ -111,7 +111,7 @@ def test_split_holds_out_the_last_frames() -> None:
 def test_cli_group_parses(tmp_path: Path) -> None:
     import argparse
 
-    from tracker.overseer.cli import add_cli
+    from tracker.lab.training.cli import add_cli
 
     parser = argparse.ArgumentParser()
     add_cli(parser.add_subparsers(dest="command"))

@@ -19,9 +19,9 @@ from tracker.cli import main as cli_main
 from tracker.client import ClientResult, StreamSession, TrackerClient
 from tracker.io.sequence import Sequence
 from tracker.io.trackrad import read_trackrad_case
-from tracker.replay import ReplayOptions, case_report, replay, replay_sequence
-from tracker.replay.run import _stream, session_config_for
-from tracker.synth.cine_mri import write_cases
+from tracker.lab.replay import ReplayOptions, case_report, replay, replay_sequence
+from tracker.lab.replay.run import _stream, session_config_for
+from tracker.lab.synth.cine_mri import write_cases
 from tracker.types import BudgetPolicy, FrameStatus
 
 REPORT_KEYS = {"dice_mean", "hd95_mm_mean", "msd_mm_mean", "centroid_mm_mean", "frames", "dropped", "late"}

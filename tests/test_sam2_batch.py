@@ -191,9 +191,9 @@ def test_torch_batched_equals_one_by_one(torch_engine: Any) -> None:
 
 def test_onnx_batched_equals_one_by_one(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
+    from tracker.engines.export import export_main
     from tracker.engines.onnx.engine import OnnxEngine
     from tracker.engines.onnx.engine import parse_options as onnx_options
-    from tracker.export import export_main
 
     export_dir = tmp_path / "export"
     argv = ["--model", "tiny", "--random-weights", "--seed", "0", "--image-size", str(IMAGE_SIZE)]

@@ -15,8 +15,8 @@ from scipy.signal import find_peaks
 from scipy.stats import skew
 
 from tracker.io.trackrad import read_trackrad_case
-from tracker.synth.breathing import BreathingParams, breathing_trace
-from tracker.synth.cine_mri import (
+from tracker.lab.synth.breathing import BreathingParams, breathing_trace
+from tracker.lab.synth.cine_mri import (
     REGIONS,
     CineCase,
     CineCaseParams,
@@ -24,8 +24,8 @@ from tracker.synth.cine_mri import (
     random_case_params,
     write_cases,
 )
-from tracker.synth.hard_cine import HardCineParams, generate_hard_case
-from tracker.synth.preview import write_case_preview
+from tracker.lab.synth.hard_cine import HardCineParams, generate_hard_case
+from tracker.lab.synth.preview import write_case_preview
 
 # Regular breathing, so that a test about one property is not blurred by the others.
 _STEADY = BreathingParams(

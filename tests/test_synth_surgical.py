@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tracker.io.readers import open_sequence
+from tracker.lab.synth.surgical import CLASSES, SurgicalParams, render_sequence, write_sequence
 from tracker.overseer.coco import decode_segmentation, instance_classes, load_coco, rle_encode
-from tracker.synth.surgical import CLASSES, SurgicalParams, render_sequence, write_sequence
 
 
 @pytest.fixture(scope="module")

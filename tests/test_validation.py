@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from tracker.io.trackrad import write_trackrad_case
-from tracker.synth.breathing import BreathingParams
-from tracker.synth.cine_mri import CineCaseParams
-from tracker.synth.hard_cine import (
+from tracker.lab.synth.breathing import BreathingParams
+from tracker.lab.synth.cine_mri import CineCaseParams
+from tracker.lab.synth.hard_cine import (
     HardCineParams,
     _sliding_patterns,
     case_seeds,
@@ -88,7 +88,7 @@ def test_breathing_has_coughs_holds_and_drift() -> None:
 
 
 def test_sliding_boundary_makes_the_field_jump_at_the_lung(hard_case) -> None:
-    from tracker.synth.phantom import build_anatomy
+    from tracker.lab.synth.phantom import build_anatomy
 
     anat = build_anatomy(270, "thorax", np.random.default_rng(0))
     sliding = _sliding_patterns(anat, 0.5)
@@ -103,7 +103,7 @@ def test_sliding_boundary_makes_the_field_jump_at_the_lung(hard_case) -> None:
 
 @pytest.fixture(scope="module")
 def replayed(hard_case, tmp_path_factory):
-    from tracker.replay import ReplayOptions, replay
+    from tracker.lab.replay import ReplayOptions, replay
 
     root = tmp_path_factory.mktemp("hard")
     path = write_trackrad_case(
@@ -140,7 +140,7 @@ def test_replay_reports_challenge_gating_oracle_and_confidence(replayed) -> None
 
 
 def test_mask_rule_and_challenge_mode_replay(replayed) -> None:
-    from tracker.replay import ReplayOptions, replay
+    from tracker.lab.replay import ReplayOptions, replay
 
     root, _, _ = replayed
     options = ReplayOptions(
@@ -155,8 +155,8 @@ def test_mask_rule_and_challenge_mode_replay(replayed) -> None:
 
 def test_end_exhale_reference_is_the_gates_and_the_oracles(replayed, hard_case) -> None:
     from tracker.gating.reference import planned_reference
-    from tracker.replay import ReplayOptions, replay
-    from tracker.replay.gating_report import true_centroids_mm
+    from tracker.lab.replay import ReplayOptions, replay
+    from tracker.lab.replay.gating_report import true_centroids_mm
 
     root, _, _ = replayed
     options = ReplayOptions(progress=False, gating_margin_mm=3.0, gating_reference="end_exhale")
@@ -193,7 +193,7 @@ def _chromium(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProc
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)")
 def test_html_report_is_self_contained_and_renders_in_headless_chromium(replayed, tmp_path) -> None:
-    from tracker.html_report import write_html_report
+    from tracker.lab.report.html import write_html_report
 
     _, report, results = replayed
     page = write_html_report(tmp_path / "report.html", report, results)
@@ -215,7 +215,7 @@ def test_html_report_is_self_contained_and_renders_in_headless_chromium(replayed
 
 def test_dose_metric_only_for_cine_mri() -> None:
     from tracker.io.sequence import Sequence
-    from tracker.replay import CaseResult, cine_blocks
+    from tracker.lab.replay import CaseResult, cine_blocks
     from tracker.types import Modality
 
     labels = np.zeros((4, 40, 40), np.uint8)

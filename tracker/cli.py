@@ -10,16 +10,26 @@ from pathlib import Path
 
 from tracker import __version__
 from tracker.cli_args import key_values
+from tracker.convert import Limits
+from tracker.deploy.envoy import add_cli as add_envoy_cli
+from tracker.engines.availability import missing_module_message
+from tracker.engines.export import add_cli as add_export_cli
+from tracker.lab.bench.cli import add_capacity_cli, add_cluster_cli, add_reference_cli
+from tracker.lab.bench.cli import add_cli as add_stream_cli
+from tracker.lab.bench.engines import add_cli as add_engines_cli
+from tracker.lab.synth.cine_mri import write_cases
+from tracker.lab.synth.cli import add_cli as add_surgical_cli
+from tracker.lab.training.cli import add_cli as add_overseer_cli
+from tracker.server.app import ServerOptions, is_loopback, serve
+from tracker.server.scheduler import SchedulerConfig
+from tracker.server.security import TlsFiles, load_tokens
+from tracker.server.telemetry import JsonLogFormatter
+from tracker.weights import WeightsError
 
 logger = logging.getLogger("tracker")
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from tracker.convert import Limits
-    from tracker.server.app import ServerOptions, is_loopback, serve
-    from tracker.server.scheduler import SchedulerConfig
-    from tracker.server.security import TlsFiles, load_tokens
-
     tls = None
     if args.tls_cert or args.tls_key:
         if not (args.tls_cert and args.tls_key):
@@ -79,7 +89,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from tracker.replay import ReplayOptions, replay
+    from tracker.lab.replay import ReplayOptions, replay
 
     options = ReplayOptions(
         rate=args.rate,
@@ -104,7 +114,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     report, results = replay(args.paths, options, server=args.server, report_path=args.report)
     logger.info("report written to %s", args.report)
     if args.html is not None:
-        from tracker.html_report import write_html_report
+        from tracker.lab.report.html import write_html_report
 
         write_html_report(args.html, report, results)
         logger.info("HTML report written to %s", args.html)
@@ -113,15 +123,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from tracker.synth.cine_mri import write_cases
-
     paths = write_cases(args.out, args.cases, args.seed, progress=not args.no_progress)
     logger.info("wrote %d TrackRAD-layout cases under %s", len(paths), args.out)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from tracker.demo import run_demo
+    from tracker.lab.demo import run_demo
 
     run_demo(args.out, davis=args.davis, seed=args.seed)
     return 0
@@ -278,31 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=_cmd_synth)
-    from tracker.synth.cli import add_cli as add_surgical_cli
 
     add_surgical_cli(synth)
-    from tracker.overseer.cli import add_cli as add_overseer_cli
 
     add_overseer_cli(sub)
 
-    from tracker.export import add_cli as add_export_cli
-
     add_export_cli(sub)
-    from tracker.live import add_cli as add_live_cli
+    from tracker.lab.live import add_cli as add_live_cli
 
     add_live_cli(sub)
     from tracker.weights import add_cli as add_weights_cli
 
     add_weights_cli(sub)
-    from tracker.envoy import add_cli as add_envoy_cli
 
     add_envoy_cli(sub)
 
     p = sub.add_parser("bench", help="benchmarks: streaming load, capacity, SAM2 against its reference")
     bench = p.add_subparsers(dest="bench", required=True)
-    from tracker.bench.cli import add_capacity_cli, add_cluster_cli, add_reference_cli
-    from tracker.bench.cli import add_cli as add_stream_cli
-    from tracker.bench.engines import add_cli as add_engines_cli
 
     add_stream_cli(bench)
     add_capacity_cli(bench)
@@ -329,20 +329,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_format == "json":
-        from tracker.server.telemetry import JsonLogFormatter
-
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonLogFormatter())
-    from tracker.weights import WeightsError  # already loaded by build_parser
-
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, WeightsError) as exc:
         logger.error("%s", exc)
         return 2
     except ModuleNotFoundError as exc:  # an optional extra that this install lacks
-        from tracker.engines.availability import missing_module_message
-
         message = missing_module_message(exc)
         if message is None:
             raise

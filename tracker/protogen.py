@@ -15,6 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import grpc_tools
+from grpc_tools import protoc
+
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,8 +28,6 @@ GENERATED = ("tracker_pb2.py", "tracker_pb2.pyi", "tracker_pb2_grpc.py")
 
 def generate(out_root: Path) -> list[Path]:
     """Run protoc into ``out_root``; return the generated files."""
-    import grpc_tools
-    from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"  # google/protobuf/*.proto
     args = [

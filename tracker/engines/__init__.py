@@ -8,46 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tracker.engines import onnx as onnx_engines
+from tracker.engines import sam2 as sam2_engines
 from tracker.engines.base import Engine, EngineInfo, EngineSession
+from tracker.engines.flow import FlowEngine
 
-
-def _make_flow(options: dict[str, str]) -> Engine:
-    from tracker.engines.flow import FlowEngine
-
-    return FlowEngine.from_options(options)
-
-
-def _make_sam2(options: dict[str, str]) -> Engine:
-    from tracker.engines.sam2 import make_engine
-
-    return make_engine(options)
-
-
-def _make_onnx(options: dict[str, str]) -> Engine:
-    from tracker.engines.onnx import make_engine
-
-    return make_engine(options)
-
-
-def _make_openvino(options: dict[str, str]) -> Engine:
-    from tracker.engines.onnx import make_openvino_engine
-
-    return make_openvino_engine(options)
-
-
-def _make_tensorrt(options: dict[str, str]) -> Engine:
-    from tracker.engines.onnx import make_tensorrt_engine
-
-    return make_tensorrt_engine(options)
+# Importing the sam2 and onnx packages loads no torch, sam2, onnxruntime or openvino:
+# their factories do, when an engine of theirs is built.
 
 
 # name -> factory taking string options (from the command line or a config file)
 ENGINE_FACTORIES: dict[str, Callable[[dict[str, str]], Engine]] = {
-    "flow": _make_flow,
-    "sam2": _make_sam2,
-    "onnx": _make_onnx,
-    "openvino": _make_openvino,
-    "tensorrt": _make_tensorrt,
+    "flow": FlowEngine.from_options,
+    "sam2": sam2_engines.make_engine,
+    "onnx": onnx_engines.make_engine,
+    "openvino": onnx_engines.make_openvino_engine,
+    "tensorrt": onnx_engines.make_tensorrt_engine,
 }
 
 

@@ -6,14 +6,15 @@ SASVi (SAM2 + a Mask R-CNN "overseer"), but causal: see
 :mod:`tracker.overseer.policy` for the rules and :mod:`tracker.overseer.engine`
 for the wrapper that applies them to any engine session.
 
-Modules (torch is imported only by ``model``/``train``/``export``):
+Modules (torch is imported only by ``model``):
 
 * ``policy``: the re-prompt rules, pure NumPy;
 * ``engine``: ``OverseenEngine``/``OverseenSession``;
 * ``build``: overseer spec (``oracle``/``guard``/``W.pt``/``W.onnx``) -> engine;
 * ``coco``: COCO annotations and the ground-truth ``oracle`` detector;
-* ``model``/``train``/``export``: torchvision Mask R-CNN, fine-tuning, ONNX;
-* ``onnx_runner``: ONNX Runtime detector (no torch needed);
-* ``scoring``: per-object scoring with entry/exit delays for replay reports;
-* ``cli``: ``tracker overseer train|export``.
+* ``model``: the torchvision Mask R-CNN and its detector;
+* ``onnx_runner``: ONNX Runtime detector (no torch needed).
+
+Training and export are in :mod:`tracker.lab.training`; per-object scoring with entry
+and exit delays in :mod:`tracker.lab.scoring.objects`.
 """

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tracker.engines.base import Engine
 from tracker.overseer.engine import OPTION_PREFIX, Execution, OverseenEngine
+from tracker.overseer.onnx_runner import OnnxMaskRCNNDetector
 from tracker.overseer.policy import GuardConfig, PolicyConfig
 from tracker.overseer.types import Detector
 from tracker.types import PromptError, SessionConfig
@@ -37,8 +38,6 @@ def load_detector(path: Path | str, *, score_threshold: float = 0.3, device: str
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such overseer weights file")
     if p.suffix == ".onnx":
-        from tracker.overseer.onnx_runner import OnnxMaskRCNNDetector
-
         return OnnxMaskRCNNDetector(p, score_threshold=score_threshold)
     if p.suffix in (".pt", ".pth"):
         from tracker.overseer.model import TorchMaskRCNNDetector

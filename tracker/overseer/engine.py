@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 
 from tracker.engines.base import Engine, EngineInfo, EngineSession
+from tracker.engines.flow import FlowEngine
 from tracker.overseer.policy import (
     Decision,
     DriftGuardPolicy,
@@ -331,8 +332,6 @@ class OverseenEngine(Engine):
         )
         self._guard_engine: Engine | None = None
         if guard:
-            from tracker.engines.flow import FlowEngine
-
             self._guard_engine = FlowEngine()
 
     def default_workers(self, cores: int) -> int:

@@ -29,6 +29,7 @@ from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone
 
+from tracker.engines.imaging import to_gray8
 from tracker.overseer.types import Detection, outputs_to_detections
 from tracker.types import Frame
 
@@ -157,8 +158,6 @@ def frame_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """(3, H, W) float32 in [0, 1] from an RGB or grey frame of any supported dtype."""
     a = np.asarray(pixels)
     if a.dtype != np.uint8 or a.ndim != 3:
-        from tracker.engines.imaging import to_gray8
-
         a = to_gray8(a) if not (a.ndim == 3 and a.dtype == np.uint8) else a
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)

@@ -1,6 +1,6 @@
 """Run an exported overseer with ONNX Runtime: deployment without torch or torchvision.
 
-The export (:mod:`tracker.overseer.export`) fixes the input size (the traced
+The export (:mod:`tracker.lab.training.export`) fixes the input size (the traced
 resize in torchvision's transform bakes its scale factors in), so frames are
 resized to it here and masks are resized back. Class names and the input size
 travel in the model's metadata. ``InferenceSession.run`` is thread-safe, so one
@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from tracker.engines.imaging import to_gray8
 from tracker.overseer.types import Detection, outputs_to_detections
 from tracker.types import Frame
 
@@ -27,7 +28,6 @@ def _rgb8(pixels: np.ndarray) -> np.ndarray:
     a = np.asarray(pixels)
     if a.ndim == 3 and a.dtype == np.uint8:
         return a[:, :, :3]
-    from tracker.engines.imaging import to_gray8
 
     return np.repeat(to_gray8(a)[:, :, None], 3, axis=2)
 

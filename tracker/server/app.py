@@ -24,6 +24,8 @@ from grpc_reflection.v1alpha import reflection
 from tracker.convert import Limits
 from tracker.engines import availability, create_engine
 from tracker.engines.base import Engine
+from tracker.overseer.build import wrap_engine
+from tracker.overseer.policy import PolicyConfig
 from tracker.server.host import SessionHost
 from tracker.server.scheduler import SchedulerConfig
 from tracker.server.security import BearerTokenInterceptor, TlsFiles
@@ -244,9 +246,6 @@ def serve(
             raise ValueError(
                 "the oracle overseer reads local annotations: use it with `tracker replay --overseer`"
             )
-        from tracker.overseer.build import wrap_engine
-        from tracker.overseer.policy import PolicyConfig
-
         policy = PolicyConfig.from_options(overseer_options or {})
         engines = {name: wrap_engine(engine, overseer, policy) for name, engine in engines.items()}
     running = start_server(engines, options=options)

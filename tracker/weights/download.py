@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tqdm import tqdm
+
 from tracker.weights.errors import ChecksumMismatch, UnverifiedDownloadRefused, WeightsError
 from tracker.weights.manifest import (
     MANIFEST_NAME,
@@ -212,8 +214,6 @@ def _download(url: str, part: Path, *, progress: bool, desc: str) -> None:
 def _copy(
     response: Any, part: Path, mode: str, offset: int, total: int | None, *, progress: bool, desc: str
 ) -> None:
-    from tqdm import tqdm
-
     written = offset
     try:
         with (

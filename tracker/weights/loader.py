@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +32,6 @@ def load_checkpoint(model: torch.nn.Module, path: Path | str) -> None:
     mismatch leaves ``model`` untouched and the error names up to ten missing and unexpected keys
     with their counts.
     """
-    import pickle
 
     import torch
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.engines.base import EngineSession
+from tracker.engines.onnx.manifest import Manifest
 from tracker.engines.onnx.options import OnnxOptions, parse_onnx_options
 from tracker.engines.sam2.engine import Sam2Engine
 from tracker.types import Frame
@@ -44,7 +45,6 @@ class OnnxEngine(Sam2Engine):
         backend: str | None = None,
     ) -> None:
         """``make_graph``/``name``/``backend``: another runtime for the same graphs (TensorRT)."""
-        from tracker.engines.onnx.manifest import Manifest
         from tracker.engines.onnx.runtime import OnnxModelSpec, RuntimeOptions, build_onnx_model, settings_for
 
         manifest = Manifest.read(opts.export_dir)

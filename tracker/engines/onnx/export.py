@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tracker.engines.onnx.graphs import GRAPH_NAMES, GraphSpec, example_inputs, graph_module, graph_specs
 from tracker.engines.onnx.manifest import RANDOM_WEIGHTS, GraphRecord, Manifest, WeightsRecord, sha256_file
@@ -54,7 +57,6 @@ def verify_graph(module: Any, spec: GraphSpec, path: Path, seed: int = 1) -> flo
     than the traced one, so a dynamic axis that was baked in fails here rather than in a
     session.
     """
-    import numpy as np
     import onnxruntime as ort
     import torch
 
@@ -149,8 +151,6 @@ def _spec_dict(t: Any) -> dict[str, Any]:
 
 
 def _version(pkg: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(pkg)
     except PackageNotFoundError:

@@ -21,6 +21,7 @@ silent fallback to another runtime.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import os
@@ -30,8 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tracker.engines.availability import import_or_explain
 from tracker.engines.onnx.engine import OnnxEngine
+from tracker.engines.onnx.manifest import Manifest
 from tracker.engines.onnx.options import ExportOptions, OnnxOptions, OvOptions, parse_openvino_options
 
 if TYPE_CHECKING:
@@ -150,7 +154,6 @@ class OvGraph:
         return request
 
     def __call__(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        import numpy as np
         import torch
 
         # (np.ascontiguousarray would turn a 0-d flag into shape (1,), which the graph refuses.)
@@ -207,7 +210,6 @@ def make_engine(options: dict[str, str]) -> OpenVinoEngine:
     """Registry factory: ``ENGINE_FACTORIES["openvino"]``. Fails loudly without OpenVINO."""
     opts = parse_options(options)
     ov = import_openvino()
-    from tracker.engines.onnx.manifest import Manifest
 
     core = ov.Core()
     choice = choose_device(core, opts)
@@ -240,7 +242,6 @@ def make_engine(options: dict[str, str]) -> OpenVinoEngine:
 
 def main(argv: list[str] | None = None) -> int:
     """Compile (or find cached) the OpenVINO graphs of one export: engines/Makefile's ``openvino``."""
-    import argparse
 
     from tracker.engines.onnx.engine import prebuild
 

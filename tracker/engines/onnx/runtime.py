@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tracker.engines.onnx.manifest import RANDOM_WEIGHTS, Manifest
+from tracker.engines.sam2.options import Sam2Settings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -132,7 +135,6 @@ class OrtGraph:
 
 
 def _np_dtype(dtype: torch.dtype) -> Any:
-    import numpy as np
     import torch
 
     return {torch.float32: np.float32, torch.int64: np.int64, torch.int32: np.int32, torch.bool: np.bool_}[
@@ -320,7 +322,6 @@ class OnnxModelSpec:
 
 def settings_for(manifest: Manifest, spec: OnnxModelSpec, crop_margin_px: int | None = None) -> Any:
     """The ``Sam2Settings`` that rebuild the model the export was made from."""
-    from tracker.engines.sam2.options import Sam2Settings
 
     w = manifest.weights
     checkpoint = None

@@ -16,6 +16,7 @@ explicit-batch network flag is handled.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tracker.engines.availability import import_or_explain
+from tracker.engines.onnx.manifest import Manifest
 from tracker.engines.onnx.options import ExportOptions, OnnxOptions, TrtOptions, parse_tensorrt_options
 
 if TYPE_CHECKING:
@@ -252,7 +254,6 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
     if not torch.cuda.is_available():
         raise RuntimeError("the tensorrt engine needs a CUDA device; none is available")
     from tracker.engines.onnx.engine import OnnxEngine
-    from tracker.engines.onnx.manifest import Manifest
 
     manifest = Manifest.read(opts.export_dir)
     # The same export checks as the onnx engine; the graphs run in TensorRT, the torch parts on cuda.
@@ -279,7 +280,6 @@ def make_engine(options: dict[str, str]) -> OnnxEngine:
 
 def main(argv: list[str] | None = None) -> int:
     """Build (or find cached) the TensorRT plans of one export: engines/Makefile's ``tensorrt``."""
-    import argparse
 
     from tracker.engines.onnx.engine import prebuild
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Hashable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession, StepOutput
@@ -45,8 +46,6 @@ CAPABILITIES = (
 
 
 def _sam2_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("sam2")
     except PackageNotFoundError:

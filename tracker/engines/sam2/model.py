@@ -10,6 +10,7 @@ engine drives only its ``SAM2Base`` methods and never its whole-video state.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tracker.engines.sam2.options import Sam2Settings
@@ -45,7 +46,6 @@ def build_model(settings: Sam2Settings) -> torch.nn.Module:
     identical. A checkpoint is loaded with :func:`tracker.weights.load_checkpoint`
     (``weights_only=True``, strict key and shape check).
     """
-    from pathlib import Path
 
     import torch
     from sam2.build_sam import build_sam2_video_predictor

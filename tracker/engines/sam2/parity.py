@@ -1,6 +1,6 @@
 """Run this engine and sam2's own ``SAM2VideoPredictor`` on the same clip, and compare.
 
-Used by tests/test_sam2_parity.py and tracker/bench/reference.py. The reference runs
+Used by tests/test_sam2_parity.py and tracker/lab/bench/reference.py. The reference runs
 offline on a folder of JPEG frames (``init_state``); the engine is fed the very same
 decoded pixels (the JPEGs read back with PIL), so both see identical model inputs.
 
@@ -22,8 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
-from tracker.types import BoxPrompt, Frame, MaskPrompt, PointsPrompt, PromptUpdate, UpdateAction
+from tracker.types import (
+    BoxPrompt,
+    Frame,
+    MaskPrompt,
+    PointsPrompt,
+    PromptUpdate,
+    SessionConfig,
+    UpdateAction,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -44,7 +53,6 @@ def jpeg_paths(folder: Path) -> list[Path]:
 
 def read_rgb(path: Path) -> np.ndarray:
     """Decoded pixels of one JPEG, exactly as sam2's loader decodes it (PIL, RGB)."""
-    from PIL import Image
 
     with Image.open(path) as im:
         return np.array(im.convert("RGB"))
@@ -118,7 +126,6 @@ def run_ours(
     session_hook: Callable[[Any], None] | None = None,
 ) -> None:
     """Stream ``frames`` through a session of ``engine``, applying updates on their frames."""
-    from tracker.types import SessionConfig
 
     session = engine.open_session(SessionConfig())
     if session_hook is not None:

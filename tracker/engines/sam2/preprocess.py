@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
 from tracker.types import BoxPrompt, FrameError, MaskPrompt, PointsPrompt, Prompt, PromptError
 
@@ -157,7 +158,6 @@ def _video_tensor(rgb8: np.ndarray, image_size: int) -> torch.Tensor:
     the float64 and float32 full-size temporaries a frame would otherwise allocate.
     """
     import torch
-    from PIL import Image
 
     # PIL's default resize filter, exactly as sam2 calls it (bicubic in Pillow >= 7).
     img_np = np.array(Image.fromarray(rgb8).resize((image_size, image_size)))
@@ -227,8 +227,6 @@ def frame_to_tensor(pixels: np.ndarray, image_size: int, window: CropWindow | No
     if a.ndim != 2 or a.shape[0] < 2 or a.shape[1] < 2:
         raise FrameError(f"frame must be (H, W) or (H, W, 3) with H, W >= 2, got shape {a.shape}")
     if a.dtype == np.uint8:
-        from PIL import Image
-
         # What sam2's loader does with a grey JPEG: convert("RGB") replicates the channel.
         return _video_tensor(
             np.array(Image.fromarray(np.ascontiguousarray(a), "L").convert("RGB")), image_size

@@ -1,0 +1,51 @@
+"""``tracker synth surgical``: kept apart from the generator so that building the CLI stays light."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from tracker.lab.synth.hard_cine import write_hard_cases
+
+logger = logging.getLogger(__name__)
+
+
+def add_cli(synth_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``synth surgical`` to the ``synth`` subcommand group of ``tracker``."""
+    s = synth_subparsers.add_parser(
+        "surgical", help="laparoscopic video with instruments entering/leaving; COCO + DAVIS-layout masks"
+    )
+    s.add_argument("--out", type=Path, required=True, help="sequence folder to write")
+    s.add_argument("--frames", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--height", type=int, default=240)
+    s.add_argument("--width", type=int, default=320)
+    s.add_argument("--instruments", type=int, default=0, help="instances over the sequence; 0: from --frames")
+    s.set_defaults(func=_cmd_surgical)
+    h = synth_subparsers.add_parser(
+        "cine-hard",
+        help="the hard cine-MRI set (sliding boundaries, through-plane motion, appearance change, coughs):"
+        " tuning or validation split",
+    )
+    h.add_argument("--out", type=Path, required=True, help="folder for the TrackRAD case folders")
+    h.add_argument("--set", choices=["tuning", "validation"], required=True, dest="which")
+    h.add_argument("--cases", type=int, default=8, help="the first N cases of the set")
+    h.set_defaults(func=_cmd_hard)
+
+
+def _cmd_surgical(args: argparse.Namespace) -> int:
+    from tracker.lab.synth.surgical import write_sequence
+
+    seq = write_sequence(
+        args.out, args.frames, args.seed, height=args.height, width=args.width, n_instruments=args.instruments
+    )
+    logger.info("instruments: %s", ", ".join(f"{p.instance_id}:{p.class_name}" for p in seq.instruments))
+    return 0
+
+
+def _cmd_hard(args: argparse.Namespace) -> int:
+    if args.cases < 1:
+        raise SystemExit(f"--cases must be >= 1, got {args.cases}")
+    write_hard_cases(args.out, args.which, args.cases)
+    return 0

@@ -1,0 +1,96 @@
+"""``tracker overseer train|export``: the overseer's command-line group.
+
+Wire it from ``tracker/cli.py`` with ``add_cli(sub)`` on the top-level
+subparsers; each subcommand sets ``func`` like the others. torch is imported
+only when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``overseer`` group (``train``, ``export``) to the ``tracker`` command."""
+    p = subparsers.add_parser("overseer", help="train and export the Mask R-CNN overseer")
+    sub = p.add_subparsers(dest="overseer_command", required=True)
+
+    t = sub.add_parser("train", help="fine-tune Mask R-CNN on COCO instance annotations")
+    t.add_argument("--coco", type=Path, required=True, help="COCO instance annotations (json)")
+    t.add_argument("--images", type=Path, required=True, help="folder the json's file_names are relative to")
+    t.add_argument(
+        "--out", type=Path, required=True, help="checkpoint to write (W.pt), rewritten every epoch"
+    )
+    t.add_argument("--arch", choices=["r50", "mbv3"], default="mbv3")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=2)
+    t.add_argument("--lr", type=float, default=0.01)
+    t.add_argument("--val-fraction", type=float, default=0.2, help="last fraction of frames held out")
+    t.add_argument("--min-size", type=int, default=320, help="Mask R-CNN resize: shorter side")
+    t.add_argument("--max-size", type=int, default=512, help="Mask R-CNN resize: longer side cap")
+    t.add_argument(
+        "--proposals", type=int, default=0, help="RPN proposals per image (0: torchvision default)"
+    )
+    t.add_argument("--max-iters", type=int, default=0, help="batches per epoch (0: all)")
+    t.add_argument("--backbone-weights", type=Path, default=None, help="local ImageNet backbone state dict")
+    t.add_argument("--resume", action="store_true", help="continue from --out")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("export", help="export a trained overseer to ONNX (checks parity with torchvision)")
+    e.add_argument("weights", type=Path, help="checkpoint from overseer train (W.pt)")
+    e.add_argument("--out", type=Path, required=True, help="W.onnx")
+    e.add_argument("--opset", type=int, default=17)
+    e.add_argument("--no-check", action="store_true", help="skip the torchvision/ONNX Runtime parity check")
+    e.set_defaults(func=_cmd_export)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tracker.lab.training.train import TrainConfig, train
+
+    config = TrainConfig(
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        val_fraction=args.val_fraction,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        proposals=args.proposals,
+        max_iters_per_epoch=args.max_iters,
+        backbone_weights=args.backbone_weights,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    result = train(args.coco, args.images, args.out, config, resume=args.resume)
+    last = result.history[-1] if result.history else None
+    if last is not None:
+        logger.info(
+            "wrote %s: loss %.3f, val mAP %s, val Dice %s",
+            args.out,
+            last.train_loss,
+            last.val_map,
+            last.val_dice,
+        )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from tracker.lab.training.export import export_onnx, parity
+    from tracker.overseer.model import load_checkpoint
+
+    export_onnx(args.weights, args.out, args.opset)
+    if not args.no_check:
+        h, w = load_checkpoint(args.weights)["spec"]["image_hw"]
+        image = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+        result = parity(args.weights, args.out, image)
+        logger.info("parity torchvision vs ONNX Runtime: %s", json.dumps(result.as_dict()))
+    return 0
