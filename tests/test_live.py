@@ -99,6 +99,16 @@ def test_live_stops_after_its_duration_and_the_last_answers_still_arrive():
     _check_every_frame_answered(summary, summary.frames_read)
 
 
+def test_live_counts_stale_answers_and_reports_them():
+    source = ArraySource(_moving(8), frame_rate_hz=20)
+    summary = run_live(source, LiveOptions(prompt_box=BOX, max_answer_age_ms=0.001))
+    _check_every_frame_answered(summary, 8)
+    assert summary.stale_answers == summary.server_answers > 0  # no answer comes within 1 µs
+    assert summary.as_dict()["stale_answers"] == summary.stale_answers
+    fresh = run_live(ArraySource(_moving(8), frame_rate_hz=20), LiveOptions(prompt_box=BOX))
+    assert fresh.stale_answers == 0
+
+
 def test_a_slow_send_path_skips_frames_on_the_client_and_still_answers_each():
     big = [np.full((1536, 1536), v, np.uint8) for v in (10, 200)]  # 2.3 MB each, sent unpaced
     source = ArraySource(big * 15, frame_rate_hz=0)  # rate 0: as fast as the source delivers

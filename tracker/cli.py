@@ -14,7 +14,8 @@ from tracker.convert import Limits
 from tracker.deploy.envoy import add_cli as add_envoy_cli
 from tracker.engines.availability import missing_module_message
 from tracker.engines.export import add_cli as add_export_cli
-from tracker.lab.bench.cli import add_capacity_cli, add_cluster_cli, add_reference_cli
+from tracker.keepalive import Keepalive
+from tracker.lab.bench.cli import add_capacity_cli, add_cluster_cli, add_faults_cli, add_reference_cli
 from tracker.lab.bench.cli import add_cli as add_stream_cli
 from tracker.lab.bench.engines import add_cli as add_engines_cli
 from tracker.lab.synth.cine_mri import write_cases
@@ -56,6 +57,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         limits=limits,
         idle_timeout_s=args.idle_timeout_s or None,
+        keepalive=Keepalive(args.keepalive_ms, args.keepalive_timeout_ms),
         tls=tls,
         auth_tokens=tokens,
         metrics_port=args.metrics_port,
@@ -173,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--idle-timeout-s", type=float, default=60.0, help="close sessions idle this long (0: never)"
     )
+    p.add_argument(
+        "--keepalive-ms",
+        type=int,
+        default=Keepalive.time_ms,
+        help="ping each client this often; a connection whose ping is not acknowledged within"
+        " --keepalive-timeout-ms is closed and its sessions freed (docs/protocol.md)",
+    )
+    p.add_argument("--keepalive-timeout-ms", type=int, default=Keepalive.timeout_ms)
     p.add_argument("--overseer", default="", help="wrap the engines with an overseer: guard, W.pt or W.onnx")
     sched = p.add_argument_group("compute scheduling (docs/scheduler.md)")
     sched.add_argument(
@@ -308,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_capacity_cli(bench)
     add_reference_cli(bench)
     add_cluster_cli(bench)
+    add_faults_cli(bench)
     add_engines_cli(bench)
 
     p = sub.add_parser("demo", help="serve, replay a cine-MRI case and a DAVIS clip, write a table and plots")

@@ -75,6 +75,7 @@ class AsyncTrackerClient(ChannelOwner):
             request.send_policy,
             self.connect_options.metadata(),
             self._mark_stale,
+            request.max_answer_age_ms,
         )
         await session._start(request.mask_encoding, request.timeout_s)
         return session

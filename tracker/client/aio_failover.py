@@ -19,7 +19,7 @@ import numpy as np
 from tracker.client.aio_session import AsyncCalls, AsyncStreamSession, next_answer
 from tracker.client.core import Answer, OpenRequest
 from tracker.client.errors import TrackerError
-from tracker.client.failover import FailoverViews
+from tracker.client.failover import WATCHDOG_TICK_S, FailoverViews
 from tracker.types import PromptAck, PromptUpdate, SessionConfig
 
 logger = logging.getLogger(__name__)
@@ -41,16 +41,19 @@ class AsyncFailoverSession(FailoverViews, AsyncCalls):
         self._lock = contextlib.nullcontext()  # one event loop: nothing to guard
         self._answers: asyncio.Queue[object] = asyncio.Queue()
         self._inner: AsyncStreamSession | None = None
+        self._sessions: list[AsyncStreamSession] = []  # every session so far, the current one last
         self._pump: asyncio.Task[None] | None = None
 
     async def _start(self) -> None:
         # the first open's errors go to the caller
         self._inner = await self._open(self._request.config, self._request.timeout_s)
+        self._core.session_started(self._inner.started.latency_budget_ms, time.monotonic())
         self._pump = asyncio.create_task(self._run(), name="tracker-failover")
 
     async def _open(self, config: SessionConfig, timeout_s: float) -> AsyncStreamSession:
         session = await self._client.open_request(self._inner_request(config, timeout_s))
         assert isinstance(session, AsyncStreamSession)
+        self._sessions.append(session)
         return session
 
     def _session(self) -> AsyncStreamSession:
@@ -80,11 +83,25 @@ class AsyncFailoverSession(FailoverViews, AsyncCalls):
                 )
             )
 
+    async def _next(self, inner: AsyncStreamSession) -> Any:
+        """The current session's next answer; AnswerTimeout when it stopped answering (the watchdog)."""
+        while True:
+            wait = self._core.watchdog_wait(time.monotonic())
+            try:
+                # Wake at least every tick: a frame sent meanwhile starts the watchdog's clock.
+                tick = WATCHDOG_TICK_S if wait is None else min(max(wait, 0.0), WATCHDOG_TICK_S)
+                return await inner.recv(timeout_s=tick)
+            except TimeoutError:
+                lost = self._core.overdue(time.monotonic(), inner.session_id)
+                if lost is not None:
+                    await inner.cancel()  # the server, if it is still there, frees the session
+                    raise lost from None
+
     async def _pump_answers(self) -> None:
         while True:
             inner = self._current
             try:
-                item = await inner.recv(timeout_s=None)
+                item = await self._next(inner)
             except TrackerError as exc:
                 out, reopen = self._core.ended(exc, inner.session_id, time.monotonic())
                 self._put(out)
@@ -94,6 +111,7 @@ class AsyncFailoverSession(FailoverViews, AsyncCalls):
             if item is None:
                 self._put(self._core.finish(None, inner.session_id, time.monotonic()))
                 return
+            self._core.heard(item, time.monotonic())
             if self._core.route(item):
                 self._answers.put_nowait(item)
 
@@ -124,6 +142,7 @@ class AsyncFailoverSession(FailoverViews, AsyncCalls):
                     continue
                 break
             self._inner = session
+            self._core.session_started(session.started.latency_budget_ms, time.monotonic())
             self._core.reopened(session.session_id, attempt, prime[0] if prime is not None else None)
             if self._core.closing:
                 await session.done_writing()

@@ -114,12 +114,15 @@ class AsyncStreamSession(SessionViews, AsyncCalls):
         send_policy: SendPolicy,
         metadata: tuple[tuple[str, str], ...],
         on_lost: Callable[[], None],
+        max_answer_age_ms: float | None = None,
     ) -> None:
         self.config = config
         self._stub = stub
         self._metadata = metadata
         self._on_lost = on_lost
-        self._core: SessionCore[asyncio.Future[PromptAck]] = SessionCore(config, send_policy)
+        self._core: SessionCore[asyncio.Future[PromptAck]] = SessionCore(
+            config, send_policy, max_answer_age_ms
+        )
         self._outbox_ready = asyncio.Event()
         self._answers: asyncio.Queue[object] = asyncio.Queue()
         self._call: grpc.aio.StreamStreamCall | None = None

@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 
 from tracker.client.core import OpenRequest, SendPolicy, build_session_config
+from tracker.keepalive import Keepalive
 from tracker.types import SessionConfig
 from tracker.v1 import tracker_pb2 as pb
 from tracker.v1 import tracker_pb2_grpc as pb_grpc
@@ -23,17 +24,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def channel_options(max_message_bytes: int = 256 * 1024 * 1024) -> list[tuple[str, int]]:
+def channel_options(
+    max_message_bytes: int = 256 * 1024 * 1024, keepalive: Keepalive | None = None
+) -> list[tuple[str, int]]:
     """Channel arguments of every client channel.
 
     A local subchannel pool makes :meth:`TrackerClient.reconnect` mean it: with
     gRPC's process-wide pool a new channel would inherit the old connection's
-    back-off and keep failing for seconds after the server is back.
+    back-off and keep failing for seconds after the server is back. Keepalive pings
+    notice a connection that died without a reset (:mod:`tracker.keepalive`).
     """
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.use_local_subchannel_pool", 1),
+        *(keepalive or Keepalive()).channel_args(),
     ]
 
 
@@ -114,6 +119,7 @@ class ConnectSettings(TypedDict, total=False):
     token: str | None
     server_name_override: str | None
     max_message_bytes: int
+    keepalive: Keepalive
 
 
 def make_connect_options(address: str, **settings: Unpack[ConnectSettings]) -> ConnectOptions:
@@ -131,7 +137,9 @@ def make_connect_options(address: str, **settings: Unpack[ConnectSettings]) -> C
         certificate_chain=read_pem(settings.get("certificate_chain")),
         token=settings.get("token"),
         server_name_override=settings.get("server_name_override"),
-        options=tuple(channel_options(settings.get("max_message_bytes", 256 * 1024 * 1024))),
+        options=tuple(
+            channel_options(settings.get("max_message_bytes", 256 * 1024 * 1024), settings.get("keepalive"))
+        ),
     )
 
 
@@ -199,6 +207,7 @@ class ChannelOwner:
         send_policy: SendPolicy = "queue",
         failover: bool = False,
         failover_policy: FailoverPolicy | None = None,
+        max_answer_age_ms: float | None = None,
         **overrides: Any,
     ) -> Any:
         """Open a Track stream and wait for the server's ``started`` answer (awaitable on asyncio).
@@ -213,6 +222,10 @@ class ChannelOwner:
         UNAVAILABLE or the connection drops, it re-opens through the same address
         (a proxy) from each object's last good mask and answers the frames of the
         gap ``LOST`` (see :mod:`tracker.client.failover`).
+
+        ``max_answer_age_ms`` (default: the session's latency budget): an answer that
+        comes later than this after its frame was sent is marked stale and its
+        ``BEAM_ON`` held (see :class:`~tracker.client.core.Freshness`).
         """
         request = OpenRequest(
             build_session_config(config, **overrides),
@@ -221,6 +234,7 @@ class ChannelOwner:
             send_policy,
             failover,
             failover_policy,
+            max_answer_age_ms,
         )
         return self.open_request(request)
 

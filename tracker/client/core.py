@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,7 +24,7 @@ import numpy as np
 from tracker import convert
 from tracker.client.errors import SessionLostError, TrackerError, error_from_status
 from tracker.client.messages import ClientResult, SessionStarted, skipped_result
-from tracker.gating.types import GatingDecision
+from tracker.gating.types import BeamState, GatingDecision
 from tracker.types import Prompt, PromptAck, PromptUpdate, SessionConfig, UpdateAction
 from tracker.v1 import tracker_pb2 as pb
 
@@ -93,6 +94,7 @@ class OpenRequest:
     send_policy: SendPolicy = "queue"
     failover: bool = False
     failover_policy: Any = None  # a tracker.client.failover.FailoverPolicy, or None for the default
+    max_answer_age_ms: float | None = None  # None: the session's latency budget
 
 
 # -- the send path ---------------------------------------------------------------------------
@@ -148,6 +150,60 @@ class Outbox:
         return len(self._items)
 
 
+# -- freshness of answers -------------------------------------------------------------------
+
+
+class Freshness:
+    """Never act on a stale answer: the client's own check of every frame answer's age.
+
+    An answer's age is the time from ``send_frame`` (for a console that sends as it
+    acquires, the frame's acquisition) to its arrival. An answer older than
+    ``max_answer_age_ms`` (default: the session's latency budget) is marked ``stale``;
+    its ``BEAM_ON`` becomes ``BEAM_HOLD`` (cause ``stale``) and is counted. Between
+    answers, :meth:`beam_state` is ``BEAM_ON`` only until the last ``BEAM_ON``'s frame
+    is ``max_answer_age_ms`` old: a console polling it holds the beam from the moment
+    it has no fresh answer, whether answers are late or stopped coming.
+    """
+
+    def __init__(self, max_answer_age_ms: float | None = None) -> None:
+        self.max_age_ms = max_answer_age_ms
+        self.stale_answers = 0
+        self.stale_holds = 0
+        self._on_until: float | None = None  # monotonic time the last fresh BEAM_ON expires
+
+    def started(self, budget_ms: float) -> None:
+        if self.max_age_ms is None and budget_ms > 0:
+            self.max_age_ms = budget_ms
+
+    def check(self, answer: ClientResult) -> ClientResult:
+        """``answer``, marked stale (and held) when it came too late."""
+        limit = self.max_age_ms
+        gating = answer.result.gating
+        if limit is not None and answer.end_to_end_ms > limit:
+            answer.stale = True
+            self.stale_answers += 1
+            if gating is not None and gating.state is BeamState.ON:
+                self.stale_holds += 1
+                gating = GatingDecision(
+                    BeamState.HOLD,
+                    f"stale answer: it came {answer.end_to_end_ms:.0f} ms after the frame was sent"
+                    f" (max_answer_age_ms {limit:.0f})",
+                    answer.frame_index,
+                    "stale",
+                    gating.guard_mm,
+                )
+                answer.result = replace(answer.result, gating=gating)
+        if gating is not None and gating.state is BeamState.ON:
+            self._on_until = answer.sent_mono + limit / 1000.0 if limit is not None else float("inf")
+        elif gating is not None:
+            self._on_until = None
+        return answer
+
+    def beam_state(self, now: float) -> BeamState:
+        on = self._on_until is not None and now <= self._on_until
+        return BeamState.ON if on else BeamState.HOLD
+
+
 # -- one session's state ---------------------------------------------------------------------
 
 W = TypeVar("W")  # the transport's waiter for an ack: a concurrent.futures or an asyncio Future
@@ -156,8 +212,13 @@ W = TypeVar("W")  # the transport's waiter for an ack: a concurrent.futures or a
 class SessionCore(Generic[W]):
     """One session's state and rules, without I/O; see the module docstring."""
 
-    def __init__(self, config: SessionConfig, send_policy: SendPolicy = "queue") -> None:
+    def __init__(
+        self, config: SessionConfig, send_policy: SendPolicy = "queue", max_answer_age_ms: float | None = None
+    ) -> None:
+        if max_answer_age_ms is not None and max_answer_age_ms <= 0:
+            raise ValueError(f"max_answer_age_ms must be positive, got {max_answer_age_ms}")
         self.config = config
+        self.freshness = Freshness(max_answer_age_ms)
         self.outbox = Outbox(send_policy)
         self.sent_at: dict[int, float] = {}  # frame index -> time.monotonic() of send_frame
         self.waiters: dict[int, W] = {}  # update id -> the caller waiting for its ack
@@ -187,6 +248,7 @@ class SessionCore(Generic[W]):
         if first is None or first.WhichOneof("kind") != "started":
             raise TrackerError(grpc.StatusCode.INTERNAL, f"expected `started`, got {kind}")
         self.started = SessionStarted.from_proto(first.started)
+        self.freshness.started(self.started.latency_budget_ms)
         if self.started.engine.random_weights:
             logger.warning(
                 "the server runs %s with RANDOM WEIGHTS: not for clinical use", self.started.engine.name
@@ -265,7 +327,7 @@ class SessionCore(Generic[W]):
         if kind == "frame":
             result = convert.frame_result_from_proto(response.frame)
             sent = self.sent_at.pop(result.frame_index, received)
-            return None, ClientResult(result, sent, received)
+            return None, self.freshness.check(ClientResult(result, sent, received))
         if kind == "prompt_ack":
             msg = response.prompt_ack
             ack = PromptAck(msg.update_id, msg.accepted, msg.message)
@@ -303,6 +365,20 @@ class SessionViews:
     """What both plain sessions let a caller read from their :class:`SessionCore`."""
 
     _core: SessionCore[Any]
+
+    @property
+    def stale_answers(self) -> int:
+        """Frame answers that came later than ``max_answer_age_ms`` after their frame was sent."""
+        return self._core.freshness.stale_answers
+
+    @property
+    def stale_holds(self) -> int:
+        """Of those, the ones whose ``BEAM_ON`` the client turned into ``BEAM_HOLD``."""
+        return self._core.freshness.stale_holds
+
+    def beam_state(self, now: float | None = None) -> BeamState:
+        """``BEAM_ON`` only while the last decision was ``BEAM_ON`` and is still fresh."""
+        return self._core.freshness.beam_state(time.monotonic() if now is None else now)
 
     @property
     def session_id(self) -> str:

@@ -53,6 +53,14 @@ class SessionLostError(TrackerError):
         self.session_id = session_id
 
 
+class AnswerTimeout(SessionLostError):
+    """Frames were in flight and the session answered nothing for too long: a silent loss.
+
+    A connection that dies without a reset (a switch dropping packets, a frozen host)
+    ends no stream; the client notices by the answers it does not get.
+    """
+
+
 def is_connection_loss(code: grpc.StatusCode | None, details: str) -> bool:
     """Whether a stream's end status means the transport dropped (not a server refusal)."""
     if code in LOST_CODES:

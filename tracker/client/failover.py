@@ -46,7 +46,7 @@ import grpc
 import numpy as np
 
 from tracker.client.core import END, OpenRequest
-from tracker.client.errors import SessionLostError, TrackerError, is_connection_loss
+from tracker.client.errors import AnswerTimeout, SessionLostError, TrackerError, is_connection_loss
 from tracker.client.messages import ClientResult
 from tracker.gating.types import BeamState, GatingDecision
 from tracker.types import (
@@ -79,6 +79,11 @@ REFUSAL_CODES = frozenset(
 )
 
 
+# The watchdog's floor: below this, network jitter alone would fail sessions over.
+MIN_ANSWER_TIMEOUT_S = 0.5
+WATCHDOG_TICK_S = 0.05  # how often an answer pump looks at the watchdog while it waits
+
+
 @dataclass(frozen=True)
 class FailoverPolicy:
     """How hard to try re-opening a lost session: bounded attempts, exponential backoff."""
@@ -89,6 +94,9 @@ class FailoverPolicy:
     backoff_max_s: float = 1.0
     open_timeout_s: float = 5.0  # per attempt: until the new session's `started`
     retry_resource_exhausted: bool = True
+    # The watchdog: frames in flight and nothing heard from the session for this long means
+    # the session is lost (a silent network loss). None: the session's budget, at least 0.5 s.
+    answer_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -97,6 +105,14 @@ class FailoverPolicy:
             raise ValueError("failover backoff must be non-negative and non-shrinking")
         if self.open_timeout_s <= 0:
             raise ValueError(f"open timeout must be positive, got {self.open_timeout_s} s")
+        if self.answer_timeout_s is not None and self.answer_timeout_s <= 0:
+            raise ValueError(f"answer timeout must be positive, got {self.answer_timeout_s} s")
+
+    def answer_timeout_for(self, budget_ms: float) -> float:
+        """Seconds of silence, with frames in flight, after which a session counts as lost."""
+        if self.answer_timeout_s is not None:
+            return self.answer_timeout_s
+        return max(budget_ms / 1000.0, MIN_ANSWER_TIMEOUT_S)
 
     def delays(self) -> Iterator[float]:
         """Seconds to wait before each attempt: 0, then initial, initial*m, ... capped."""
@@ -192,6 +208,47 @@ class FailoverCore:
         self.events: list[FailoverEvent] = []
         self.frames_lost = 0
         self.pending_updates: dict[int, PromptUpdate] = {}
+        self.answer_timeout_s = self.policy.answer_timeout_for(config.latency_budget_ms)
+        self.last_heard = 0.0  # time.monotonic() of the current session's last answer (or its start)
+
+    # -- the watchdog: a session that stopped answering is lost ---------------------------------
+
+    def session_started(self, budget_ms: float, now: float) -> None:
+        """A session (the first or a new one) is open with this budget: the watchdog starts afresh."""
+        self.answer_timeout_s = self.policy.answer_timeout_for(budget_ms)
+        self.last_heard = now
+
+    def heard(self, item: object, now: float) -> None:
+        """A message from the current session: an answer or ack shows it is processing frames.
+
+        A frame-less ``BEAM_HOLD`` (the server's gate saw no frame for its stall timeout)
+        does not: it is what a server sends when the client's frames stopped reaching it.
+        """
+        if not isinstance(item, GatingDecision):
+            self.last_heard = now
+
+    def watchdog_wait(self, now: float) -> float | None:
+        """Seconds until the session counts as lost if nothing is heard; None: no frame in flight.
+
+        The clock runs from the later of the session's last answer and the oldest frame in
+        flight, so a slow but live server (answering other frames, or DROPPED ones) is not lost.
+        """
+        if not self.inflight or self.in_gap:
+            return None
+        oldest = min(sent for sent, _ in self.inflight.values())
+        return max(self.last_heard, oldest) + self.answer_timeout_s - now
+
+    def overdue(self, now: float, session_id: str) -> AnswerTimeout | None:
+        """The error that ends a session which answered nothing for too long, else None."""
+        wait = self.watchdog_wait(now)
+        if wait is None or wait > 0:
+            return None
+        return AnswerTimeout(
+            grpc.StatusCode.UNAVAILABLE,
+            f"no answer for {self.answer_timeout_s * 1000:.0f} ms"
+            f" with {len(self.inflight)} frame(s) in flight",
+            session_id,
+        )
 
     @property
     def in_gap(self) -> bool:
@@ -436,6 +493,8 @@ class FailoverCore:
 
 
 def _code_name(error: TrackerError) -> str:
+    if isinstance(error, AnswerTimeout):
+        return "ANSWER_TIMEOUT"
     return error.code.name if error.code else "?"
 
 
@@ -457,9 +516,28 @@ class FailoverViews:
         """A plain (inner) session's open: ``config``, the caller's encoding and send policy."""
         return replace(self._request, config=config, timeout_s=timeout_s)
 
+    _sessions: list[Any]  # every inner session so far, the current one last
+
     def _session(self) -> Any:
         """The current inner session."""
         raise NotImplementedError
+
+    @property
+    def stale_answers(self) -> int:
+        """Answers that came later than ``max_answer_age_ms`` after their frame, over every session."""
+        return sum(s.stale_answers for s in self._sessions)
+
+    @property
+    def stale_holds(self) -> int:
+        """Of those, the ``BEAM_ON`` ones the client held, over every session."""
+        return sum(s.stale_holds for s in self._sessions)
+
+    def beam_state(self, now: float | None = None) -> BeamState:
+        """``BEAM_HOLD`` during a failover; else the current session's fresh decision."""
+        with self._lock:
+            if self._core.in_gap or self._core.gap is not None:
+                return BeamState.HOLD
+        return self._session().beam_state(now)
 
     @property
     def config(self) -> SessionConfig:

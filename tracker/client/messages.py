@@ -102,6 +102,7 @@ class ClientResult:
     sent_mono: float  # time.monotonic() when send_frame was called
     received_mono: float  # time.monotonic() when the answer arrived
     local: bool = False
+    stale: bool = False  # it came later than the session's max_answer_age_ms after send_frame
 
     @property
     def end_to_end_ms(self) -> float:

@@ -60,6 +60,7 @@ class TrackerClient(ChannelOwner):
             metadata=self.connect_options.metadata(),
             send_policy=request.send_policy,
             on_lost=self._mark_stale,
+            max_answer_age_ms=request.max_answer_age_ms,
         )
 
     def close(self) -> None:

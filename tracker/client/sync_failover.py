@@ -19,7 +19,7 @@ import numpy as np
 
 from tracker.client.core import Answer, OpenRequest
 from tracker.client.errors import TrackerError
-from tracker.client.failover import FailoverViews
+from tracker.client.failover import WATCHDOG_TICK_S, FailoverViews
 from tracker.client.sync_session import AnswerQueue, BlockingCalls, StreamSession
 from tracker.types import PromptAck, PromptUpdate, SessionConfig
 
@@ -50,6 +50,7 @@ class FailoverSession(FailoverViews, BlockingCalls):
         self._primed = 0  # priming frames sent (not the caller's)
         # the first open's errors go to the caller
         self._inner = self._open(request.config, request.timeout_s)
+        self._core.session_started(self._inner.started.latency_budget_ms, time.monotonic())
         self._pump = threading.Thread(target=self._run, name="tracker-failover", daemon=True)
         self._pump.start()
 
@@ -82,11 +83,28 @@ class FailoverSession(FailoverViews, BlockingCalls):
             logger.exception("failover: the session's answer pump failed")
             self._end(TrackerError(None, f"failover failed: {type(exc).__name__}: {exc}"))
 
+    def _next(self, inner: StreamSession) -> Any:
+        """The current session's next answer; AnswerTimeout when it stopped answering (the watchdog)."""
+        while True:
+            with self._lock:
+                wait = self._core.watchdog_wait(time.monotonic())
+            try:
+                # Wake at least every tick: a frame sent meanwhile starts the watchdog's clock.
+                return inner.recv(
+                    timeout_s=WATCHDOG_TICK_S if wait is None else min(max(wait, 0.0), WATCHDOG_TICK_S)
+                )
+            except TimeoutError:
+                with self._lock:
+                    lost = self._core.overdue(time.monotonic(), inner.session_id)
+                if lost is not None:
+                    inner.cancel()  # the server, if it is still there, frees the session
+                    raise lost from None
+
     def _pump_answers(self) -> None:
         while True:
             inner = self._inner
             try:
-                item = inner.recv(timeout_s=None)
+                item = self._next(inner)
             except TrackerError as exc:
                 with self._lock:
                     out, reopen = self._core.ended(exc, inner.session_id, time.monotonic())
@@ -98,6 +116,7 @@ class FailoverSession(FailoverViews, BlockingCalls):
                 self._end(None)
                 return
             with self._lock:
+                self._core.heard(item, time.monotonic())
                 passed = self._core.route(item)
             if passed:
                 self._answers.put(item)
@@ -133,6 +152,7 @@ class FailoverSession(FailoverViews, BlockingCalls):
                 break
             with self._lock:
                 self._inner = session
+                self._core.session_started(session.started.latency_budget_ms, time.monotonic())
                 self._core.reopened(session.session_id, attempt, prime[0] if prime is not None else None)
                 closing = self._core.closing
             if closing:

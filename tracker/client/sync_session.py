@@ -136,9 +136,10 @@ class StreamSession(SessionViews, BlockingCalls):
         metadata: tuple[tuple[str, str], ...] = (),
         send_policy: SendPolicy = "queue",
         on_lost: Any = None,
+        max_answer_age_ms: float | None = None,
     ) -> None:
         self.config = config
-        self._core: SessionCore[Future[PromptAck]] = SessionCore(config, send_policy)
+        self._core: SessionCore[Future[PromptAck]] = SessionCore(config, send_policy, max_answer_age_ms)
         self._cond = threading.Condition()  # guards the core; wakes the request iterator
         self._answers = AnswerQueue()
         self._on_lost = on_lost

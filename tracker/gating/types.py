@@ -38,6 +38,7 @@ HOLD_CAUSES = (
     "outside",  # the prediction is outside the window itself
     "guard_band",  # inside the window, but within the estimated error of its edge
     "stalled",  # no frame answered for the stall timeout
+    "stale",  # the client got the answer later than its max_answer_age_ms after sending the frame
 )
 RULES = ("centroid", "mask")
 

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from tracker.convert import Limits
 from tracker.engines import availability, create_engine
 from tracker.engines.base import Engine
+from tracker.keepalive import Keepalive
 from tracker.overseer.build import wrap_engine
 from tracker.overseer.policy import PolicyConfig
 from tracker.server.host import SessionHost
@@ -51,6 +52,7 @@ class ServerOptions:
     warm_up: bool = True
     allow_insecure_remote: bool = False
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    keepalive: Keepalive = field(default_factory=Keepalive)
 
 
 @dataclass
@@ -155,6 +157,7 @@ def start_server(
         options=[
             ("grpc.max_receive_message_length", limits.max_message_bytes),
             ("grpc.max_send_message_length", limits.max_message_bytes),
+            *options.keepalive.server_args(),
         ],
     )
     add_to_server(servicer, server)

@@ -170,6 +170,12 @@ class Inbox:
     def cancelled(self) -> bool:
         return self._cancelled
 
+    @property
+    def pending_answers(self) -> int:
+        """Answers decided but not yet taken by the answering loop (at most the bound)."""
+        with self._cond:
+            return len(self._answers)
+
     def take(self, timeout_s: float | None = None, computing: Future[Any] | None = None) -> Requests | None:
         """The next requests; None when cancelled, :class:`IdleTimeout` on timeout.
 

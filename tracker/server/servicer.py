@@ -120,11 +120,12 @@ class TrackerServicer(pb_grpc.TrackerServicer):
             return
         if self.host.draining is not None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"not accepting new sessions: {self.host.draining}")
-        if first.WhichOneof("kind") != "open":
+        kind = first.WhichOneof("kind")
+        if kind != "open":
+            got = f"`{kind}`" if kind else "an empty request (none of `open`, `frame`, `prompt_update` set)"
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                "the session is not open: the first request must be `open`,"
-                f" got `{first.WhichOneof('kind')}`",
+                f"the session is not open: the first request must be `open`, got {got}",
             )
         try:
             config = convert.session_config_from_proto(first.open, self.limits)

@@ -1,22 +1,19 @@
-"""``tracker bench stream`` and ``capacity``: apart from the harnesses, so building the CLI stays light."""
+"""The ``tracker bench`` sub-commands: stream, capacity, reference, cluster and faults (their arguments)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tracker.cli_args import key_value
-from tracker.lab.bench import cluster, reference, stream
+from tracker.lab.bench import cluster, faults, reference, stream
 from tracker.lab.bench.capacity import CapacitySettings, run_capacity
 from tracker.lab.bench.cluster import ClusterSettings, Fault, run_cluster
 from tracker.lab.bench.common import write_json
 from tracker.lab.bench.stream import StreamSettings, run_stream
 from tracker.types import BudgetPolicy
-
-if TYPE_CHECKING:
-    from tracker.lab.bench.stream import StreamSettings
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -199,4 +196,45 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         "beam_on_during_gap", "dice_mean", "dice_mean_no_fault", "faults", "targets",
     )  # fmt: skip
     print(json.dumps({k: report[k] for k in keys}, indent=2))  # noqa: T201 - the command's output
+    return 0
+
+
+def add_faults_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser(
+        "faults",
+        help="network faults that send no reset (black holes, jitter, a 1 Mbit/s link, a stalled"
+        " reader, resets), one scenario at a time, replicas behind Envoy, failover on",
+    )
+    p.add_argument(
+        "--scenario",
+        action="append",
+        choices=faults.SCENARIOS,
+        default=None,
+        help="run only these (repeat); default: all",
+    )
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--sessions", type=int, default=3)
+    p.add_argument("--rate", type=float, default=8.0, help="frames per second per session")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
+    p.add_argument("--fault-at", type=float, default=5.0, help="seconds into each scenario")
+    p.add_argument("--frame-px", type=int, default=512, help="frames are scaled to this square size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, required=True)
+    p.set_defaults(func=_cmd_faults)
+
+
+def _cmd_faults(args: argparse.Namespace) -> int:
+    settings = faults.FaultBenchSettings(
+        scenarios=tuple(args.scenario or faults.SCENARIOS),
+        replicas=args.replicas,
+        sessions=args.sessions,
+        rate_hz=args.rate,
+        duration_s=args.duration,
+        fault_at_s=args.fault_at,
+        frame_px=args.frame_px,
+        seed=args.seed,
+    )
+    report = faults.run_faults(settings)
+    write_json(report, args.json)
+    print(json.dumps({"scenarios": report["scenarios"], "targets": report["targets"]}, indent=2))  # noqa: T201
     return 0

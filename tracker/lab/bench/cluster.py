@@ -37,6 +37,7 @@ from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.sequence import Sequence
 from tracker.lab.bench.common import machine_info, ping_pong_index
 from tracker.lab.bench.stream import ServerProcess, StreamSettings, load_sources
+from tracker.lab.faultproxy import FaultProxy
 from tracker.lab.provenance import provenance
 from tracker.lab.scoring.metrics import dice
 from tracker.timing import percentiles
@@ -130,23 +131,39 @@ class FaultRecord:
 
 
 class LoopbackCluster:
-    """R server processes and Envoy on loopback free ports."""
+    """R server processes and Envoy on loopback free ports.
 
-    def __init__(self, settings: ClusterSettings, workdir: Path) -> None:
+    With ``proxies``, Envoy reaches each replica through its own :class:`FaultProxy`
+    (``self.proxies[r]``), so that the network between them can fail on cue.
+    """
+
+    def __init__(
+        self,
+        settings: ClusterSettings,
+        workdir: Path,
+        *,
+        serve_args: tuple[str, ...] = (),
+        proxies: bool = False,
+    ) -> None:
         self.settings = settings
         self.servers: list[ServerProcess] = []
+        self.proxies: list[FaultProxy] = []
         self.envoy: EnvoyProcess | None = None
         try:
             self.servers = [
-                ServerProcess(settings.engine, settings.engine_options, settings.sessions)
+                ServerProcess(settings.engine, settings.engine_options, settings.sessions, serve_args)
                 for _ in range(settings.replicas)
             ]
             for server in self.servers:
                 server.wait_ready()
+            if proxies:
+                self.proxies = [FaultProxy(s.address).start() for s in self.servers]
+            fronts = [Endpoint.parse(p.address) for p in self.proxies] or [
+                Endpoint("127.0.0.1", s.port) for s in self.servers
+            ]
             envoy_settings = EnvoySettings(
-                replicas=tuple(Endpoint("127.0.0.1", s.port) for s in self.servers),
-                listen_port=free_port(),
-                admin_port=free_port(),
+                replicas=tuple(fronts),
+                listen_port=free_port(),  # admin port left at 0: Envoy picks a free one
                 max_sessions=settings.max_sessions,
                 health_interval_s=settings.health_interval_s,
                 health_timeout_s=max(settings.health_interval_s, 0.5),
@@ -177,6 +194,8 @@ class LoopbackCluster:
     def stop(self) -> None:
         if self.envoy is not None:
             self.envoy.stop()
+        for proxy in self.proxies:
+            proxy.stop()
         for server in self.servers:
             if server.process.poll() is None:
                 server.stop()

@@ -39,6 +39,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         root_certificates=args.ca_cert,
         token=os.environ.get(TOKEN_ENV) or None,
         failover=args.failover,
+        max_answer_age_ms=args.max_answer_age_ms,
     )
     summary = run_live(args.source, options)
     logger.info("live summary: %s", json.dumps(summary.as_dict()))
@@ -82,5 +83,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
         action="store_true",
         help="when the session's replica dies or drains, re-open through --server (a proxy) from the"
         " last masks; frames of the gap are answered LOST (docs/scale-out.md)",
+    )
+    p.add_argument(
+        "--max-answer-age-ms",
+        type=float,
+        default=None,
+        help="an answer older than this after its frame was read is stale and its BEAM_ON held"
+        " (default: the session's budget; docs/protocol.md)",
     )
     p.set_defaults(func=_cmd_live)

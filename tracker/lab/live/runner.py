@@ -72,6 +72,8 @@ class LiveOptions:
     # Re-open through the same address (a proxy) when the session's replica dies or
     # drains; the frames of the gap are answered LOST (tracker.client.failover).
     failover: bool = False
+    # An answer older than this after its frame was read is stale: its BEAM_ON is held.
+    max_answer_age_ms: float | None = None  # None: the session's budget
 
 
 @dataclass
@@ -93,6 +95,9 @@ class LiveSummary:
     view_url: str | None = None
     error: str | None = None
     failovers: list[dict[str, object]] = field(default_factory=list)  # with --failover
+    # answers older than the session's max_answer_age_ms, and the BEAM_ONs the client held for it
+    stale_answers: int = 0
+    stale_holds: int = 0
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
@@ -233,7 +238,12 @@ class LiveRunner:
                 geometry=source.geometry,
                 client_name="tracker live",
             )
-            self.session = client.open_session(config, send_policy="latest", failover=options.failover)
+            self.session = client.open_session(
+                config,
+                send_policy="latest",
+                failover=options.failover,
+                max_answer_age_ms=options.max_answer_age_ms,
+            )
             self._stack.callback(self._end_session)
             self._next_object_id = max((o.object_id for o in objects), default=0) + 1
             self.summary.budget_ms = self.session.started.latency_budget_ms
@@ -365,6 +375,9 @@ class LiveRunner:
             "frames_skipped": session.frames_skipped,
             "dropped": statuses.get("DROPPED", 0),
             "late": statuses.get("LATE", 0),
+            "stale": answer.stale,
+            "stale_answers": session.stale_answers,
+            "stale_holds": session.stale_holds,
             "objects": [
                 {
                     "id": o.object_id,
@@ -419,6 +432,8 @@ class LiveRunner:
             if self.session is not None:
                 self.summary.frames_transmitted = self.session.frames_sent
                 self.summary.frames_skipped = self.session.frames_skipped
+                self.summary.stale_answers = self.session.stale_answers
+                self.summary.stale_holds = self.session.stale_holds
                 if isinstance(self.session, FailoverSession):
                     self.summary.failovers = [
                         {

@@ -171,7 +171,8 @@ function show(e) {
   if (e.has_image) loadFrame(e.frame_index);
   document.getElementById('stats').textContent = 'frame ' + e.frame_index + '  ' + e.status +
     '  ' + e.end_to_end_ms.toFixed(1) + ' ms end to end  (sent ' + e.frames_sent + ', skipped ' +
-    e.frames_skipped + ', dropped ' + e.dropped + ', late ' + e.late + ')';
+    e.frames_skipped + ', dropped ' + e.dropped + ', late ' + e.late + ', stale ' + e.stale_answers +
+    ' (' + e.stale_holds + ' beam holds))' + (e.stale ? '  STALE: beam held' : '');
   if (e.status === 'OK' || e.status === 'LATE') {
     document.getElementById('objects').innerHTML = e.objects.map(o => '<tr><td>' + o.id + '</td><td>' +
       o.label + '</td><td>' + (o.present ? 'yes' : 'no') + '</td><td>' + o.score.toFixed(2) + '</td><td>' +
