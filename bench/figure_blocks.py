@@ -162,6 +162,34 @@ def _figs_cluster() -> list[Fig]:
     )
 
 
+def _figs_faults() -> list[Fig]:
+    rows: list[Fig] = []
+    for name in ("blackhole_up", "blackhole_down", "jitter", "bandwidth", "slow_reader", "reset"):
+        rows += figs(
+            "faults.json",
+            (f"{name}: frames sent", f"scenarios.{name}.frames", "d"),
+            (f"{name}: frames with no answer", f"scenarios.{name}.unaccounted", "d"),
+            (f"{name}: frames answered twice", f"scenarios.{name}.duplicates", "d"),
+            (f"{name}: BEAM_ON without a fresh answer", f"scenarios.{name}.beam_on_without_fresh_answer", "d"),
+            (f"{name}: BEAM_ON held as stale", f"scenarios.{name}.stale_holds", "d"),
+            (f"{name}: failovers", f"scenarios.{name}.failovers", "d"),
+        )
+        if name.startswith("blackhole"):
+            rows += figs(
+                "faults.json",
+                (f"{name}: fault to failover, p50", f"scenarios.{name}.detect_ms.p50", ".0f", MS),
+                (f"{name}: fault to failover, worst", f"scenarios.{name}.detect_ms.max", ".0f", MS),
+                (f"{name}: failover to first answer, p50", f"scenarios.{name}.resume_ms.p50", ".0f", MS),
+                (f"{name}: fault to the replica's sessions freed", f"scenarios.{name}.reaped_s", ".1f", " s"),
+            )
+        if name == "slow_reader":
+            rows += figs(
+                "faults.json",
+                (f"{name}: replicas' RSS growth", f"scenarios.{name}.rss_growth", ".1f", PCT, 100.0),
+            )
+    return rows
+
+
 def _figs_davis() -> list[Fig]:
     rows: list[Fig] = []
     for i, name in enumerate(("blackswan", "car-shadow", "dog")):
@@ -331,6 +359,7 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
         "scheduler": lambda: fig_table(root, _figs_scheduler()),
         "validation": lambda: fig_table(root, _figs_validation()),
         "cluster": lambda: fig_table(root, _figs_cluster()),
+        "faults": lambda: fig_table(root, _figs_faults()),
         "davis": lambda: fig_table(root, _figs_davis()),
         "flow": lambda: fig_table(root, _figs_flow()),
         "flow-cases": lambda: fig_table(root, _figs_flow_cases(root)),

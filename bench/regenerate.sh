@@ -103,6 +103,11 @@ step batch "$PY" bench/bench_batch.py --out $R/sam2_batch_cpu.json              
 step cluster "${TRACKER[@]}" bench cluster --replicas 3 --sessions 6 --rate 8 --duration 60 \
   --kill 1@20 --drain 2@40 --json $R/cluster.json --plots $R/cluster            # ~3 min
 
+# Faults that send no reset: black holes each way, jitter, a 1 Mbit/s link with 512 px frames,
+# a stalled reader, resets; 3 replicas behind Envoy, each through a fault proxy, failover on.
+step faults "${TRACKER[@]}" bench faults --replicas 3 --sessions 3 --rate 8 --duration 20 \
+  --fault-at 5 --json $R/faults.json                                               # ~4 min
+
 # `make demo` as a user runs it, five times in fresh processes (#13: no LATE on the DAVIS clip).
 step demo "$PY" bench/bench_demo.py --runs 5 --json $R/demo.json                 # ~2 min
 

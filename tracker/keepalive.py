@@ -33,24 +33,23 @@ class Keepalive:
                 f"keepalive time and timeout must be >= 100 ms, got {self.time_ms} and {self.timeout_ms}"
             )
 
-    def server_args(self) -> list[tuple[str, int]]:
-        """gRPC server arguments: ping clients, and accept their pings at their pace."""
+    def _common_args(self) -> list[tuple[str, int]]:
         return [
             ("grpc.keepalive_time_ms", self.time_ms),
             ("grpc.keepalive_timeout_ms", self.timeout_ms),
             ("grpc.http2.ping_timeout_ms", self.timeout_ms),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
+        ]
+
+    def server_args(self) -> list[tuple[str, int]]:
+        """gRPC server arguments: ping clients, and accept their pings at their pace."""
+        return [
+            *self._common_args(),
             ("grpc.http2.min_ping_interval_without_data_ms", min(self.time_ms, 1000)),
             ("grpc.http2.max_ping_strikes", 0),
         ]
 
     def channel_args(self) -> list[tuple[str, int]]:
         """gRPC channel arguments of every client channel."""
-        return [
-            ("grpc.keepalive_time_ms", self.time_ms),
-            ("grpc.keepalive_timeout_ms", self.timeout_ms),
-            ("grpc.http2.ping_timeout_ms", self.timeout_ms),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.max_pings_without_data", 0),
-        ]
+        return self._common_args()

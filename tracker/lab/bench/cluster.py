@@ -115,12 +115,16 @@ class ClusterSettings:
 
 @dataclass
 class SessionLog:
+    """One console's side of a run: what it sent, what came back, what its beam showed."""
+
     k: int
     scheduled: list[float]  # monotonic send times
     answers: dict[int, ClientResult] = field(default_factory=dict)
     duplicates: int = 0
     events: list[FailoverEvent] = field(default_factory=list)
     error: str | None = None
+    beam_at_send: dict[int, BeamState] = field(default_factory=dict)  # session.beam_state() per frame
+    paused: threading.Event = field(default_factory=threading.Event)  # set: the console stops reading
 
 
 @dataclass
@@ -221,10 +225,16 @@ def _open(client: TrackerClient, k: int, sequence: Sequence, settings: ClusterSe
     return session
 
 
-def _run_session(log: SessionLog, session: FailoverSession, sequence: Sequence, t0: float, bar: tqdm) -> None:
+def stream_session(
+    log: SessionLog, session: FailoverSession, sequence: Sequence, t0: float, bar: tqdm
+) -> None:
+    """Send ``sequence`` on ``log.scheduled`` (open loop) while another thread reads the answers."""
+
     def collect() -> None:
         try:
             for answer in session.results(timeout_s=None):
+                while log.paused.is_set():
+                    time.sleep(0.01)
                 if answer.frame_index in log.answers:
                     log.duplicates += 1
                 log.answers[answer.frame_index] = answer
@@ -240,6 +250,7 @@ def _run_session(log: SessionLog, session: FailoverSession, sequence: Sequence, 
             if delay > 0:
                 time.sleep(delay)
             pixels = np.asarray(sequence.frames[ping_pong_index(i, len(sequence))])
+            log.beam_at_send[i] = session.beam_state()
             session.send_frame(pixels, i, timestamp_s=when - t0)
         session.done_writing()
     except Exception as exc:
@@ -282,7 +293,7 @@ def run_phase(
                 with tqdm(total=n * settings.sessions, desc=label, unit="frame") as bar:
                     threads = [
                         threading.Thread(
-                            target=_run_session,
+                            target=stream_session,
                             args=(log, sessions[log.k], sequences[log.k % len(sequences)], t0, bar),
                             name=f"cluster-session-{log.k}",
                         )

@@ -20,8 +20,8 @@ answers the client held because they came too late); ``beam_on_without_fresh_ans
 ``BEAM_ON`` answer younger than ``max_answer_age_ms`` had arrived: recomputed here from
 the answers' own times, independently of the client's bookkeeping); ``detect_ms`` (fault
 to the client's failover) and ``resume_ms`` (failover to the new session's first answer),
-p50 and worst; ``reaped_s`` (fault to the replica showing no open session, through its
-own port); ``rss_growth`` (the replicas' largest RSS during the run over their RSS at
+p50 and worst; ``reaped_s`` (black holes: fault to the replica showing no open session,
+asked through its own port); ``rss_growth`` (the replicas' largest RSS during the run over their RSS at
 the fault, minus one).
 """
 
@@ -32,7 +32,7 @@ import logging
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -40,13 +40,13 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from tracker.client import ClientResult, TrackerClient
+from tracker.client import TrackerClient
 from tracker.client.sync_failover import FailoverSession
 from tracker.deploy.envoy import envoy_version
 from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.sequence import Sequence
-from tracker.lab.bench.cluster import ClusterSettings, LoopbackCluster
-from tracker.lab.bench.common import machine_info, ping_pong_index
+from tracker.lab.bench.cluster import ClusterSettings, LoopbackCluster, SessionLog, stream_session
+from tracker.lab.bench.common import machine_info
 from tracker.lab.bench.stream import StreamSettings, load_sources
 from tracker.lab.faultproxy import Direction, Fault, FaultKind, FaultProxy
 from tracker.lab.provenance import provenance
@@ -101,19 +101,6 @@ class FaultBenchSettings:
         }[scenario]
 
 
-@dataclass
-class Console:
-    """One session's side of the run: what it sent, what came back, what its beam showed."""
-
-    k: int
-    scheduled: list[float]
-    answers: dict[int, ClientResult] = field(default_factory=dict)
-    duplicates: int = 0
-    beam_at_send: dict[int, BeamState] = field(default_factory=dict)
-    error: str | None = None
-    paused: threading.Event = field(default_factory=threading.Event)  # set: the reader is stalled
-
-
 def _scaled(sequence: Sequence, px: int) -> Sequence:
     """The sequence at ``px`` x ``px`` (frames linear, labels nearest), to size the link's load."""
     frames = [cv2.resize(np.asarray(f), (px, px), interpolation=cv2.INTER_LINEAR) for f in sequence.frames]
@@ -146,39 +133,7 @@ def _config(k: int, sequence: Sequence, settings: FaultBenchSettings) -> Session
     )
 
 
-def _console(console: Console, session: FailoverSession, sequence: Sequence, bar: tqdm) -> None:
-    def read() -> None:
-        try:
-            for answer in session.results(timeout_s=None):
-                while console.paused.is_set():
-                    time.sleep(0.01)
-                if answer.frame_index in console.answers:
-                    console.duplicates += 1
-                console.answers[answer.frame_index] = answer
-                bar.update(1)
-        except Exception as exc:  # failover gave up: what is missing is counted unaccounted
-            console.error = str(exc)
-
-    reader = threading.Thread(target=read, name=f"faults-recv-{console.k}", daemon=True)
-    reader.start()
-    try:
-        for i, when in enumerate(console.scheduled):
-            delay = when - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            console.beam_at_send[i] = session.beam_state()
-            session.send_frame(np.asarray(sequence.frames[ping_pong_index(i, len(sequence))]), i)
-        session.done_writing()
-    except Exception as exc:
-        console.error = str(exc)
-        session.cancel()
-    reader.join(timeout=60.0)
-    if reader.is_alive():
-        console.error = console.error or "answers still missing 60 s after the last frame"
-        session.cancel()
-
-
-def beam_on_without_fresh_answer(console: Console, max_age_s: float) -> int:
+def beam_on_without_fresh_answer(log: SessionLog, max_age_s: float) -> int:
     """Frames at whose sending the beam showed ON with no fresh BEAM_ON answer received.
 
     Recomputed from the answers' own send and receive times: at time t an answer is a fresh
@@ -187,14 +142,14 @@ def beam_on_without_fresh_answer(console: Console, max_age_s: float) -> int:
     """
     ons = sorted(
         (a.received_mono, a.sent_mono)
-        for a in console.answers.values()
+        for a in log.answers.values()
         if not a.local and a.result.gating is not None and a.result.gating.state is BeamState.ON
     )
     violations = 0
-    for i, beam in console.beam_at_send.items():
+    for i, beam in log.beam_at_send.items():
         if beam is not BeamState.ON:
             continue
-        t = console.scheduled[i]
+        t = log.scheduled[i]
         fresh = any(received <= t and sent >= t - max_age_s for received, sent in ons)
         violations += not fresh
     return violations
@@ -255,30 +210,30 @@ def run_scenario(scenario: str, settings: FaultBenchSettings, sequences: list[Se
                 watch = _Watch([s.process.pid for s in cluster.servers], cluster.servers[target].address)
                 watch.start()
                 t0 = time.monotonic() + 0.5
-                consoles = [
-                    Console(k, [t0 + (k / settings.sessions + i) / settings.rate_hz for i in range(n)])
+                logs = [
+                    SessionLog(k, [t0 + (k / settings.sessions + i) / settings.rate_hz for i in range(n)])
                     for k in range(settings.sessions)
                 ]
                 with tqdm(total=n * settings.sessions, desc=f"faults: {scenario}", unit="frame") as bar:
                     threads = [
                         threading.Thread(
-                            target=_console,
-                            args=(c, sessions[c.k], sequences[c.k % len(sequences)], bar),
-                            name=f"faults-console-{c.k}",
+                            target=stream_session,
+                            args=(log, sessions[log.k], sequences[log.k % len(sequences)], t0, bar),
+                            name=f"faults-console-{log.k}",
                         )
-                        for c in consoles
+                        for log in logs
                     ]
                     for t in threads:
                         t.start()
                     fault_mono = _inject(
-                        scenario, fault, hold_s, t0 + settings.fault_at_s, cluster.proxies[target], consoles
+                        scenario, fault, hold_s, t0 + settings.fault_at_s, cluster.proxies[target], logs
                     )
                     for t in threads:
                         t.join()
                 watch.stop()
         finally:
             cluster.stop()
-    return _score(scenario, settings, consoles, sessions, fault_mono, watch, n)
+    return _score(scenario, settings, logs, sessions, fault_mono, watch, n)
 
 
 def _busiest(cluster: LoopbackCluster) -> int:
@@ -292,15 +247,15 @@ def _busiest(cluster: LoopbackCluster) -> int:
 
 
 def _inject(
-    scenario: str, fault: Fault | None, hold_s: float, at: float, proxy: FaultProxy, consoles: list[Console]
+    scenario: str, fault: Fault | None, hold_s: float, at: float, proxy: FaultProxy, logs: list[SessionLog]
 ) -> float:
     time.sleep(max(0.0, at - time.monotonic()))
     start = time.monotonic()
     if scenario == "slow_reader":
-        for c in consoles:
+        for c in logs:
             c.paused.set()
         time.sleep(hold_s)
-        for c in consoles:
+        for c in logs:
             c.paused.clear()
         return start
     proxy.apply(fault)
@@ -313,7 +268,7 @@ def _inject(
 def _score(
     scenario: str,
     settings: FaultBenchSettings,
-    consoles: list[Console],
+    logs: list[SessionLog],
     sessions: list[FailoverSession],
     fault_mono: float,
     watch: _Watch,
@@ -324,15 +279,18 @@ def _score(
     resume = [e.gap_ms for e in events if e.fault_mono >= fault_mono]
     before = [rss for t, rss in watch.rss if t <= fault_mono]
     during = [rss for t, rss in watch.rss if t > fault_mono]
-    reaped = next((t - fault_mono for t, open_ in watch.sessions if t > fault_mono and open_ == 0), None)
+    # Only a black hole orphans server sessions; elsewhere the sessions stay until the run ends.
+    reaped = None
+    if scenario.startswith("blackhole"):
+        reaped = next((t - fault_mono for t, open_ in watch.sessions if t > fault_mono and open_ == 0), None)
     budget_s = max(s.started.latency_budget_ms for s in sessions) / 1000.0
     return {
-        "frames": n * len(consoles),
-        "unaccounted": sum(n - len(c.answers) for c in consoles),
-        "duplicates": sum(c.duplicates for c in consoles),
+        "frames": n * len(logs),
+        "unaccounted": sum(n - len(c.answers) for c in logs),
+        "duplicates": sum(c.duplicates for c in logs),
         "stale_holds": sum(s.stale_holds for s in sessions),
         "stale_answers": sum(s.stale_answers for s in sessions),
-        "beam_on_without_fresh_answer": sum(beam_on_without_fresh_answer(c, budget_s) for c in consoles),
+        "beam_on_without_fresh_answer": sum(beam_on_without_fresh_answer(c, budget_s) for c in logs),
         "failovers": len(events),
         "causes": sorted({e.cause for e in events}),
         "lost_frames": sum(e.gap_frames for e in events),
@@ -340,7 +298,7 @@ def _score(
         "resume_ms": _p50_max(resume),
         "reaped_s": None if reaped is None else round(reaped, 2),
         "rss_growth": round(max(during) / before[-1] - 1.0, 4) if before and during else None,
-        "errors": [c.error for c in consoles if c.error],
+        "errors": [c.error for c in logs if c.error],
     }
 
 
