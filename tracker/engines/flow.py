@@ -37,11 +37,12 @@ import cv2
 import numpy as np
 
 from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession
-from tracker.engines.imaging import drop_islands, noise_sigma, prompt_to_mask, to_gray8
+from tracker.engines.imaging import drop_islands, noise_sigma, prompt_to_mask, target_contrast, to_gray8
 from tracker.options import check_values, opt
 from tracker.options import parse_options as parse_into
 from tracker.types import (
     Frame,
+    Modality,
     ObjectTrack,
     PromptError,
     PromptUpdate,
@@ -88,6 +89,15 @@ class FlowSettings:
     # Tracking confidence: forward-backward flow error (px, full resolution) at which the
     # confidence halves; 0 turns the check off (one flow less per frame, photometric only).
     fb_scale_px: float = opt(1.0, minimum=0, help="pixels; 0: no forward-backward check")
+    # Cine-MRI targets leave the slice (through-plane motion): when the tracked region's
+    # contrast against its surroundings falls under this fraction of the anchor frame's, the
+    # target is reported absent (empty mask) while its region is still carried along; it is
+    # present again above this fraction + ABSENCE_HYSTERESIS. Tuned on the tuning set of
+    # synthetic cine (absent frames <= 0.35, present frames >= 0.71). 0: never absent.
+    absence_ratio: float = opt(0.5, minimum=0, exclusive_maximum=1, help="0: never report absence")
+    # The check needs a target that stands out: anchor contrast at least this many times the
+    # std of its surroundings (on the tuning set, fainter targets' ratios swing from 0.1 to 1).
+    distinct_contrast: float = opt(1.0, minimum=0, help="anchor contrast / surrounding std")
 
     def __post_init__(self) -> None:
         check_values(self, owner=OWNER)
@@ -162,12 +172,17 @@ class _ObjectState:
     prev_mask: np.ndarray  # uint8 0/255 (H, W): this object's answer on the previous frame
     anchor_box: Region | None = None  # bounding regions of the two masks (None: empty)
     prev_box: Region | None = None
+    # Cine-MRI: the target's contrast against its surroundings on the anchor frame (None: too
+    # faint to tell the target's absence by), and whether it is now out of the slice.
+    anchor_contrast: float | None = None
+    absent: bool = False
 
 
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1), full-resolution pixels
 # Working-resolution pixels of image kept around the objects for the backward flow of the
 # forward-backward check: enough for DIS's coarsest pyramid level to see the same structure.
 FB_CONTEXT_PX = 32
+ABSENCE_HYSTERESIS = 0.1  # an absent target returns above absence_ratio + this
 
 
 @dataclass
@@ -442,7 +457,9 @@ class FlowSession(EngineSession):
             m8 = mask.astype(np.uint8) * 255
             # ADD and CORRECT alike: the object is (re-)anchored on this frame.
             box = bounding_region(mask)
-            self._tracks[update.object_id] = _ObjectState(update.object_id, current, m8, m8, box, box)
+            self._tracks[update.object_id] = _ObjectState(
+                update.object_id, current, m8, m8, box, box, self._anchor_contrast(frame.pixels, mask)
+            )
             prompted.add(update.object_id)
             logger.debug(
                 "object %d anchored on frame %d (%s)", update.object_id, frame.index, update.action.value
@@ -497,6 +514,8 @@ class FlowSession(EngineSession):
                 confidence = self._confidence(score, near.fb_error, inside)
             state.prev_mask = mask.astype(np.uint8) * 255
             state.prev_box = bounding_region(mask)
+            if self._out_of_slice(state, frame.pixels, mask):  # carried along, reported absent
+                mask, score, confidence = np.zeros(hw, dtype=bool), 0.0, 0.0
             tracks.append(ObjectTrack(oid, mask, score, confidence))
         # Warping and blending masks, apart from the flow fields computed inside the loop.
         loop_ms = (time.perf_counter() - loop_start) * 1000.0
@@ -506,6 +525,23 @@ class FlowSession(EngineSession):
         # (held by their states, so dropped objects free theirs with them).
         self._prev = current
         return tracks
+
+    def _anchor_contrast(self, pixels: np.ndarray, mask: np.ndarray) -> float | None:
+        """A cine target's contrast on its anchor frame, or None when absence cannot be judged."""
+        if self.config.modality is not Modality.CINE_MRI or self._settings.absence_ratio == 0:
+            return None
+        contrast, spread = target_contrast(pixels, mask)
+        distinct = abs(contrast) >= self._settings.distinct_contrast * spread and contrast != 0.0
+        return contrast if distinct else None
+
+    def _out_of_slice(self, state: _ObjectState, pixels: np.ndarray, mask: np.ndarray) -> bool:
+        """Whether the target has left the slice: its region's contrast, relative to the anchor's."""
+        if state.anchor_contrast is None or not mask.any():
+            return False
+        ratio = target_contrast(pixels, mask)[0] / state.anchor_contrast
+        limit = self._settings.absence_ratio + (ABSENCE_HYSTERESIS if state.absent else 0.0)
+        state.absent = ratio < limit
+        return state.absent
 
     def _confidence(self, photometric: float, fb_error: np.ndarray | None, inside: np.ndarray) -> float:
         """Tracking confidence: photometric consistency x forward-backward agreement over the mask."""

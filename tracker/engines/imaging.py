@@ -284,3 +284,28 @@ def prompt_to_mask(
 
 
 # -- options --------------------------------------------------------------------------
+
+
+def target_contrast(pixels: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """(mean inside ``mask`` minus mean of a ring around it, std of that ring), in pixel units.
+
+    The ring is as wide as about half the mask's equivalent diameter. Computed on a crop around
+    the mask, in float on the original intensities (colour averaged), so windowing cannot clip
+    it. ``(0.0, 0.0)`` for an empty mask or one with no ring inside the frame.
+    """
+    if not mask.any():
+        return 0.0, 0.0
+    ys, xs = np.nonzero(mask)
+    k = max(3, int(math.sqrt(len(ys) / math.pi)) | 1)
+    h, w = mask.shape
+    y0, y1 = max(0, ys.min() - k), min(h, ys.max() + k + 1)
+    x0, x1 = max(0, xs.min() - k), min(w, xs.max() + k + 1)
+    crop = np.asarray(pixels)[y0:y1, x0:x1].astype(np.float32)
+    if crop.ndim == 3:
+        crop = crop.mean(axis=2)
+    inside = mask[y0:y1, x0:x1]
+    grown = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    ring = grown.astype(bool) & ~inside
+    if not ring.any():
+        return 0.0, 0.0
+    return float(crop[inside].mean() - crop[ring].mean()), float(crop[ring].std())
