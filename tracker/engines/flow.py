@@ -30,13 +30,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import cv2
 import numpy as np
 
 from tracker.engines.base import PROMPT_CAPABILITIES, Engine, EngineInfo, EngineSession
+from tracker.engines.calibration import SelfCalibration
 from tracker.engines.imaging import drop_islands, noise_sigma, prompt_to_mask, target_contrast, to_gray8
 from tracker.options import check_values, opt
 from tracker.options import parse_options as parse_into
@@ -98,6 +99,10 @@ class FlowSettings:
     # The check needs a target that stands out: anchor contrast at least this many times the
     # std of its surroundings (on the tuning set, fainter targets' ratios swing from 0.1 to 1).
     distinct_contrast: float = opt(1.0, minimum=0, help="anchor contrast / surrounding std")
+    # Presence and forward-backward error relative to the session's first frames after each
+    # prompt (tracker.engines.calibration): what a scan's noise and texture leave in every
+    # frame then lowers neither. 0: absolute scores.
+    calibration_frames: int = opt(8, minimum=0, help="frames; 0: no self-calibration")
 
     def __post_init__(self) -> None:
         check_values(self, owner=OWNER)
@@ -176,6 +181,7 @@ class _ObjectState:
     # faint to tell the target's absence by), and whether it is now out of the slice.
     anchor_contrast: float | None = None
     absent: bool = False
+    calibration: SelfCalibration = field(default_factory=SelfCalibration)
 
 
 Region = tuple[int, int, int, int]  # (y0, y1, x0, x1), full-resolution pixels
@@ -458,7 +464,14 @@ class FlowSession(EngineSession):
             # ADD and CORRECT alike: the object is (re-)anchored on this frame.
             box = bounding_region(mask)
             self._tracks[update.object_id] = _ObjectState(
-                update.object_id, current, m8, m8, box, box, self._anchor_contrast(frame.pixels, mask)
+                update.object_id,
+                current,
+                m8,
+                m8,
+                box,
+                box,
+                self._anchor_contrast(frame.pixels, mask),
+                calibration=SelfCalibration(self._settings.calibration_frames),
             )
             prompted.add(update.object_id)
             logger.debug(
@@ -510,8 +523,7 @@ class FlowSession(EngineSession):
                 if self._settings.min_island_fraction > 0:
                     mask = drop_islands(mask, self._settings.min_island_fraction)
                 inside = mask[y0:y1, x0:x1]
-                score = min(1.0, max(0.0, float(presence[inside].mean()))) if inside.any() else 0.0
-                confidence = self._confidence(score, near.fb_error, inside)
+                score, confidence = self._scores(state, presence, near.fb_error, inside)
             state.prev_mask = mask.astype(np.uint8) * 255
             state.prev_box = bounding_region(mask)
             if self._out_of_slice(state, frame.pixels, mask):  # carried along, reported absent
@@ -543,14 +555,21 @@ class FlowSession(EngineSession):
         state.absent = ratio < limit
         return state.absent
 
-    def _confidence(self, photometric: float, fb_error: np.ndarray | None, inside: np.ndarray) -> float:
-        """Tracking confidence: photometric consistency x forward-backward agreement over the mask."""
+    def _scores(
+        self, state: _ObjectState, presence: np.ndarray, fb_error: np.ndarray | None, inside: np.ndarray
+    ) -> tuple[float, float]:
+        """(presence score, tracking confidence) over the mask, relative to the session's start.
+
+        Confidence is presence (photometric consistency) x forward-backward agreement.
+        """
         if not inside.any():
-            return 0.0
-        if fb_error is None:
-            return photometric
-        fb_px = float(fb_error[inside].mean())
-        return photometric / (1.0 + (fb_px / self._settings.fb_scale_px) ** 2)
+            return 0.0, 0.0
+        raw = min(1.0, max(0.0, float(presence[inside].mean())))
+        fb_px = None if fb_error is None else float(fb_error[inside].mean())
+        score, fb = state.calibration.apply(raw, fb_px)
+        if fb is None:
+            return score, score
+        return score, score / (1.0 + (fb / self._settings.fb_scale_px) ** 2)
 
     def _close(self) -> None:
         self._tracks.clear()
