@@ -55,7 +55,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
         summary = report["summary"]
         results[label] = {
             "seconds": time.perf_counter() - t0,
-            "j_mean": summary["j_mean"],
+            "j_mean_after_prompt": summary["j_mean_after_prompt"],
             "j_mean_objects": summary["j_mean_objects"],
             "per_class_j": summary["per_class_j"],
             "entry_delay": summary["entry_delay"],
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
             "cases": [
                 {
                     "name": c["name"],
-                    "j_mean": c["j_mean"],
+                    "j_mean_after_prompt": c["j_mean_after_prompt"],
                     "objects": {k: {f: o.get(f) for f in _OBJECT_FIELDS} for k, o in c["objects"].items()},
                     "reprompts": c["reprompts"],
                 }
@@ -102,7 +102,7 @@ def _f(v: object, digits: int = 3) -> str:
 def table(result: dict[str, object]) -> str:
     """A side-by-side Markdown table: without vs with the overseer."""
     a, b = result["without"], result["with"]
-    rows = [("J (mean of case means)", _f(a["j_mean"]), _f(b["j_mean"]))]  # type: ignore[index]
+    rows = [("J (mean of case means)", _f(a["j_mean_after_prompt"]), _f(b["j_mean_after_prompt"]))]  # type: ignore[index]
     rows.append(("J (pooled objects)", _f(a["j_mean_objects"]), _f(b["j_mean_objects"])))  # type: ignore[index]
     for cls in sorted(set(a["per_class_j"]) | set(b["per_class_j"])):  # type: ignore[index]
         rows.append((f"J {cls}", _f(a["per_class_j"].get(cls)), _f(b["per_class_j"].get(cls))))  # type: ignore[index]

@@ -170,7 +170,11 @@ def _figs_faults() -> list[Fig]:
             (f"{name}: frames sent", f"scenarios.{name}.frames", "d"),
             (f"{name}: frames with no answer", f"scenarios.{name}.unaccounted", "d"),
             (f"{name}: frames answered twice", f"scenarios.{name}.duplicates", "d"),
-            (f"{name}: BEAM_ON without a fresh answer", f"scenarios.{name}.beam_on_without_fresh_answer", "d"),
+            (
+                f"{name}: BEAM_ON without a fresh answer",
+                f"scenarios.{name}.beam_on_without_fresh_answer",
+                "d",
+            ),
             (f"{name}: BEAM_ON held as stale", f"scenarios.{name}.stale_holds", "d"),
             (f"{name}: failovers", f"scenarios.{name}.failovers", "d"),
         )
@@ -265,11 +269,15 @@ def _figs_gating(root: Path) -> list[Fig]:
     ]
 
 
-def _figs_overseer() -> list[Fig]:
+def _figs_overseer(root: Path) -> list[Fig]:
+    """bench_overseer.py's figures; J is ``j_mean_after_prompt``, ``j_mean`` in result files written
+    before that key was renamed (read from such a file, and cited, as it stands)."""
+    data = load(root, "overseer.json")
     rows: list[Row] = []
     for run, name in (("without", "without overseer"), ("with", "with oracle overseer")):
+        j_key = "j_mean_after_prompt" if "j_mean_after_prompt" in data.get(run, {}) else "j_mean"
         rows += [
-            (f"{name}: J, mean over cases", f"{run}.j_mean"),
+            (f"{name}: J, mean over cases", f"{run}.{j_key}"),
             *(
                 (f"{name}: J {c}", f"{run}.per_class_j.{c}")
                 for c in ("clipper", "grasper", "hook", "scissors")
@@ -364,7 +372,7 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
         "flow": lambda: fig_table(root, _figs_flow()),
         "flow-cases": lambda: fig_table(root, _figs_flow_cases(root)),
         "gating": lambda: fig_table(root, _figs_gating(root)),
-        "overseer": lambda: fig_table(root, _figs_overseer()),
+        "overseer": lambda: fig_table(root, _figs_overseer(root)),
         "soak": lambda: fig_table(root, _figs_soak()),
         "stream": lambda: stream_block(root),
         "stream-5min": lambda: fig_table(root, _figs_stream_5min()),

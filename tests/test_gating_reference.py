@@ -113,7 +113,7 @@ def test_summary_pools_duty_over_cases_beside_the_mean_of_ratios() -> None:
         prediction = {"horizon_ms_median": 50.0, "error_mm_mean": 1.0, "no_prediction_error_mm_mean": 1.0}
         return {
             "name": name, "frames": frames, "dropped": 0, "late": 0, "errors": 0, "dice_mean": 0.9,
-            "hd95_mm_mean": 1.0, "msd_mm_mean": 1.0, "centroid_mm_mean": 1.0, "j_mean": 0.9,
+            "hd95_mm_mean": 1.0, "msd_mm_mean": 1.0, "centroid_mm_mean": 1.0, "j_mean_after_prompt": 0.9,
             "gating": gating, "prediction": prediction,
         }  # fmt: skip
 

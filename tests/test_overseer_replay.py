@@ -55,7 +55,7 @@ def test_without_overseer_entries_are_missed_and_j_is_lower(reports) -> None:
     entering = [o for o in case["objects"].values() if o["enter_frame"] is not None]
     assert entering and all(o["entry_delay"] is None for o in entering)
     assert without["summary"]["reprompts"] == 0
-    assert with_ov["summary"]["j_mean"] > without["summary"]["j_mean"] + 0.1
+    assert with_ov["summary"]["j_mean_after_prompt"] > without["summary"]["j_mean_after_prompt"] + 0.1
     assert set(with_ov["summary"]["per_class_j"]) == set(without["summary"]["per_class_j"]) != set()
     # Every ground-truth object is scored, including those never prompted.
     assert len(case["objects"]) == len(with_ov["cases"][0]["objects"]) >= 4

@@ -83,7 +83,7 @@ def test_replay_davis_sequence(davis_dir, tmp_path):
     _check_report_shape(report)
     case = report["cases"][0]
     assert case["kind"] == "davis" and case["frames"] == 40 and case["dropped"] == 0
-    assert case["j_mean"] >= 0.70, "flow should hold a car over 40 frames"
+    assert case["j_mean_after_prompt"] >= 0.70, "flow should hold a car over 40 frames"
     assert len(list((tmp_path / "masks" / "car-shadow").glob("*.png"))) == 40
     # DAVIS as davis2017-evaluation scores it: the written indexed PNGs against the
     # annotations, frames 1..T-2, by the test's transcription of the toolkit.

@@ -14,6 +14,7 @@ from tracker.convert import Limits
 from tracker.deploy.envoy import add_cli as add_envoy_cli
 from tracker.engines.availability import missing_module_message
 from tracker.engines.export import add_cli as add_export_cli
+from tracker.io.challenge_layout import LAYOUTS
 from tracker.keepalive import Keepalive
 from tracker.lab.bench.cli import add_capacity_cli, add_cluster_cli, add_faults_cli, add_reference_cli
 from tracker.lab.bench.cli import add_cli as add_stream_cli
@@ -99,6 +100,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         engine_options=key_values(args.engine_option),
         latency_budget_ms=args.budget_ms,
         out_masks=args.out_masks,
+        out_masks_layout=args.layout,
         first_mask=args.first_mask,
         frame_rate_hz=args.frame_rate,
         progress=not args.no_progress,
@@ -243,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-mask", type=Path, default=None, help="prompt mask for frame 0 (PNG/MHA)")
     p.add_argument("--report", type=Path, required=True, help="JSON report to write")
     p.add_argument("--out-masks", type=Path, default=None, help="folder for predicted masks")
+    p.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="native",
+        help="how --out-masks is laid out: native (TrackRAD cases as <id>/targets/<id>_labels.mha, PNGs"
+        " otherwise); trackrad (TrackRAD2025's Grand-Challenge job outputs and predictions.json, read by"
+        " its evaluate.py as they are); davis2017 (<seq>/<frame>.png with ids 1..N, and a DAVIS-2017"
+        " root of the ground truth, for davis2017-evaluation)",
+    )
     p.add_argument("--engine", default="", help="engine for the sessions (and for the in-process server)")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument(

@@ -1,10 +1,12 @@
-"""Writers for predicted masks, in the layout each benchmark's scorer expects.
+"""Writers for predicted masks in the project's native layout.
 
-TrackRAD cases get ``<id>/targets/<id>_labels.mha`` (the challenge's own
-layout, so its evaluation code runs unchanged); everything else gets one PNG
-per frame named like the source frames, which is what the DAVIS evaluation
-toolkit reads (indexed PNGs, object k = value k). ``read_mask_file`` lives in :mod:`tracker.io.readers` (the
-readers need it for ``first_mask``) and is re-exported here for the CLI.
+TrackRAD cases get ``<id>/targets/<id>_labels.mha``, the dataset's own label file (the same
+format and ``(H, W, T)`` order as the ground truth); everything else gets one indexed PNG per
+frame named like the source frames (object k = value k, as the DAVIS toolkit reads masks).
+The layouts the official evaluators read as they are (TrackRAD2025's Grand-Challenge job
+outputs with ``predictions.json``, a DAVIS-2017 results folder and root) are written by
+:mod:`tracker.io.challenge_layout`. ``read_mask_file`` lives in :mod:`tracker.io.readers`
+(the readers need it for ``first_mask``) and is re-exported here for the CLI.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def results_table(cases: list[dict[str, object]]) -> str:
     for c in cases:
         lat, srv = c["latency_ms"], c["server_ms"]
         lines.append(
-            f"{c['name']!s:<14}{c['frames']:>7}{_fmt(c['dice_mean']):>7}{_fmt(c['j_mean']):>7}"
+            f"{c['name']!s:<14}{c['frames']:>7}{_fmt(c['dice_mean']):>7}{_fmt(c['j_mean_after_prompt']):>7}"
             f"{_fmt(c['centroid_mm_mean'], 2):>12}{_fmt(c['hd95_mm_mean'], 2):>9}"
             f"{_fmt(lat['p50'], 1):>9}{_fmt(lat['p95'], 1):>7}{_fmt(lat['p99'], 1):>7}"  # type: ignore[index]
             f"{_fmt(srv['p50'], 1):>11}{c['dropped']:>8}{c['late']:>6}"  # type: ignore[index]

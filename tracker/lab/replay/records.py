@@ -29,6 +29,9 @@ class ReplayOptions:
     latency_budget_ms: float | None = None  # None: 1000 ms for cine-MRI, one frame interval for video
     budget_policy: BudgetPolicy = BudgetPolicy.LATEST  # what the session does when late (docs/budgets.md)
     out_masks: Path | None = None
+    # How out_masks is laid out (tracker.io.challenge_layout): "native", "trackrad" (TrackRAD2025's
+    # Grand-Challenge job outputs and predictions.json) or "davis2017" (davis2017-evaluation's layout).
+    out_masks_layout: str = "native"
     first_mask: Path | None = None
     frame_rate_hz: float | None = None  # override for sources that do not state it
     progress: bool = True

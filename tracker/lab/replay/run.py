@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,9 @@ from tracker.convert import default_budget_ms
 from tracker.engines import create_engine
 from tracker.gating.reference import boundary_region, planned_reference
 from tracker.gating.types import GatingConfig
+from tracker.io.challenge_layout import PredictionWriter
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
-from tracker.io.writers import write_predictions
 from tracker.lab.provenance import provenance
 from tracker.lab.replay.gating_report import confidence_block, gating_blocks, worst_cases
 from tracker.lab.replay.records import CaseResult, FrameRecord, Rate, ReplayOptions
@@ -299,7 +300,16 @@ def _mean_or_none(values: Seq[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
-METRIC_KEYS = ("dice_mean", "hd95_mm_mean", "msd_mm_mean", "centroid_mm_mean", "j_mean")
+# Each case's means of its objects' scores over every frame after the prompt (1..T-1): report key ->
+# the per-object key. J is ``j_mean_after_prompt`` here, apart from the DAVIS block's ``davis.j_mean``
+# (the toolkit's frames 1..T-2), so that neither is quoted for the other.
+METRIC_KEYS = {
+    "dice_mean": "dice_mean",
+    "hd95_mm_mean": "hd95_mm_mean",
+    "msd_mm_mean": "msd_mm_mean",
+    "centroid_mm_mean": "centroid_mm_mean",
+    "j_mean_after_prompt": "j_mean",
+}
 
 
 def case_report(case: CaseResult) -> dict[str, object]:
@@ -319,8 +329,8 @@ def case_report(case: CaseResult) -> dict[str, object]:
         "errors": statuses.count(FrameStatus.ERROR),
         "degraded": sum(1 for r in case.records if r.degradations),  # answered with accuracy traded
     }
-    for key in METRIC_KEYS:
-        report[key] = _mean_or_none([d[key] for d in per_object.values()])
+    for key, object_key in METRIC_KEYS.items():
+        report[key] = _mean_or_none([d[object_key] for d in per_object.values()])
     report["latency_ms"] = percentiles([r.end_to_end_ms for r in answered])
     report["server_ms"] = percentiles([r.server_ms for r in answered])
     for oid, outcome in case.outcomes.items():
@@ -527,6 +537,11 @@ def replay(
         open_sequence(Path(path), frame_rate_hz=options.frame_rate_hz, first_mask=first_mask)
         for path in paths
     ]
+    writer = None
+    if options.out_masks is not None:
+        writer = PredictionWriter(options.out_masks, options.out_masks_layout)
+        for sequence in sequences:
+            writer.check(sequence)  # before anything is replayed
     results: list[CaseResult] = []
     cases: list[dict[str, object]] = []
     started = provenance()  # taken when the run starts
@@ -536,11 +551,13 @@ def replay(
         for sequence in tqdm(
             sequences, desc="replay", unit="case", disable=not options.progress or len(sequences) < 2
         ):
+            case_started = datetime.now(UTC)
             result = replay_sequence(client, sequence, options)
+            case_completed = datetime.now(UTC)
             results.append(result)
             cases.append(case := case_report(result))
-            if options.out_masks is not None:
-                write_predictions(options.out_masks, sequence, result.predictions)
+            if writer is not None:
+                writer.write(sequence, result.predictions, case_started, case_completed)
             logger.info(
                 "%s: %d frames, dice %s, dropped %d, late %d",
                 sequence.name, len(sequence), _fmt(case["dice_mean"]), case["dropped"], case["late"],
@@ -561,6 +578,7 @@ def replay(
             "min_confidence": options.min_confidence,
             "guard_sigmas": options.guard_sigmas,
             "challenge_mode": options.challenge_mode,
+            "out_masks_layout": options.out_masks_layout if options.out_masks is not None else None,
         },
         "provenance": started,
     }
