@@ -30,6 +30,7 @@ from tracker.cli_args import key_values
 from tracker.lab.bench.common import write_json
 from tracker.lab.provenance import provenance
 from tracker.lab.replay import ReplayOptions, replay
+from tracker.lab.replay.gating_report import pooled_confidence
 from tracker.lab.synth.hard_cine import write_hard_cases
 
 logger = logging.getLogger("bench_validation")
@@ -72,6 +73,8 @@ def _row(case: dict[str, Any]) -> dict[str, Any]:
         "duty_vs_oracle": gating.get("duty_vs_oracle"),
         "hold_causes": gating.get("hold_causes"),
         "confidence_spearman_vs_dice": case.get("confidence", {}).get("spearman_vs_dice"),
+        "confidence_mean": case.get("confidence", {}).get("confidence_mean"),
+        "confidence_spearman_vs_centroid_error": case.get("confidence", {}).get("spearman_vs_centroid_error"),
     }
 
 
@@ -162,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         report, results = replay(paths, options)
         rows = [_row(c) for c in report["cases"]]
         targets = _targets(rows, report["summary"])
+        pooled = pooled_confidence(report["cases"])
+        targets["confidence_spearman_vs_centroid_error_pooled"] = pooled.get("spearman_vs_centroid_error")
         result[which] = {
             "cases": rows,
             "summary": {
@@ -169,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 for k in ("dice_mean", "centroid_mm_mean", "gating", "challenge", "latency_ms")
             },
             "worst": report["summary"].get("worst"),
+            "confidence_reliability": pooled.get("reliability"),
             "targets": targets,
         }
         _print_table(f"{which} set ({len(rows)} cases)", rows, targets)

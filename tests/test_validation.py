@@ -199,7 +199,9 @@ def test_html_report_is_self_contained_and_renders_in_headless_chromium(replayed
     page = write_html_report(tmp_path / "report.html", report, results)
     text = page.read_text()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "the page must not reach the network"
-    assert text.count("data:image/png;base64,") >= 2  # latency CDF and the case's figure
+    assert text.count("data:image/png;base64,") >= 3  # latency CDF, reliability and the case's figure
+    assert "Confidence against error, all cases" in text
+    assert "conf. vs centroid error (Spearman)" in text
     assert "T900" in text and "oracle duty" in text and "commit" in text
     dom = _chromium(page.as_uri(), tmp_path, "--dump-dom")
     assert 'data-rendered="ok"' in dom.stdout, dom.stderr[-2000:]
@@ -211,6 +213,34 @@ def test_html_report_is_self_contained_and_renders_in_headless_chromium(replayed
     assert shot is not None and shot.shape[:2] == (900, 1200)
     assert shot.std() > 10, "the screenshot is blank"
     assert (shot < 128).any(axis=2).sum() > 2000, "hardly anything dark on the page: no text or figures"
+
+
+def test_confidence_is_scored_against_centroid_error_per_case_and_pooled(replayed) -> None:
+    from tracker.lab.replay.gating_report import RELIABILITY_BINS, pooled_confidence
+
+    _, report, _ = replayed
+    block = report["cases"][0]["confidence"]
+    assert len(block["frames_confidence"]) == len(block["frames_centroid_mm"]) > 3
+    assert -1.0 <= block["spearman_vs_centroid_error"] <= 1.0
+    pooled = report["summary"]["confidence"]
+    assert pooled["frames"] == len(block["frames_confidence"])
+    assert sum(b["frames"] for b in pooled["reliability"]) == pooled["frames"]
+    # Two made-up cases: confident frames are the accurate ones in both.
+    cases = [
+        {"confidence": {"frames_confidence": [0.95, 0.6, 0.3], "frames_centroid_mm": [0.2, 1.0, 3.0]}},
+        {"confidence": {"frames_confidence": [0.92, 1.0, 0.1], "frames_centroid_mm": [0.4, 0.1, 5.0]}},
+    ]
+    made_up = pooled_confidence(cases)
+    assert made_up["spearman_vs_centroid_error"] == pytest.approx(-1.0)
+    by_bin = {(b["confidence_from"], b["confidence_to"]): b for b in made_up["reliability"]}
+    assert by_bin[(0.9, 1.0)]["frames"] == 3 and by_bin[(0.9, 1.0)]["centroid_mm_mean"] == pytest.approx(
+        0.7 / 3
+    )
+    assert (
+        by_bin[(0.0, 0.25)]["centroid_mm_mean"] == 5.0
+        and len(made_up["reliability"]) == len(RELIABILITY_BINS) - 1
+    )
+    assert pooled_confidence([{}]) == {}
 
 
 def test_dose_metric_only_for_cine_mri() -> None:

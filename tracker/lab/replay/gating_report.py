@@ -14,6 +14,7 @@ beside the mean.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -144,7 +145,12 @@ def gating_blocks(case: CaseResult, rule: str, min_inside_fraction: float) -> di
 
 
 def confidence_block(case: CaseResult) -> dict[str, object]:
-    """How well the reported confidence predicts the per-frame Dice (first object, answered frames)."""
+    """How well the reported confidence predicts the frame's error (first object, answered frames).
+
+    Spearman against Dice and against the centroid error (mm, frames where both masks are
+    non-empty); the per-frame pairs are kept (``frames_confidence``, ``frames_centroid_mm``) so
+    that a summary can pool them across cases (:func:`pooled_confidence`).
+    """
     if not case.scores or not case.sequence.object_ids():
         return {}
     oid = case.sequence.object_ids()[0]
@@ -152,22 +158,74 @@ def confidence_block(case: CaseResult) -> dict[str, object]:
     if scores is None:
         return {}
     pairs = [
-        (case.records[i].confidences[oid], f.dice)
+        (case.records[i].confidences[oid], f.dice, f.centroid_mm)
         for i, f in zip(scores.frame_indices, scores.frames, strict=True)
         if case.records[i].status is FrameStatus.OK and oid in case.records[i].confidences
     ]
     if not pairs:
         return {}
-    conf = np.array([c for c, _ in pairs])
-    dice = np.array([d for _, d in pairs])
-    varied = len(pairs) >= 3 and np.ptp(conf) > 0 and np.ptp(dice) > 0
+    conf = np.array([c for c, _, _ in pairs])
+    dice = np.array([d for _, d, _ in pairs])
+    error = np.array([e for _, _, e in pairs])
+    finite = np.isfinite(error)
     return {
         "confidence_mean": float(conf.mean()),
         "confidence_min": float(conf.min()),
-        "spearman_vs_dice": float(stats.spearmanr(conf, dice).statistic) if varied else None,
-        "pearson_vs_dice": float(stats.pearsonr(conf, dice).statistic) if varied else None,
+        "spearman_vs_dice": _spearman(conf, dice),
+        "pearson_vs_dice": float(stats.pearsonr(conf, dice).statistic) if _varied(conf, dice) else None,
+        "spearman_vs_centroid_error": _spearman(conf[finite], error[finite]),
         "frames": len(pairs),
+        "frames_confidence": conf[finite].round(4).tolist(),
+        "frames_centroid_mm": error[finite].round(4).tolist(),
     }
+
+
+RELIABILITY_BINS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def pooled_confidence(cases: list[dict[str, object]]) -> dict[str, object]:
+    """Confidence against centroid error over every case's frames: Spearman and a reliability table.
+
+    The table bins frames by confidence (:data:`RELIABILITY_BINS`, the last bin closed) and
+    gives each bin's frame count, mean and 95th-percentile centroid error: a confidence that
+    means the same on every scan has errors that fall as the bins rise, whatever the case.
+    """
+    conf = np.array([c for case in cases for c in _frames(case, "frames_confidence")])
+    error = np.array([e for case in cases for e in _frames(case, "frames_centroid_mm")])
+    if conf.size == 0:
+        return {}
+    bins = []
+    for lo, hi in itertools.pairwise(RELIABILITY_BINS):
+        inside = (conf >= lo) & ((conf < hi) | (hi == RELIABILITY_BINS[-1]))
+        chosen = error[inside]
+        bins.append(
+            {
+                "confidence_from": lo,
+                "confidence_to": hi,
+                "frames": int(inside.sum()),
+                "centroid_mm_mean": float(chosen.mean()) if chosen.size else None,
+                "centroid_mm_p95": float(np.percentile(chosen, 95)) if chosen.size else None,
+            }
+        )
+    return {
+        "frames": int(conf.size),
+        "spearman_vs_centroid_error": _spearman(conf, error),
+        "reliability": bins,
+    }
+
+
+def _frames(case: dict[str, object], key: str) -> list[float]:
+    block = case.get("confidence")
+    values = block.get(key, []) if isinstance(block, dict) else []
+    return list(values) if isinstance(values, list) else []
+
+
+def _varied(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) >= 3 and np.ptp(a) > 0 and np.ptp(b) > 0
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    return float(stats.spearmanr(a, b).statistic) if _varied(a, b) else None
 
 
 WORST = {  # summary key -> (where in a case report, "min" or "max" is worst)

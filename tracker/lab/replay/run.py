@@ -40,7 +40,7 @@ from tracker.io.challenge_layout import PredictionWriter
 from tracker.io.readers import open_sequence, read_mask_file
 from tracker.io.sequence import Sequence
 from tracker.lab.provenance import provenance
-from tracker.lab.replay.gating_report import confidence_block, gating_blocks, worst_cases
+from tracker.lab.replay.gating_report import confidence_block, gating_blocks, pooled_confidence, worst_cases
 from tracker.lab.replay.records import CaseResult, FrameRecord, Rate, ReplayOptions
 from tracker.lab.scoring import davis, metrics
 from tracker.lab.scoring import objects as overseer_scoring
@@ -472,6 +472,9 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
             key: _mean_or_none([c[key] for c in challenged])  # type: ignore[index]
             for key in ("dice", "hd95_px", "asd_px", "msd_symmetric_px", "centroid_px", "relative_d98")
         }
+    confidence = pooled_confidence(cases)
+    if confidence:
+        summary["confidence"] = confidence
     summary["worst"] = worst_cases(cases)
     return summary
 

@@ -89,6 +89,7 @@ _COLUMNS = (
     ("oracle duty", ("gating", "oracle_duty_cycle")),
     ("duty / oracle", ("gating", "duty_vs_oracle")),
     ("conf. vs Dice (Spearman)", ("confidence", "spearman_vs_dice")),
+    ("conf. vs centroid error (Spearman)", ("confidence", "spearman_vs_centroid_error")),
     ("latency p95 ms", ("latency_ms", "p95")),
 )
 
@@ -216,6 +217,8 @@ def render_html(report: dict[str, Any], results: list[CaseResult]) -> str:
         _worst_table(summary.get("worst", {})),
         "<h2>Latency</h2>",
         _latency_cdf(results) if results else "<p>no frames</p>",
+        "<h2>Confidence against error, all cases</h2>",
+        _reliability(summary.get("confidence", {})),
         "<h2>Per case</h2>",
     ]
     for case in _worst_first(cases):
@@ -232,6 +235,30 @@ def render_html(report: dict[str, Any], results: list[CaseResult]) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _reliability(pooled: dict[str, Any]) -> str:
+    """The reliability plot: centroid error by confidence bin, pooled over the cases."""
+    bins = [b for b in pooled.get("reliability", []) if b["frames"]]
+    if not bins:
+        return "<p>no confidence reported</p>"
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
+    centres = [(b["confidence_from"] + b["confidence_to"]) / 2 for b in bins]
+    widths = [b["confidence_to"] - b["confidence_from"] for b in bins]
+    ax.bar(centres, [b["centroid_mm_p95"] for b in bins], width=widths, color="tab:orange", alpha=0.4,
+           edgecolor="white", label="95th percentile")  # fmt: skip
+    ax.bar(centres, [b["centroid_mm_mean"] for b in bins], width=widths, color="tab:blue", alpha=0.8,
+           edgecolor="white", label="mean")  # fmt: skip
+    for x, b in zip(centres, bins, strict=True):
+        ax.annotate(f"{b['frames']}", (x, b["centroid_mm_p95"]), ha="center", va="bottom", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("reported confidence (bin; frames above each bar)")
+    ax.set_ylabel("centroid error (mm)")
+    rho = pooled.get("spearman_vs_centroid_error")
+    ax.set_title(f"reliability: Spearman {_fmt(rho)} over {pooled.get('frames')} frames")
+    ax.legend(fontsize=7)
+    return _png(fig)
 
 
 def _worst_table(worst: dict[str, dict[str, Any]]) -> str:
