@@ -121,8 +121,12 @@ def write_trackrad_case(
     labels: np.ndarray | None = None,
     b_field_strength_t: float = 0.35,
     scanned_region: str = "thorax",
+    spacing_mm: tuple[float, float] = (1.0, 1.0),
 ) -> Path:
-    """Write ``frames`` (T, H, W) and labels as case ``root/case_id``; return the case folder."""
+    """Write ``frames`` (T, H, W) and labels as case ``root/case_id``; return the case folder.
+
+    ``spacing_mm``: the in-plane pixel spacing (x, y) every image of the case records.
+    """
     frames = np.asarray(frames)
     if frames.ndim != 3:
         raise ValueError(f"frames must be (T, H, W), got {frames.shape}")
@@ -132,19 +136,22 @@ def write_trackrad_case(
     (case / "frame-rate.json").write_text(json.dumps(float(frame_rate_hz)))
     (case / "b-field-strength.json").write_text(json.dumps(float(b_field_strength_t)))
     (case / "scanned-region.json").write_text(json.dumps(scanned_region))
-    _write_hwt(case / "images" / f"{case_id}{FRAMES_SUFFIX}", frames)
+    _write_hwt(case / "images" / f"{case_id}{FRAMES_SUFFIX}", frames, spacing_mm)
     _write_hwt(
         case / "targets" / f"{case_id}{FIRST_LABEL_SUFFIX}",
         (np.asarray(first_label) > 0)[None].astype(np.uint8),
+        spacing_mm,
     )
     if labels is not None:
-        write_trackrad_labels(case / "targets" / f"{case_id}{LABELS_SUFFIX}", labels)
+        write_trackrad_labels(case / "targets" / f"{case_id}{LABELS_SUFFIX}", labels, spacing_mm)
     return case
 
 
-def write_trackrad_labels(path: Path, labels: np.ndarray) -> None:
+def write_trackrad_labels(
+    path: Path, labels: np.ndarray, spacing_mm: tuple[float, float] = (1.0, 1.0)
+) -> None:
     """Write (T, H, W) binary masks as a TrackRAD ``_labels.mha`` (uint8, 0/1)."""
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"labels must be (T, H, W), got {labels.shape}")
-    _write_hwt(Path(path), (labels > 0).astype(np.uint8))
+    _write_hwt(Path(path), (labels > 0).astype(np.uint8), spacing_mm)

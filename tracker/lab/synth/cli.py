@@ -1,4 +1,5 @@
-"""``tracker synth surgical``: kept apart from the generator so that building the CLI stays light."""
+"""``tracker synth surgical``, ``cine-hard`` and ``cine-b``: kept apart from the generators so that building
+the CLI stays light."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from tracker.lab.synth.family_b import write_family_b_cases
 from tracker.lab.synth.hard_cine import write_hard_cases
 
 logger = logging.getLogger(__name__)
 
 
 def add_cli(synth_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``synth surgical`` to the ``synth`` subcommand group of ``tracker``."""
+    """Add ``synth surgical``, ``cine-hard`` and ``cine-b`` to the ``synth`` group of ``tracker``."""
     s = synth_subparsers.add_parser(
         "surgical", help="laparoscopic video with instruments entering/leaving; COCO + DAVIS-layout masks"
     )
@@ -32,6 +34,16 @@ def add_cli(synth_subparsers: argparse._SubParsersAction) -> None:  # type: igno
     h.add_argument("--set", choices=["tuning", "validation"], required=True, dest="which")
     h.add_argument("--cases", type=int, default=8, help="the first N cases of the set")
     h.set_defaults(func=_cmd_hard)
+    b = synth_subparsers.add_parser(
+        "cine-b",
+        help="family B cine-MRI, validation only (never tune on it): written apart from the hard set, with"
+        " other noise, contrast, banding, flow ghosts, 1-2.5 mm pixels and breathing model",
+    )
+    b.add_argument("--out", type=Path, required=True, help="folder for the TrackRAD case folders B001...")
+    b.add_argument("--cases", type=int, default=8, help="the first N cases of family B")
+    b.add_argument("--preview", action="store_true", help="also write a contact sheet, preview.png, per case")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=_cmd_family_b)
 
 
 def _cmd_surgical(args: argparse.Namespace) -> int:
@@ -48,4 +60,12 @@ def _cmd_hard(args: argparse.Namespace) -> int:
     if args.cases < 1:
         raise SystemExit(f"--cases must be >= 1, got {args.cases}")
     write_hard_cases(args.out, args.which, args.cases)
+    return 0
+
+
+def _cmd_family_b(args: argparse.Namespace) -> int:
+    if args.cases < 1:
+        raise SystemExit(f"--cases must be >= 1, got {args.cases}")
+    paths = write_family_b_cases(args.out, args.cases, progress=not args.no_progress, preview=args.preview)
+    logger.info("wrote %d family-B cases under %s", len(paths), args.out)
     return 0

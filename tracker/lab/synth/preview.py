@@ -1,4 +1,5 @@
-"""A montage for a person to check a synthetic cine-MRI case: first frame, maximum inhale, motion trace."""
+"""Pictures for a person to check a synthetic cine-MRI case: a montage (first frame, maximum inhale, motion
+trace) and a contact sheet of evenly spaced frames with the ground truth outlined."""
 
 from __future__ import annotations
 
@@ -86,5 +87,49 @@ def write_case_preview(case: CineCase, path_png: Path, panel_px: int = 360) -> P
     path_png = Path(path_png)
     path_png.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path_png), montage):
+        raise OSError(f"could not write {path_png}")
+    return path_png
+
+
+def write_contact_sheet(
+    frames: np.ndarray,
+    labels: np.ndarray | None,
+    path_png: Path,
+    n_panels: int = 8,
+    columns: int = 4,
+    panel_px: int = 240,
+    caption: str = "",
+) -> Path:
+    """Evenly spaced frames of a (T, H, W) sequence side by side, one grey scale for all, with the
+    ground truth outlined in green and each panel titled with its frame index ("empty" when its label is)."""
+    picks = np.linspace(0, len(frames) - 1, min(n_panels, len(frames))).round().astype(int)
+    lo, hi = np.percentile(frames[picks], [0.5, 99.5])
+    panels = []
+    for k in picks:
+        u8 = np.clip((frames[k].astype(np.float32) - lo) / max(hi - lo, 1.0) * 255, 0, 255).astype(np.uint8)
+        img = cv2.cvtColor(
+            cv2.resize(u8, (panel_px, panel_px), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR
+        )
+        title = f"frame {k}"
+        if labels is not None:
+            big = cv2.resize(
+                labels[k].astype(np.uint8), (panel_px, panel_px), interpolation=cv2.INTER_NEAREST
+            )
+            contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(img, contours, -1, (0, 255, 0), 1)
+            title += "" if labels[k].any() else " (empty)"
+        cv2.putText(img, title, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 255), 1, cv2.LINE_AA)
+        panels.append(img)
+    blank = np.zeros_like(panels[0])
+    panels += [blank] * (-len(panels) % columns)
+    rows = [np.concatenate(panels[i : i + columns], axis=1) for i in range(0, len(panels), columns)]
+    sheet = np.concatenate(rows, axis=0)
+    if caption:
+        bar = np.full((24, sheet.shape[1], 3), 255, np.uint8)
+        cv2.putText(bar, caption, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        sheet = np.concatenate([bar, sheet], axis=0)
+    path_png = Path(path_png)
+    path_png.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path_png), sheet):
         raise OSError(f"could not write {path_png}")
     return path_png
