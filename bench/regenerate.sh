@@ -30,12 +30,12 @@ step flow "$PY" bench/bench_flow.py --json $R/flow.json                         
 step gating "$PY" bench/bench_gating.py --cases 10 --json $R/gating.json        # ~1.5 min
 step overseer "$PY" bench/bench_overseer.py --json $R/overseer.json             # ~1 min (also overseer.md)
 step soak "$PY" bench/soak.py --duration 180 --workers 12 --json $R/soak.json   # 3 min
-# Hard cine-MRI (#15): the gate's tuning grid (tuning set only) and its trade-off plot, then
-# both sets replayed with the defaults. Gating figures depend on the measured latency: quiet machine.
+# Hard cine-MRI: the gate's tuning grid (family A's tuning set only) and its trade-off plot,
+# then family A's tuning and validation sets and family B replayed with the defaults.
 step tune_gating "$PY" bench/tune_gating.py --cases 6 --json $R/tune_gating.json \
   --plot docs/img/gating_tradeoff.png                                           # ~5 min
 step validation "$PY" bench/bench_validation.py --json $R/validation.json \
-  --html $R/validation.html                                                     # ~5 min
+  --html $R/validation.html --html-family-b $R/validation_family_b.html        # ~5 min
 
 # Streaming scenarios: stream_flow_8x8hz, stream_overload_*, stream_sam2_tiny_1hz(_bf16),
 # stream_table.md and the README's table between its markers.
