@@ -66,8 +66,12 @@ def _figs_readme() -> list[Fig]:
                 ".2f",
             ),
             (
-                "same: beam-on time ÷ an oracle gate's, worst case",
-                "validation.targets.duty_vs_oracle_worst",
+                "synthetic family B, never tuned on: flow mean Dice",
+                "family_b.targets.flow_dice_mean",
+            ),
+            (
+                "same: beam-on frames ÷ an oracle gate's, pooled",
+                "family_b.targets.duty_vs_oracle_pooled",
                 ".2f",
             ),
         ),
@@ -80,10 +84,6 @@ def _figs_readme() -> list[Fig]:
                 MS,
             ),
             ("same: worst frame", "engines.openvino-bf16.ms_per_frame_max", ",.0f", MS),
-        ),
-        *figs(
-            "cluster.json",
-            ("3 replicas behind Envoy, replicas killed: frames unanswered", "unaccounted", "d"),
         ),
     ]
 
@@ -127,21 +127,31 @@ def _figs_scheduler() -> list[Fig]:
 
 def _figs_validation() -> list[Fig]:
     rows: list[Fig] = []
-    for name in ("tuning", "validation"):
+    for name, label in (("tuning", "A tuning"), ("validation", "A validation"), ("family_b", "B")):
         rows += figs(
             "validation.json",
-            (f"{name}: flow mean Dice", f"{name}.targets.flow_dice_mean"),
-            (f"{name}: worst case Dice", f"{name}.targets.flow_dice_worst"),
+            (f"{label}: flow mean Dice", f"{name}.targets.flow_dice_mean"),
+            (f"{label}: worst case Dice", f"{name}.targets.flow_dice_worst"),
             (
-                f"{name}: worst beam-on-outside (3 mm)",
+                f"{label}: worst beam-on-outside (3 mm)",
                 f"{name}.targets.beam_on_outside_worst",
                 ".1f",
                 PCT,
                 100.0,
             ),
-            (f"{name}: duty cycle ÷ oracle's, mean", f"{name}.targets.duty_vs_oracle_mean", ".2f"),
-            (f"{name}: duty cycle ÷ oracle's, worst case", f"{name}.targets.duty_vs_oracle_worst", ".2f"),
-            (f"{name}: relative D98 (official), worst case", f"{name}.worst.relative_d98.worst", ".3f"),
+            (
+                f"{label}: beam-on frames with the target out of the slice",
+                f"{name}.targets.beam_on_target_absent_frames",
+                "d",
+            ),
+            (f"{label}: beam-on frames ÷ oracle's, pooled", f"{name}.targets.duty_vs_oracle_pooled", ".2f"),
+            (f"{label}: duty cycle ÷ oracle's, worst case", f"{name}.targets.duty_vs_oracle_worst", ".2f"),
+            (
+                f"{label}: Spearman(confidence, centroid error), pooled",
+                f"{name}.targets.confidence_spearman_vs_centroid_error_pooled",
+                ".2f",
+            ),
+            (f"{label}: relative D98 (official), worst case", f"{name}.worst.relative_d98.worst", ".3f"),
         )
     return rows
 

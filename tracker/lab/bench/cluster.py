@@ -225,6 +225,23 @@ def _open(client: TrackerClient, k: int, sequence: Sequence, settings: ClusterSe
     return session
 
 
+def start_consoles(
+    logs: list[SessionLog], sessions: list[FailoverSession], sequences: list[Sequence], t0: float, bar: tqdm
+) -> list[threading.Thread]:
+    """One :func:`stream_session` thread per log (session ``k`` plays ``sequences[k % len]``), started."""
+    threads = [
+        threading.Thread(
+            target=stream_session,
+            args=(log, sessions[log.k], sequences[log.k % len(sequences)], t0, bar),
+            name=f"console-{log.k}",
+        )
+        for log in logs
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 def stream_session(
     log: SessionLog, session: FailoverSession, sequence: Sequence, t0: float, bar: tqdm
 ) -> None:
@@ -291,16 +308,7 @@ def run_phase(
                     for k in range(settings.sessions)
                 ]
                 with tqdm(total=n * settings.sessions, desc=label, unit="frame") as bar:
-                    threads = [
-                        threading.Thread(
-                            target=stream_session,
-                            args=(log, sessions[log.k], sequences[log.k % len(sequences)], t0, bar),
-                            name=f"cluster-session-{log.k}",
-                        )
-                        for log in logs
-                    ]
-                    for t in threads:
-                        t.start()
+                    threads = start_consoles(logs, sessions, sequences, t0, bar)
                     for fault in sorted(faults, key=lambda f: f.at_s):
                         delay = t0 + fault.at_s - time.monotonic()
                         if delay > 0:

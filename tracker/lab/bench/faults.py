@@ -45,7 +45,7 @@ from tracker.client.sync_failover import FailoverSession
 from tracker.deploy.envoy import envoy_version
 from tracker.gating.types import BeamState, GatingConfig
 from tracker.io.sequence import Sequence
-from tracker.lab.bench.cluster import ClusterSettings, LoopbackCluster, SessionLog, stream_session
+from tracker.lab.bench.cluster import ClusterSettings, LoopbackCluster, SessionLog, start_consoles
 from tracker.lab.bench.common import machine_info
 from tracker.lab.bench.stream import StreamSettings, load_sources
 from tracker.lab.faultproxy import Direction, Fault, FaultKind, FaultProxy
@@ -215,16 +215,7 @@ def run_scenario(scenario: str, settings: FaultBenchSettings, sequences: list[Se
                     for k in range(settings.sessions)
                 ]
                 with tqdm(total=n * settings.sessions, desc=f"faults: {scenario}", unit="frame") as bar:
-                    threads = [
-                        threading.Thread(
-                            target=stream_session,
-                            args=(log, sessions[log.k], sequences[log.k % len(sequences)], t0, bar),
-                            name=f"faults-console-{log.k}",
-                        )
-                        for log in logs
-                    ]
-                    for t in threads:
-                        t.start()
+                    threads = start_consoles(logs, sessions, sequences, t0, bar)
                     fault_mono = _inject(
                         scenario, fault, hold_s, t0 + settings.fault_at_s, cluster.proxies[target], logs
                     )

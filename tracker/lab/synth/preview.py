@@ -81,14 +81,7 @@ def write_case_preview(case: CineCase, path_png: Path, panel_px: int = 360) -> P
         f"{p.region}, {p.field_strength_t:g} T, {p.size_px} px, tumour {p.tumour_diameter_mm:.1f} mm"
         f"{' low-contrast' if p.low_contrast else ''}, noise {p.noise_sigma:.3f}, seed {case.seed}"
     )
-    bar = np.full((24, montage.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, caption, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    montage = np.concatenate([bar, montage], axis=0)
-    path_png = Path(path_png)
-    path_png.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path_png), montage):
-        raise OSError(f"could not write {path_png}")
-    return path_png
+    return _write_captioned(montage, caption, Path(path_png))
 
 
 def write_contact_sheet(
@@ -123,13 +116,16 @@ def write_contact_sheet(
     blank = np.zeros_like(panels[0])
     panels += [blank] * (-len(panels) % columns)
     rows = [np.concatenate(panels[i : i + columns], axis=1) for i in range(0, len(panels), columns)]
-    sheet = np.concatenate(rows, axis=0)
+    return _write_captioned(np.concatenate(rows, axis=0), caption, Path(path_png))
+
+
+def _write_captioned(image: np.ndarray, caption: str, path_png: Path) -> Path:
+    """``image`` under a white bar with ``caption`` (none when empty), written as a PNG."""
     if caption:
-        bar = np.full((24, sheet.shape[1], 3), 255, np.uint8)
+        bar = np.full((24, image.shape[1], 3), 255, np.uint8)
         cv2.putText(bar, caption, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        sheet = np.concatenate([bar, sheet], axis=0)
-    path_png = Path(path_png)
+        image = np.concatenate([bar, image], axis=0)
     path_png.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path_png), sheet):
+    if not cv2.imwrite(str(path_png), image):
         raise OSError(f"could not write {path_png}")
     return path_png
