@@ -23,7 +23,8 @@ def _dry_run(*args: str) -> list[list[str]]:
         text=True,
         check=True,
     )
-    return [shlex.split(line) for line in out.stdout.splitlines() if line.strip()]
+    lines = out.stdout.replace("\\\n", " ").splitlines()  # a recipe line continued with a backslash
+    return [shlex.split(line) for line in lines if line.strip()]
 
 
 def test_the_onnx_recipe_is_a_tracker_export_the_cli_accepts() -> None:
@@ -87,3 +88,18 @@ def test_the_openvino_recipe_compiles_the_onnx_export(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "manifest" in run.stderr or "OpenVINO is not installed" in run.stderr
+
+
+def test_the_overseer_recipe_trains_on_some_seeds_and_validates_on_others() -> None:
+    commands = _dry_run("overseer", "TRAIN_SEEDS=1 2", "VAL_SEEDS=9", "EPOCHS=2")
+    parser = build_parser()
+    loops = [c for c in commands if c[0] == "for"]
+    seeds = [" ".join(c[c.index("in") + 1 : c.index("do")]).rstrip(";").split() for c in loops]
+    assert seeds == [["1", "2"], ["9"]]
+    parsed = [parser.parse_args(c[1:]) for c in commands if c[0].endswith("tracker")]
+    datasets = [a for a in parsed if a.overseer_command == "dataset"]
+    assert [sorted(p.name for p in a.sequences) for a in datasets] == [["S1", "S2"], ["S9"]]
+    (train,) = [a for a in parsed if a.overseer_command == "train"]
+    assert train.coco == datasets[0].out and train.val_coco == datasets[1].out and train.epochs == 2
+    (export,) = [a for a in parsed if a.overseer_command == "export"]
+    assert export.weights == train.out and export.out.suffix == ".onnx"

@@ -119,3 +119,23 @@ def test_cli_group_parses(tmp_path: Path) -> None:
     assert args.arch == "mbv3" and args.func.__name__ == "_cmd_train"
     args = parser.parse_args(["overseer", "export", "w.pt", "--out", "w.onnx"])
     assert args.func.__name__ == "_cmd_export"
+
+
+def test_sequences_merge_whole_and_train_validates_on_held_out_ones(tmp_path: Path) -> None:
+    from tracker.lab.training.dataset import merge_sequences
+    from tracker.lab.training.train import CocoInstances
+
+    for name, seed in (("a", 1), ("b", 2), ("held", 3)):
+        write_sequence(tmp_path / "seqs" / name, 4, seed=seed, height=96, width=128)
+    merged = merge_sequences([tmp_path / "seqs" / "a", tmp_path / "seqs" / "b"], tmp_path / "train.json")
+    data = CocoInstances(merged, tmp_path)
+    assert len(data.items) == 8 and all(item.file.is_file() for item in data.items)
+    assert [item.file.parent.parent.name for item in data.items] == ["a"] * 4 + ["b"] * 4
+    ids = [ann["id"] for item in data.items for ann in item.anns]
+    assert len(ids) == len(set(ids)) > 0  # renumbered: no clash between the sequences' ids
+    held = merge_sequences([tmp_path / "seqs" / "held"], tmp_path / "val.json")
+    config = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "max_iters_per_epoch": 2})
+    result = train(merged, tmp_path, tmp_path / "w.pt", config, validation=(held, tmp_path))
+    assert result.history[0].val_dice is not None  # validated on the held-out sequence's 4 frames
+    with pytest.raises(FileNotFoundError, match=r"annotations\.json"):
+        merge_sequences([tmp_path / "nothing"], tmp_path / "x.json")

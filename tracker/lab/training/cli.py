@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.lab.training.dataset import merge_sequences
+
 logger = logging.getLogger(__name__)
 
 
@@ -33,6 +35,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument("--batch-size", type=int, default=2)
     t.add_argument("--lr", type=float, default=0.01)
     t.add_argument("--val-fraction", type=float, default=0.2, help="last fraction of frames held out")
+    t.add_argument(
+        "--val-coco", type=Path, default=None, help="validate on these held-out annotations instead"
+    )
+    t.add_argument(
+        "--val-images", type=Path, default=None, help="folder --val-coco's file_names are relative to"
+    )
     t.add_argument("--min-size", type=int, default=320, help="Mask R-CNN resize: shorter side")
     t.add_argument("--max-size", type=int, default=512, help="Mask R-CNN resize: longer side cap")
     t.add_argument(
@@ -44,6 +52,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_cmd_train)
+
+    d = sub.add_parser(
+        "dataset", help="merge sequence folders (each with annotations.json) into one COCO file for training"
+    )
+    d.add_argument("sequences", type=Path, nargs="+", help="sequence folders, each kept whole")
+    d.add_argument(
+        "--out", type=Path, required=True, help="the merged COCO json (paths relative to its folder)"
+    )
+    d.set_defaults(func=_cmd_dataset)
 
     e = sub.add_parser("export", help="export a trained overseer to ONNX (checks parity with torchvision)")
     e.add_argument("weights", type=Path, help="checkpoint from overseer train (W.pt)")
@@ -70,7 +87,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    result = train(args.coco, args.images, args.out, config, resume=args.resume)
+    if (args.val_coco is None) != (args.val_images is None):
+        raise ValueError("--val-coco and --val-images go together")
+    validation = (args.val_coco, args.val_images) if args.val_coco is not None else None
+    result = train(args.coco, args.images, args.out, config, resume=args.resume, validation=validation)
     last = result.history[-1] if result.history else None
     if last is not None:
         logger.info(
@@ -80,6 +100,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             last.val_map,
             last.val_dice,
         )
+    return 0
+
+
+def _cmd_dataset(args: argparse.Namespace) -> int:
+    merge_sequences(args.sequences, args.out)
     return 0
 
 

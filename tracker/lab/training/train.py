@@ -259,12 +259,24 @@ def train(
     *,
     resume: bool | Path = False,
     on_iteration: Callable[[int, float], None] | None = None,
+    validation: tuple[Path, Path] | None = None,
 ) -> TrainResult:
-    """Fine-tune on ``ann_file``; write the checkpoint to ``out`` after every epoch."""
+    """Fine-tune on ``ann_file``; write the checkpoint to ``out`` after every epoch.
+
+    ``validation``: (COCO file, images folder) of held-out sequences to validate on; then every
+    image of ``ann_file`` is trained on. Without it, the last ``val_fraction`` is held out.
+    """
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     data = CocoInstances(ann_file, images_dir)
-    train_idx, val_idx = split(len(data.items), config.val_fraction)
+    if validation is None:
+        val_data = data
+        train_idx, val_idx = split(len(data.items), config.val_fraction)
+    else:
+        val_data = CocoInstances(*validation)
+        if val_data.classes != data.classes:
+            raise ValueError(f"validation classes {val_data.classes} differ from training's {data.classes}")
+        train_idx, val_idx = list(range(len(data.items))), list(range(len(val_data.items)))
     first = data.items[0]
     spec = ModelSpec(
         config.arch,
@@ -331,7 +343,7 @@ def train(
                 on_iteration(iteration, value)
             iteration += 1
             bar.set_postfix(loss=f"{value:.3f}")
-        val_map, val_dice = evaluate(model, data, val_idx)
+        val_map, val_dice = evaluate(model, val_data, val_idx)
         stats = EpochStats(
             epoch,
             float(np.mean(losses)) if losses else math.nan,
