@@ -24,6 +24,9 @@ def add_cli(synth_subparsers: argparse._SubParsersAction) -> None:  # type: igno
     s.add_argument("--height", type=int, default=240)
     s.add_argument("--width", type=int, default=320)
     s.add_argument("--instruments", type=int, default=0, help="instances over the sequence; 0: from --frames")
+    s.add_argument(
+        "--hard", action="store_true", help="smoke, blur, shading, tissue occlusion, entries from any edge"
+    )
     s.set_defaults(func=_cmd_surgical)
     h = synth_subparsers.add_parser(
         "cine-hard",
@@ -50,7 +53,13 @@ def _cmd_surgical(args: argparse.Namespace) -> int:
     from tracker.lab.synth.surgical import write_sequence
 
     seq = write_sequence(
-        args.out, args.frames, args.seed, height=args.height, width=args.width, n_instruments=args.instruments
+        args.out,
+        args.frames,
+        args.seed,
+        height=args.height,
+        width=args.width,
+        n_instruments=args.instruments,
+        hard=args.hard,
     )
     logger.info("instruments: %s", ", ".join(f"{p.instance_id}:{p.class_name}" for p in seq.instruments))
     return 0

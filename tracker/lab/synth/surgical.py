@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from tracker.lab.synth.surgical_hard import from_any_edge, hard_scene, occlude, shade, smoke_and_blur
 from tracker.overseer.coco import ANNOTATIONS_FILE, rle_encode
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class SurgicalParams:
     n_instruments: int = 0  # 0: chosen from the number of frames (at least 4)
     camera_motion_px: float = 10.0  # amplitude of the camera's translation
     frame_rate_hz: float = 25.0
+    hard: bool = False  # smoke, blur, shading, tissue occlusion, entries from any edge (surgical_hard)
 
 
 @dataclass
@@ -322,6 +324,11 @@ def render_sequence(params: SurgicalParams, seed: int) -> tuple[np.ndarray, np.n
     pad = math.ceil(params.camera_motion_px * 2) + 4
     tissue = _tissue(h + 2 * pad, w + 2 * pad, rng)
     plans = _plans(params, rng)
+    scene = None
+    if params.hard:
+        plans = from_any_edge(plans, (h, w), seed)
+        scene = hard_scene(seed, (h, w), n, [p.instance_id for p in plans])
+    previous = (0.0, 0.0)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     r2 = ((xx - w / 2) / (0.75 * w)) ** 2 + ((yy - h / 2) / (0.75 * h)) ** 2
     vignette = np.clip(1.0 - 0.55 * r2, 0.25, 1.0)[..., None]
@@ -347,11 +354,17 @@ def render_sequence(params: SurgicalParams, seed: int) -> tuple[np.ndarray, np.n
                     spec, c, (int(rng.integers(2, 5)), int(rng.integers(1, 3))), float(k * 37), 0, 360, 1, -1
                 )
         canvas[spec.astype(bool)] = 1.0
+        tissue_view = canvas.copy() if scene is not None else None
         label = labels[t]
         for plan in sorted(plans, key=lambda p: p.z):
             tip = _tip_position(plan, t, (h, w))
             if tip is not None:
                 _draw_instrument(canvas, label, plan, tip, t)
+        if scene is not None and tissue_view is not None:
+            shade(canvas, label, scene, t)
+            occlude(canvas, label, tissue_view, scene, t)
+            canvas = smoke_and_blur(canvas, scene, t, (cx - previous[0], cy - previous[1]))
+        previous = (cx, cy)
         img = canvas * vignette
         img += rng.normal(0, 0.012, size=img.shape).astype(np.float32)
         frames[t] = np.clip(img * 255.0, 0, 255).astype(np.uint8)
@@ -413,6 +426,7 @@ def write_sequence(
     width: int = 320,
     n_instruments: int = 0,
     camera_motion_px: float = 10.0,
+    hard: bool = False,
 ) -> SurgicalSequence:
     """Render one sequence and write it as a DAVIS-layout folder with COCO annotations.
 
@@ -431,6 +445,7 @@ def write_sequence(
         width=width,
         n_instruments=n_instruments,
         camera_motion_px=camera_motion_px,
+        hard=hard,
     )
     images, labels, plans = render_sequence(params, seed)
     (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
