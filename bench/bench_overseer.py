@@ -38,7 +38,12 @@ _OBJECT_FIELDS = ("class", "j_mean", "enter_frame", "entry_delay", "exit_frame",
 def run(args: argparse.Namespace, root: Path) -> dict[str, object]:
     paths = [
         write_sequence(
-            root / f"surgical_{seed:03d}", args.frames, seed, height=args.height, width=args.width
+            root / f"surgical_{seed:03d}",
+            args.frames,
+            seed,
+            height=args.height,
+            width=args.width,
+            hard=args.hard,
         ).path
         for seed in range(args.seed, args.seed + args.cases)
     ]
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overseer", default="oracle", help="oracle | W.pt | W.onnx")
     parser.add_argument("--persist-runs", type=int, default=3, help="m")
     parser.add_argument("--every-k", type=int, default=1)
+    parser.add_argument("--hard", action="store_true", help="the generator's hard mode (smoke, blur, ...)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     run_provenance = provenance(seed=args.seed)  # at the start: the load average is the run's
