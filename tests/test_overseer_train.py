@@ -123,7 +123,7 @@ def test_cli_group_parses(tmp_path: Path) -> None:
 
 def test_sequences_merge_whole_and_train_validates_on_held_out_ones(tmp_path: Path) -> None:
     from tracker.lab.training.dataset import merge_sequences
-    from tracker.lab.training.train import CocoInstances
+    from tracker.lab.training.train import CocoInstances, history_report
 
     for name, seed in (("a", 1), ("b", 2), ("held", 3)):
         write_sequence(tmp_path / "seqs" / name, 4, seed=seed, height=96, width=128)
@@ -135,7 +135,15 @@ def test_sequences_merge_whole_and_train_validates_on_held_out_ones(tmp_path: Pa
     assert len(ids) == len(set(ids)) > 0  # renumbered: no clash between the sequences' ids
     held = merge_sequences([tmp_path / "seqs" / "held"], tmp_path / "val.json")
     config = TrainConfig(**{**CONFIG.__dict__, "epochs": 1, "max_iters_per_epoch": 2})
-    result = train(merged, tmp_path, tmp_path / "w.pt", config, validation=(held, tmp_path))
+    seen: list[int] = []
+    result = train(
+        merged, tmp_path, tmp_path / "w.pt", config, validation=(held, tmp_path),
+        on_epoch=lambda history: seen.append(len(history)),
+    )  # fmt: skip
     assert result.history[0].val_dice is not None  # validated on the held-out sequence's 4 frames
+    assert seen == [1]
+    report = history_report(config, result.classes, result.history)
+    assert report["epochs"][0]["epoch"] == 1 and report["epochs"][0]["val_dice"] == result.history[0].val_dice
+    assert report["config"]["epochs"] == 1 and report["classes"] == list(result.classes)
     with pytest.raises(FileNotFoundError, match=r"annotations\.json"):
         merge_sequences([tmp_path / "nothing"], tmp_path / "x.json")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.lab.bench.common import write_json
+from tracker.lab.provenance import provenance
 from tracker.lab.training.dataset import merge_sequences
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument("--max-iters", type=int, default=0, help="batches per epoch (0: all)")
     t.add_argument("--backbone-weights", type=Path, default=None, help="local ImageNet backbone state dict")
     t.add_argument("--resume", action="store_true", help="continue from --out")
+    t.add_argument("--json", type=Path, default=None, help="result file: settings and each epoch's figures")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_cmd_train)
@@ -71,7 +74,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tracker.lab.training.train import TrainConfig, train
+    from tracker.lab.training.train import EpochStats, TrainConfig, history_report, train
+    from tracker.overseer.model import load_checkpoint
 
     config = TrainConfig(
         arch=args.arch,
@@ -90,7 +94,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if (args.val_coco is None) != (args.val_images is None):
         raise ValueError("--val-coco and --val-images go together")
     validation = (args.val_coco, args.val_images) if args.val_coco is not None else None
-    result = train(args.coco, args.images, args.out, config, resume=args.resume, validation=validation)
+
+    def record(history: list[EpochStats]) -> None:
+        if args.json is not None:
+            report = history_report(config, tuple(load_checkpoint(args.out)["spec"]["classes"]), history)
+            write_json({"provenance": provenance(seed=args.seed), **report}, args.json)
+
+    result = train(
+        args.coco, args.images, args.out, config, resume=args.resume, validation=validation, on_epoch=record
+    )
     last = result.history[-1] if result.history else None
     if last is not None:
         logger.info(

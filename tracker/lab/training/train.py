@@ -260,6 +260,7 @@ def train(
     resume: bool | Path = False,
     on_iteration: Callable[[int, float], None] | None = None,
     validation: tuple[Path, Path] | None = None,
+    on_epoch: Callable[[list[EpochStats]], None] | None = None,
 ) -> TrainResult:
     """Fine-tune on ``ann_file``; write the checkpoint to ``out`` after every epoch.
 
@@ -370,7 +371,29 @@ def train(
             iteration=iteration,
             history=[asdict(h) for h in history],
         )
+        if on_epoch is not None:
+            on_epoch(history)
     return TrainResult(out, data.classes, history)
+
+
+def history_report(
+    config: TrainConfig, classes: tuple[str, ...], history: list[EpochStats]
+) -> dict[str, Any]:
+    """What a training run's result file holds: the settings and each epoch's validation figures."""
+    return {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "classes": list(classes),
+        "epochs": [
+            {
+                "epoch": h.epoch + 1,
+                "train_loss": h.train_loss,
+                "val_mask_ap": h.val_map,
+                "val_dice": h.val_dice,
+                "seconds": h.seconds,
+            }
+            for h in history
+        ],
+    }
 
 
 def _fmt(v: float | None) -> str:
