@@ -535,7 +535,7 @@ class FailoverViews:
     def beam_state(self, now: float | None = None) -> BeamState:
         """``BEAM_HOLD`` during a failover; else the current session's fresh decision."""
         with self._lock:
-            if self._core.in_gap or self._core.gap is not None:
+            if self._core.gap is not None:  # from the fault to the new session's first answer
                 return BeamState.HOLD
         return self._session().beam_state(now)
 
