@@ -14,7 +14,7 @@ def test_the_base_scene_of_a_seed_is_unchanged_by_the_hard_mode_code() -> None:
     easy_a, labels_a, _ = render_sequence(PARAMS, 7)
     easy_b, labels_b, _ = render_sequence(PARAMS, 7)
     assert np.array_equal(easy_a, easy_b) and np.array_equal(labels_a, labels_b)
-    hard, hard_labels, _ = render_sequence(SurgicalParams(**{**PARAMS.__dict__, "hard": True}), 7)
+    hard, _, _ = render_sequence(SurgicalParams(**{**PARAMS.__dict__, "hard": True}), 7)
     again, _, _ = render_sequence(SurgicalParams(**{**PARAMS.__dict__, "hard": True}), 7)
     assert np.array_equal(hard, again)  # deterministic per seed
     assert not np.array_equal(hard, easy_a)
