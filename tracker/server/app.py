@@ -255,7 +255,11 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    # Python runs signal handlers on the main thread, between bytecodes. When the kernel delivers
+    # SIGTERM to another thread (gRPC's own), an untimed wait here is never woken to run it, and
+    # the server would not stop; waking twice a second lets the handler run.
+    while not stop.wait(0.5):
+        pass
     logger.info("shutting down: health NOT_SERVING, refusing new sessions, answering in-flight frames")
     running.drain_and_stop(grace_s=10.0)
     logger.info("stopped")
