@@ -253,6 +253,13 @@ def test_bench_faults_settings_refuse_what_cannot_run() -> None:
         FaultBenchSettings(replicas=1)
     with pytest.raises(ValueError, match="within the run"):
         FaultBenchSettings(duration_s=5.0, fault_at_s=6.0)
+    with pytest.raises(ValueError, match="answer timeout must be positive"):
+        FaultBenchSettings(answer_timeout_ms=0.0)
+
+
+def test_bench_faults_passes_its_answer_watchdog_to_the_consoles_policy() -> None:
+    assert FaultBenchSettings(answer_timeout_ms=750.0).failover_policy().answer_timeout_for(1000.0) == 0.75
+    assert FaultBenchSettings(answer_timeout_ms=None).failover_policy().answer_timeout_for(1000.0) == 1.0
 
 
 def test_bench_faults_black_hole_keeps_every_invariant_and_reports_its_keys(tmp_path) -> None:

@@ -218,6 +218,13 @@ def add_faults_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ign
     p.add_argument("--duration", type=float, default=20.0, help="seconds per scenario")
     p.add_argument("--fault-at", type=float, default=5.0, help="seconds into each scenario")
     p.add_argument("--frame-px", type=int, default=512, help="frames are scaled to this square size")
+    p.add_argument(
+        "--answer-timeout-ms",
+        type=float,
+        default=faults.FaultBenchSettings.answer_timeout_ms,
+        help="the consoles' answer watchdog (silence with frames in flight that counts as a lost"
+        " session); 0: the failover policy's default, the session's budget (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, required=True)
     p.set_defaults(func=_cmd_faults)
@@ -232,6 +239,7 @@ def _cmd_faults(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         fault_at_s=args.fault_at,
         frame_px=args.frame_px,
+        answer_timeout_ms=args.answer_timeout_ms or None,
         seed=args.seed,
     )
     report = faults.run_faults(settings)

@@ -41,6 +41,7 @@ import psutil
 from tqdm import tqdm
 
 from tracker.client import TrackerClient
+from tracker.client.failover import FailoverPolicy
 from tracker.client.sync_failover import FailoverSession
 from tracker.deploy.envoy import envoy_version
 from tracker.gating.types import BeamState, GatingConfig
@@ -72,6 +73,10 @@ class FaultBenchSettings:
     slow_reader_s: float = 3.0
     frame_px: int = 512
     keepalive_ms: int = 1000  # the replicas' keepalive (and its timeout): how fast they reap
+    # The client's answer watchdog: above the worst round trip the jitter scenario allows
+    # (200 + 100 ms each way, plus compute), below the 1 s budget, so silence is noticed
+    # sooner than the budget-long default would notice it. None: the policy's default.
+    answer_timeout_ms: float | None = 750.0
     gating_margin_mm: float = 10.0
     seed: int = 0
 
@@ -85,6 +90,14 @@ class FaultBenchSettings:
             raise ValueError(f"the fault must start within the run (0, {self.duration_s:g}) s")
         if self.frame_px < 64:
             raise ValueError(f"frames must be at least 64 px, got {self.frame_px}")
+        if self.answer_timeout_ms is not None and self.answer_timeout_ms <= 0:
+            raise ValueError(f"the answer timeout must be positive, got {self.answer_timeout_ms} ms")
+
+    def failover_policy(self) -> FailoverPolicy:
+        """The consoles' failover policy: the default, with this run's answer watchdog."""
+        if self.answer_timeout_ms is None:
+            return FailoverPolicy()
+        return FailoverPolicy(answer_timeout_s=self.answer_timeout_ms / 1000.0)
 
     def fault_window(self, scenario: str) -> tuple[Fault | None, float]:
         """What the proxy does in ``scenario`` (None: nothing on the wire), and for how long."""
@@ -202,6 +215,7 @@ def run_scenario(scenario: str, settings: FaultBenchSettings, sequences: list[Se
                     session = client.open_session(
                         _config(k, sequences[k % len(sequences)], settings),
                         failover=True,
+                        failover_policy=settings.failover_policy(),
                         send_policy="latest",
                     )
                     assert isinstance(session, FailoverSession)
@@ -340,6 +354,7 @@ def run_faults(settings: FaultBenchSettings) -> dict[str, object]:
         "frame_px": settings.frame_px,
         "replica_keepalive_ms": settings.keepalive_ms,
         "client": "failover on, send_policy latest, max_answer_age_ms = the budget, default keepalive",
+        "client_answer_timeout_ms": settings.answer_timeout_ms,  # None: the session's budget
         "engine": "flow",
         "source": "synthetic 270x270 cine-MRI scaled to frame_px, one case per session (up to 3)",
     }
