@@ -196,12 +196,15 @@ def _figs_faults() -> list[Fig]:
                 (f"{name}: failover to first answer, p50", f"scenarios.{name}.resume_ms.p50", ".0f", MS),
                 (f"{name}: fault to the replica's sessions freed", f"scenarios.{name}.reaped_s", ".1f", " s"),
             )
-        if name == "slow_reader":
-            rows += figs(
-                "faults.json",
-                (f"{name}: replicas' RSS growth", f"scenarios.{name}.rss_growth", ".1f", PCT, 100.0),
-            )
-    return rows
+        rows += figs(
+            "faults.json",
+            (f"{name}: replicas' RSS growth", f"scenarios.{name}.rss_growth", ".1f", PCT, 100.0),
+        )
+    return rows + figs(
+        "faults_slow_reader_60s.json",
+        ("slow_reader, 60 s run (fault at 20 s): frames with no answer", "scenarios.slow_reader.unaccounted", "d"),
+        ("slow_reader, 60 s run (fault at 20 s): replicas' RSS growth", "scenarios.slow_reader.rss_growth", ".1f", PCT, 100.0),
+    )  # fmt: skip
 
 
 def _figs_davis() -> list[Fig]:

@@ -107,6 +107,9 @@ step cluster "${TRACKER[@]}" bench cluster --replicas 3 --sessions 6 --rate 8 --
 # a stalled reader, resets; 3 replicas behind Envoy, each through a fault proxy, failover on.
 step faults "${TRACKER[@]}" bench faults --replicas 3 --sessions 3 --rate 8 --duration 20 \
   --fault-at 5 --json $R/faults.json                                               # ~4 min
+# The slow reader in a 60 s run: RSS at the fault is past the replicas' own warm-up growth.
+step faults_60s "${TRACKER[@]}" bench faults --scenario slow_reader --duration 60 --fault-at 20 \
+  --json $R/faults_slow_reader_60s.json                                            # ~1.5 min
 
 # `make demo` as a user runs it, five times in fresh processes (#13: no LATE on the DAVIS clip).
 step demo "$PY" bench/bench_demo.py --runs 5 --json $R/demo.json                 # ~2 min
