@@ -174,7 +174,7 @@ def _figs_cluster() -> list[Fig]:
 
 def _figs_faults() -> list[Fig]:
     rows: list[Fig] = []
-    for name in ("blackhole_up", "blackhole_down", "jitter", "bandwidth", "slow_reader", "reset"):
+    for name in ("none", "blackhole_up", "blackhole_down", "jitter", "bandwidth", "slow_reader", "reset"):
         rows += figs(
             "faults.json",
             (f"{name}: frames sent", f"scenarios.{name}.frames", "d"),
@@ -200,11 +200,13 @@ def _figs_faults() -> list[Fig]:
             "faults.json",
             (f"{name}: replicas' RSS growth", f"scenarios.{name}.rss_growth", ".1f", PCT, 100.0),
         )
+    long_run = "60 s run, fault at 20 s"
     return rows + figs(
         "faults_slow_reader_60s.json",
-        ("slow_reader, 60 s run (fault at 20 s): frames with no answer", "scenarios.slow_reader.unaccounted", "d"),
-        ("slow_reader, 60 s run (fault at 20 s): replicas' RSS growth", "scenarios.slow_reader.rss_growth", ".1f", PCT, 100.0),
-    )  # fmt: skip
+        (f"none, {long_run}: replicas' RSS growth", "scenarios.none.rss_growth", ".1f", PCT, 100.0),
+        (f"slow_reader, {long_run}: frames with no answer", "scenarios.slow_reader.unaccounted", "d"),
+        (f"slow_reader, {long_run}: RSS growth", "scenarios.slow_reader.rss_growth", ".1f", PCT, 100.0),
+    )
 
 
 def _figs_davis() -> list[Fig]:

@@ -11,7 +11,9 @@ cine-MRI sessions at the given rate through Envoy with client failover on, and a
 * ``bandwidth``: the link capped at 1 Mbit/s for ``bandwidth_s`` (frames are scaled to
   ``frame_px`` squared, 512 by default: one frame needs about 2 s of it);
 * ``slow_reader``: the console stops reading its answers for ``slow_reader_s``;
-* ``reset``: every connection to that replica reset (RST) mid-stream.
+* ``reset``: every connection to that replica reset (RST) mid-stream;
+* ``none``: nothing happens: the control, for what a run does without a fault (the
+  replicas' RSS grows by itself in the first minute, for one).
 
 What is judged, per scenario (``scenarios.<name>.<key>``): ``frames`` sent,
 ``unaccounted`` (no answer) and ``duplicates`` (two answers); ``stale_holds`` (``BEAM_ON``
@@ -56,7 +58,7 @@ from tracker.types import MaskPrompt, ObjectPrompt, SessionConfig
 
 logger = logging.getLogger(__name__)
 
-SCENARIOS = ("blackhole_up", "blackhole_down", "jitter", "bandwidth", "slow_reader", "reset")
+SCENARIOS = ("none", "blackhole_up", "blackhole_down", "jitter", "bandwidth", "slow_reader", "reset")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class FaultBenchSettings:
             ),
             "bandwidth": (Fault(FaultKind.BANDWIDTH, Direction.BOTH, bits_per_s=1e6), self.bandwidth_s),
             "slow_reader": (None, self.slow_reader_s),
+            "none": (None, 0.0),
             "reset": (Fault(FaultKind.RESET), 0.0),
         }[scenario]
 
