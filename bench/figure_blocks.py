@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from figure_blocks_overseer import figs_overseer, figs_overseer_cost, figs_overseer_training
 from figure_blocks_sam2 import (  # the SAM2 engines' blocks
     figs_engines,
     figs_interleaved,
@@ -29,7 +30,6 @@ from figure_sources import (
     RESULTS_DIR,
     Fig,
     FigureError,
-    Row,
     cells,
     fig_table,
     figs,
@@ -284,29 +284,6 @@ def _figs_gating(root: Path) -> list[Fig]:
     ]
 
 
-def _figs_overseer(root: Path) -> list[Fig]:
-    """bench_overseer.py's figures; J is ``j_mean_after_prompt``, ``j_mean`` in result files written
-    before that key was renamed (read from such a file, and cited, as it stands)."""
-    data = load(root, "overseer.json")
-    rows: list[Row] = []
-    for run, name in (("without", "without overseer"), ("with", "with oracle overseer")):
-        j_key = "j_mean_after_prompt" if "j_mean_after_prompt" in data.get(run, {}) else "j_mean"
-        rows += [
-            (f"{name}: J, mean over cases", f"{run}.{j_key}"),
-            *(
-                (f"{name}: J {c}", f"{run}.per_class_j.{c}")
-                for c in ("clipper", "grasper", "hook", "scissors")
-            ),
-            (f"{name}: entry delay, mean", f"{run}.entry_delay.mean", ".1f", " frames"),
-            (f"{name}: entry delay, max", f"{run}.entry_delay.max", "d", " frames"),
-            (f"{name}: entries missed (of 6)", f"{run}.entry_delay.missed", "d"),
-            (f"{name}: exit delay, mean", f"{run}.exit_delay.mean", ".1f", " frames"),
-            (f"{name}: exit delay, max", f"{run}.exit_delay.max", "d", " frames"),
-            (f"{name}: exits missed (of 7)", f"{run}.exit_delay.missed", "d"),
-        ]
-    return figs("overseer.json", *rows)
-
-
 def _figs_soak() -> list[Fig]:
     return figs(
         "soak.json",
@@ -387,7 +364,10 @@ def blocks(root: Path) -> dict[str, Callable[[], str]]:
         "flow": lambda: fig_table(root, _figs_flow()),
         "flow-cases": lambda: fig_table(root, _figs_flow_cases(root)),
         "gating": lambda: fig_table(root, _figs_gating(root)),
-        "overseer": lambda: fig_table(root, _figs_overseer(root)),
+        "overseer": lambda: fig_table(root, figs_overseer(root)),
+        "overseer-training": lambda: fig_table(root, figs_overseer_training(root)),
+        "overseer-trained": lambda: fig_table(root, figs_overseer(root, "overseer_trained.json")),
+        "overseer-cost": lambda: fig_table(root, figs_overseer_cost(root)),
         "soak": lambda: fig_table(root, _figs_soak()),
         "stream": lambda: stream_block(root),
         "stream-5min": lambda: fig_table(root, _figs_stream_5min()),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks (issues #3, #13): sam2 parity on CUDA, b+/tiny latency at 1024 px with bf16, the
+# GPU checks: sam2 parity on CUDA, b+/tiny latency at 1024 px with bf16, the
 # batched (8 sessions) / one-by-one speed-up of b+ at 1024 px, bf16, then the serving capacity
 # of b+ at 1024 px, bf16, 8 Hz, p99 <= 100 ms with the scheduler against the per-session design.
 # Needs an NVIDIA GPU and the project's venv (make test creates it). Budget: < 13 minutes.
@@ -9,7 +9,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${OUT:-bench/results}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 timeout 420 "$PY" bench/gpu_check.py --frames "${FRAMES:-100}" "$@"
-# Capacity (issue #13's GPU target: >= 16 sessions on an H100-class card). Short probes keep it
+# Capacity (the GPU target: >= 16 sessions on an H100-class card). Short probes keep it
 # within the device budget; the confirming run is 30 s.
 timeout 360 "$PY" -m tracker.cli bench capacity --engine sam2 \
     --engine-option model=sam2.1_hiera_base_plus --engine-option random_weights=true \

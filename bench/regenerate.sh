@@ -83,7 +83,7 @@ step profile_openvino "${TRACKER[@]}" bench stream --engine openvino --engine-op
 step capacity_openvino_8hz "${OV_CAPACITY[@]}" --rate 8 --p99-ms 250 --probe-duration 20 \
   --max-sessions 2 --json $R/capacity_openvino_8hz.json                         # ~2 min
 
-# Serving (#13): capacity against the per-session design in the same run; SAM2 batching.
+# Serving: capacity against the per-session design in the same run; SAM2 batching.
 step capacity_flow "${TRACKER[@]}" bench capacity --engine flow --rate 8 --p99-ms 50 --duration 60 \
   --probe-duration 15 --compare-per-session --json $R/capacity_flow_8hz.json    # ~8 min
 step capacity_sam2 "${TRACKER[@]}" bench capacity --engine sam2 \
@@ -99,7 +99,7 @@ step capacity_sam2_workers2 "${TRACKER[@]}" bench capacity --engine sam2 \
   --serve-arg=--workers=2 --json $R/capacity_sam2_tiny_1hz_workers2.json        # ~5 min
 step batch "$PY" bench/bench_batch.py --out $R/sam2_batch_cpu.json              # ~8 min
 
-# Scale-out (#14): 3 replicas behind Envoy, one SIGKILL and one SIGTERM, then no faults.
+# Scale-out: 3 replicas behind Envoy, one SIGKILL and one SIGTERM, then no faults.
 step cluster "${TRACKER[@]}" bench cluster --replicas 3 --sessions 6 --rate 8 --duration 60 \
   --kill 1@20 --drain 2@40 --json $R/cluster.json --plots $R/cluster            # ~3 min
 
@@ -112,10 +112,10 @@ step faults "${TRACKER[@]}" bench faults --replicas 3 --sessions 3 --rate 8 --du
 step faults_60s "${TRACKER[@]}" bench faults --scenario none --scenario slow_reader --duration 60 \
   --fault-at 20 --json $R/faults_slow_reader_60s.json                              # ~3 min
 
-# `make demo` as a user runs it, five times in fresh processes (#13: no LATE on the DAVIS clip).
+# `make demo` as a user runs it, five times in fresh processes (no LATE on the DAVIS clip).
 step demo "$PY" bench/bench_demo.py --runs 5 --json $R/demo.json                 # ~2 min
 
-# DAVIS as davis2017-evaluation scores it (#16): J, F, J&F of the flow engine on the shared clips.
+# DAVIS as davis2017-evaluation scores it: J, F, J&F of the flow engine on the shared clips.
 DAVIS=${TRACKER_SHARED_DATA:-../shared/data}/davis2016
 step davis "${TRACKER[@]}" replay $DAVIS/blackswan $DAVIS/car-shadow $DAVIS/dog --engine flow \
   --rate max --report $R/davis_flow.json                                        # ~1 min

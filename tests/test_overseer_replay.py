@@ -7,9 +7,11 @@ without it, what enters is missed. Engine: ``flow`` (the wrapper is engine-agnos
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tracker.lab.replay import ReplayOptions, replay
+from tracker.lab.scoring.objects import judge_reprompts
 from tracker.lab.synth.surgical import write_sequence
 
 M = 3
@@ -46,7 +48,36 @@ def test_oracle_overseer_tracks_entries_and_drops_exits_in_time(reports) -> None
     assert {"enter", "leave"} <= reasons
     assert with_ov["summary"]["reprompts"] == len(case["reprompts"]) > 0
     ev = case["reprompts"][0]
-    assert set(ev) >= {"frame", "object_id", "class", "reason"}
+    assert set(ev) >= {"frame", "object_id", "class", "reason", "lowered_j"}
+    judged = [e["lowered_j"] for e in case["reprompts"]]
+    assert None not in judged  # the sequence has ground truth: every decision before the last frame is judged
+    assert with_ov["summary"]["false_reprompts"] == sum(judged)
+
+
+def _stack(*frames: list[tuple[slice, slice, int]]) -> np.ndarray:
+    out = np.zeros((len(frames), 10, 10), np.int32)
+    for t, boxes in enumerate(frames):
+        for ys, xs, v in boxes:
+            out[t, ys, xs] = v
+    return out
+
+
+def test_a_reprompt_is_false_when_the_next_frame_scores_worse_or_it_tracks_nothing() -> None:
+    obj = (slice(2, 6), slice(2, 6), 1)
+    labels = _stack([obj], [obj], [obj])
+    shifted = (slice(5, 9), slice(5, 9), 1)
+    predictions = _stack([obj], [shifted], [obj])  # J 1.0 on frame 0, about 0.03 on frame 1
+    ghost = _stack([obj, (slice(8, 10), slice(0, 2), 7)], [obj], [obj])
+    judged = judge_reprompts(
+        predictions, labels, {1: 1}, [(0, 1, "correct"), (1, 1, "correct"), (2, 1, "add")]
+    )
+    assert [(j.frame, j.lowered_j) for j in judged] == [
+        (0, True),
+        (1, False),
+    ]  # frame 2 is the last: not applied
+    assert judged[0].j_before == 1.0 and judged[0].j_after is not None and judged[0].j_after < 0.1
+    ghosts = judge_reprompts(ghost, labels, {1: 1}, [(0, 7, "add"), (0, 7, "remove")])
+    assert [(j.object_id, j.lowered_j) for j in ghosts] == [(None, True), (None, False)]
 
 
 def test_without_overseer_entries_are_missed_and_j_is_lower(reports) -> None:

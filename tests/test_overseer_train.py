@@ -147,3 +147,98 @@ def test_sequences_merge_whole_and_train_validates_on_held_out_ones(tmp_path: Pa
     assert report["config"]["epochs"] == 1 and report["classes"] == list(result.classes)
     with pytest.raises(FileNotFoundError, match=r"annotations\.json"):
         merge_sequences([tmp_path / "nothing"], tmp_path / "x.json")
+
+
+def test_small_architecture_trains_from_scratch_and_exports_within_1e4(tmp_path: Path) -> None:
+    from tracker.lab.training.export import export_onnx, parity
+    from tracker.lab.training.train import learning_rate
+
+    data = tmp_path / "seq"
+    write_sequence(data, 10, seed=5, height=96, width=128, hard=True)
+    config = TrainConfig(
+        **{**CONFIG.__dict__, "arch": "small", "epochs": 3, "lr": 0.02, "max_iters_per_epoch": 4}
+    )
+    losses: list[float] = []
+    result = train(
+        data / "annotations.json",
+        data,
+        tmp_path / "w.pt",
+        config,
+        on_iteration=lambda _i, v: losses.append(v),
+    )
+    assert len(losses) == 12 and np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    last = result.history[-1]
+    assert last.val_map50 is not None and 0.0 <= last.val_map50 <= 1.0
+    assert set(last.val_ap50_per_class) == set(result.classes)  # every class reported, None when absent
+    # The schedule: warm-up to the rate, then cosine down to 1 % of it at the last iteration.
+    assert learning_rate(config, 2, 12) == pytest.approx(0.02)
+    assert learning_rate(config, 12, 12) == pytest.approx(0.0002)
+    onnx_path = export_onnx(tmp_path / "w.pt", tmp_path / "w.onnx")
+    image = np.asarray(Image.open(data / "JPEGImages" / "00009.jpg"))
+    p = parity(tmp_path / "w.pt", onnx_path, image)
+    assert p.compared >= 1, p
+    assert p.max_score_diff <= 1e-4 and p.max_box_px <= 1e-2 and p.min_mask_iou >= 0.99, p
+
+
+def test_small_architecture_takes_no_backbone_weights(tmp_path: Path) -> None:
+    from tracker.overseer.model import ModelSpec, build_model
+
+    with pytest.raises(ValueError, match="from scratch"):
+        build_model(ModelSpec("small", ("a",)), backbone_weights=tmp_path / "w.pth")
+
+
+def test_hflip_mirrors_image_masks_and_boxes_together() -> None:
+    from tracker.lab.training.train import hflip
+
+    image = torch.zeros(3, 4, 10)
+    image[:, 1:3, 1:4] = 1.0
+    masks = (image[:1] > 0).to(torch.uint8)
+    target = {"boxes": torch.tensor([[1.0, 1.0, 4.0, 3.0]]), "labels": torch.tensor([1]), "masks": masks}
+    flipped, t = hflip(image, target)
+    ys, xs = torch.nonzero(t["masks"][0], as_tuple=True)
+    assert t["boxes"].tolist() == [[6.0, 1.0, 9.0, 3.0]]
+    assert (int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1) == (6, 9, 1, 3)
+    assert torch.equal(flipped[0] > 0, t["masks"][0] > 0) and torch.equal(t["labels"], target["labels"])
+
+
+def test_ship_copies_the_export_with_a_manifest_and_refuses_what_is_not_one(
+    trained, tmp_path, monkeypatch
+) -> None:
+    import argparse
+    import json
+
+    import onnx
+
+    from tracker.lab.training import cli
+    from tracker.lab.training.export import export_onnx
+    from tracker.overseer.shipped import read_manifest, shipped_detector
+
+    root, _, result, _ = trained
+    onnx_path = export_onnx(root / "w.pt", tmp_path / "det.onnx")
+    training = tmp_path / "training.json"
+    run = {"command": "tracker overseer train x", "commit": "abc"}
+    training.write_text(
+        json.dumps({"provenance": run, "epochs": [{"epoch": 2, "val_mask_ap50": 0.25, "seconds": 3.0}]})
+    )
+    shipped = tmp_path / "shipped"
+    monkeypatch.setattr(cli, "SHIPPED_DIR", shipped)
+    parser = argparse.ArgumentParser()
+    cli.add_cli(parser.add_subparsers(dest="command"))
+
+    def ship(path: Path, *extra: str) -> int:
+        args = parser.parse_args(
+            ["overseer", "ship", str(path), "--training-json", str(training), "--data", "s 1-2", *extra]
+        )
+        return args.func(args)
+
+    assert ship(onnx_path, "--max-mb", "200") == 0  # the fixture's mbv3 exports at about 83 MB
+    entry = read_manifest(shipped)
+    assert entry is not None and entry.classes == result.classes and entry.commit == "abc"
+    assert entry.validation == {"epoch": 2, "val_mask_ap50": 0.25} and entry.data == "s 1-2"
+    assert shipped_detector(shipped) == shipped / "det.onnx"
+    with pytest.raises(ValueError, match="max-mb"):
+        ship(onnx_path, "--max-mb", "0.001")
+    other = tmp_path / "other.onnx"
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(other))
+    with pytest.raises(ValueError, match="not an overseer export"):
+        ship(other)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tracker.client import TrackerClient
+from tracker.io.sequence import Sequence
 from tracker.lab.replay import (
     CaseResult,
     ReplayOptions,
@@ -26,6 +28,8 @@ from tracker.lab.replay import (
 )
 from tracker.lab.report.viz import plot_latency, write_overlay_gif
 from tracker.lab.synth.cine_mri import write_cases
+from tracker.lab.synth.surgical import write_sequence
+from tracker.overseer.shipped import shipped_detector
 from tracker.types import BudgetPolicy, Modality
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,10 @@ VIDEO_FLOW_OPTIONS = {"max_side": "256"}
 # than the margin: under DEGRADE a session whose answers near the budget computes the flow at
 # half that size until they are well under it, and those answers list it (docs/budgets.md).
 VIDEO_BUDGET_POLICY = BudgetPolicy.DEGRADE
+# The surgical case: a synthetic sequence (hard mode, a seed no training used) tracked by flow
+# with the shipped overseer detector beside it, every 5th frame and off the frame path.
+SURGICAL_FRAMES = 60
+SURGICAL_OVERSEER = {"every_k": "5"}
 
 
 def find_davis_sequence(name: str = "blackswan") -> Path | None:
@@ -74,6 +82,8 @@ def results_table(cases: list[dict[str, object]]) -> str:
 def _settings(options: ReplayOptions, degraded: int) -> str:
     """The table's settings column: engine options, and a budget policy other than the default."""
     parts = ["flow", *(f"{k} {v}" for k, v in options.engine_options.items())]
+    if options.overseer:
+        parts.append(f"overseer {options.overseer}")
     if options.budget_policy is not BudgetPolicy.LATEST:
         parts.append(f"{options.budget_policy.value} policy ({degraded} frames degraded)")
     return ", ".join(parts)
@@ -95,6 +105,26 @@ def _gif(out: Path, case: CaseResult) -> Path:
     )
 
 
+def _replay(client: TrackerClient, sequence: Sequence, overseer: str = "") -> CaseResult:
+    video = sequence.modality is not Modality.CINE_MRI
+    options = ReplayOptions(
+        rate="max",
+        engine_options=VIDEO_FLOW_OPTIONS if video else {},
+        budget_policy=VIDEO_BUDGET_POLICY if video else BudgetPolicy.LATEST,
+        overseer=overseer,
+    )
+    logger.info("replaying %s (%d frames, %s)", sequence.name, len(sequence), sequence.kind)
+    # Client and server share this process and everything alive now outlives the stream.
+    # A full collection walking it would stall both mid-stream and make a 24 fps frame
+    # LATE (docs/usage.md#the-demo): collect once now, then leave it out.
+    gc.collect()
+    gc.freeze()
+    try:
+        return replay_sequence(client, sequence, options)
+    finally:
+        gc.unfreeze()
+
+
 def run_demo(out: Path, davis: Path | None = None, seed: int = 7) -> dict[str, object]:
     from tracker.io.readers import open_sequence
 
@@ -109,23 +139,16 @@ def run_demo(out: Path, davis: Path | None = None, seed: int = 7) -> dict[str, o
     sequences = [open_sequence(path) for path in sources]
     results = []
     with connect(None, "flow", {}) as client:
-        for sequence in sequences:
-            video = sequence.modality is not Modality.CINE_MRI
-            options = ReplayOptions(
-                rate="max",
-                engine_options=VIDEO_FLOW_OPTIONS if video else {},
-                budget_policy=VIDEO_BUDGET_POLICY if video else BudgetPolicy.LATEST,
-            )
-            logger.info("replaying %s (%d frames, %s)", sequence.name, len(sequence), sequence.kind)
-            # Client and server share this process and everything alive now outlives the stream.
-            # A full collection walking it would stall both mid-stream and make a 24 fps frame
-            # LATE (docs/usage.md#the-demo): collect once now, then leave it out.
-            gc.collect()
-            gc.freeze()
-            try:
-                results.append(replay_sequence(client, sequence, options))
-            finally:
-                gc.unfreeze()
+        results += [_replay(client, sequence) for sequence in sequences]
+    detector = shipped_detector()
+    if detector is None:
+        logger.info("no overseer detector ships with this checkout: `make -C engines overseer` trains one")
+    else:
+        surgical = open_sequence(
+            write_sequence(out / "data" / "surgical", SURGICAL_FRAMES, seed, hard=True).path
+        )
+        with connect(None, "flow", {}, overseer=str(detector), overseer_options=SURGICAL_OVERSEER) as client:
+            results.append(_replay(client, surgical, overseer=detector.name))
     cases = []
     for result in results:
         case = case_report(result)

@@ -1,12 +1,19 @@
 """torchvision Mask R-CNN for the overseer: building, checkpoints, and a torch detector.
 
-Two architectures:
+Three architectures:
 
 * ``r50``: ResNet-50-FPN, torchvision's reference Mask R-CNN (~2 s per 512 px
   frame on this project's 2-core CPU; for a GPU);
 * ``mbv3``: MobileNetV3-Large-FPN (``backbone_utils.mobilenet_backbone``) in
   the same ``MaskRCNN`` head, ~2x cheaper on CPU, with smaller anchors because
-  its FPN has 3 levels at strides 16-32... (the anchors cover 16-256 px).
+  its FPN has 3 levels at strides 16-32... (the anchors cover 16-256 px);
+* ``small``: torchvision's ``MaskRCNN`` on a five-stage conv-BN-ReLU backbone
+  (16-128 channels) with a 64-channel FPN at strides 8, 16 and 32 and heads
+  narrowed to match. Made to be trained from scratch on a CPU: with no
+  ImageNet weights to start from, the large backbones need more epochs than a
+  2-core machine gives in hours, while a handful of instrument classes on a
+  320x240 frame need far less capacity. For a GPU or a real domain, ``mbv3`` or
+  ``r50`` with ImageNet weights.
 
 Nothing is ever downloaded: models are built with ``weights=None`` and
 ``weights_backbone=None``; ``backbone_weights`` loads a local ImageNet state
@@ -17,6 +24,7 @@ primitives, loaded with ``torch.load(weights_only=True)`` (no pickled code).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from dataclasses import dataclass
@@ -27,15 +35,17 @@ import numpy as np
 import torch
 from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.backbone_utils import mobilenet_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, mobilenet_backbone
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
 
 from tracker.engines.imaging import to_gray8
-from tracker.overseer.types import Detection, outputs_to_detections
+from tracker.overseer.types import ARCHS, Detection, outputs_to_detections
 from tracker.types import Frame
 
 logger = logging.getLogger(__name__)
 
-ARCHS = ("r50", "mbv3")
 CHECKPOINT_FORMAT = "tracker-overseer-v1"
 
 
@@ -87,6 +97,46 @@ def _load_backbone_weights(body: torch.nn.Module, path: Path, arch: str) -> None
     logger.info("backbone weights from %s: %d tensors loaded, %d missing", path, loaded, len(missing))
 
 
+SMALL_CHANNELS = (16, 32, 64, 96, 128)  # stages at strides 2, 4, 8, 16, 32
+SMALL_FPN = 64
+
+
+def _conv_bn(c_in: int, c_out: int, stride: int) -> list[torch.nn.Module]:
+    return [
+        torch.nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        torch.nn.BatchNorm2d(c_out),
+        torch.nn.ReLU(inplace=True),
+    ]
+
+
+def _small_maskrcnn(num_classes: int, spec: ModelSpec) -> MaskRCNN:
+    stages: dict[str, torch.nn.Module] = {}
+    c_in = 3
+    for k, c in enumerate(SMALL_CHANNELS):
+        stages[f"s{k}"] = torch.nn.Sequential(*_conv_bn(c_in, c, 2), *_conv_bn(c, c, 1))
+        c_in = c
+    body = torch.nn.Sequential(collections.OrderedDict(stages))
+    backbone = BackboneWithFPN(
+        body, {"s2": "0", "s3": "1", "s4": "2"}, list(SMALL_CHANNELS[2:]), SMALL_FPN
+    )  # FPN levels 0-2 and torchvision's extra max-pooled level "pool"
+    levels = ["0", "1", "2"]
+    # Two sizes per level (the RPN head needs the same count everywhere): 16-256 px.
+    anchors = AnchorGenerator(((16, 24), (32, 48), (64, 96), (128, 256)), ((0.5, 1.0, 2.0),) * 4)
+    return MaskRCNN(
+        backbone,
+        num_classes=None,
+        min_size=spec.min_size,
+        max_size=spec.max_size,
+        rpn_anchor_generator=anchors,
+        box_roi_pool=MultiScaleRoIAlign(levels, 7, 2),
+        box_head=TwoMLPHead(SMALL_FPN * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, num_classes),
+        mask_roi_pool=MultiScaleRoIAlign(levels, 14, 2),
+        mask_head=MaskRCNNHeads(SMALL_FPN, (SMALL_FPN,) * 4, 1),
+        mask_predictor=MaskRCNNPredictor(SMALL_FPN, SMALL_FPN, num_classes),
+    )
+
+
 def build_model(spec: ModelSpec, backbone_weights: Path | None = None) -> MaskRCNN:
     """A Mask R-CNN for ``spec`` (random heads; backbone from ``backbone_weights`` if given)."""
     if spec.arch not in ARCHS:
@@ -101,6 +151,10 @@ def build_model(spec: ModelSpec, backbone_weights: Path | None = None) -> MaskRC
             max_size=spec.max_size,
             trainable_backbone_layers=5 if backbone_weights is None else 3,
         )
+    elif spec.arch == "small":
+        if backbone_weights is not None:
+            raise ValueError("the small overseer is trained from scratch: it takes no backbone weights")
+        model = _small_maskrcnn(num_classes, spec)
     else:
         backbone = mobilenet_backbone(
             backbone_name="mobilenet_v3_large",

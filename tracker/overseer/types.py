@@ -10,6 +10,9 @@ import numpy as np
 
 from tracker.types import Frame
 
+# The overseer detector's architectures (built in tracker.overseer.model).
+ARCHS = ("r50", "mbv3", "small")
+
 
 @dataclass
 class Detection:

@@ -338,11 +338,10 @@ def case_report(case: CaseResult) -> dict[str, object]:
             per_object[oid] = {**per_object[oid], **_outcome_fields(outcome)}  # type: ignore[dict-item]
     report["objects"] = {str(k): v for k, v in per_object.items()}
     events = [(r.index, e) for r in case.records for e in r.reprompts]
-    report["reprompts"] = [
-        {"frame": i, "object_id": e.object_id, "class": e.label, "reason": e.reason, "action": e.action,
-         "observed_frame": e.observed_frame}
-        for i, e in events
-    ]  # fmt: skip
+    labels = None if case.sequence.labels is None else np.asarray(case.sequence.labels)
+    report["reprompts"] = overseer_scoring.reprompt_rows(
+        case.predictions, labels, case.sequence.object_ids(), events
+    )
     report["per_class_j"] = overseer_scoring.per_class_j(
         [(o.label, case.scores[oid].iou_mean) for oid, o in case.outcomes.items() if oid in case.scores]
     )
@@ -427,6 +426,12 @@ def summary_report(cases: list[dict[str, object]], records: list[FrameRecord]) -
     summary["server_ms"] = percentiles([r.server_ms for r in answered])
     # Overseer view: decisions, J per object pooled over cases, per class, entry/exit delays.
     summary["reprompts"] = sum(len(c.get("reprompts", [])) for c in cases)  # type: ignore[arg-type]
+    summary["false_reprompts"] = sum(
+        1
+        for c in cases
+        for e in c.get("reprompts", [])
+        if e.get("lowered_j")  # type: ignore[attr-defined]
+    )
     objects = [o for c in cases for o in c.get("objects", {}).values()]  # type: ignore[union-attr]
     summary["j_mean_objects"] = _mean_or_none([o["j_mean"] for o in objects])
     summary["per_class_j"] = overseer_scoring.per_class_j(

@@ -27,6 +27,12 @@ object are in view (the oracle overseer uses the same floor):
   show fewer than ``min_area_px`` pixels, minus that first frame; None if a
   ghost stays to the end.
 
+False re-prompts (:func:`judge_reprompts`): an overseer decision on frame t changes the
+prompts of the next frame, so it is judged by the J of the ground-truth object its track
+serves on frame t+1 against frame t. It lowered J when that fell by more than
+``REPROMPT_TOLERANCE`` (one frame's motion alone moves J less), or when it added or
+corrected a track that serves no ground-truth object; removing such a track is right.
+
 Cost: one pass over the (T, H, W) label and prediction stacks for the
 association, then the usual per-frame metrics.
 """
@@ -39,9 +45,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tracker.lab.scoring import metrics
+from tracker.types import RepromptEvent
 
 TRACK_IOU = 0.1
 MIN_AREA_PX = 30
+REPROMPT_TOLERANCE = 0.05
 
 
 @dataclass
@@ -148,3 +156,62 @@ def per_class_j(objects: list[tuple[str, float]]) -> dict[str, float | None]:
         if j is not None and not math.isnan(j):
             by.setdefault(label or "object", []).append(j)
     return {k: float(np.mean(v)) for k, v in sorted(by.items())}
+
+
+@dataclass(frozen=True)
+class RepromptJudgement:
+    """One overseer decision judged against the ground truth (see the module docstring)."""
+
+    frame: int
+    track_id: int
+    action: str  # "add", "remove" or "correct"
+    object_id: int | None  # the ground-truth object its track serves; None: none
+    j_before: float | None  # that object's J on the decision's frame and the next
+    j_after: float | None
+    lowered_j: bool
+
+
+def judge_reprompts(
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    mapping: dict[int, int],
+    events: list[tuple[int, int, str]],
+    tolerance: float = REPROMPT_TOLERANCE,
+) -> list[RepromptJudgement]:
+    """Judge (frame, track id, action) decisions; those on the last frame are never applied."""
+    out: list[RepromptJudgement] = []
+    n = len(labels)
+    for frame, track, action in events:
+        if frame + 1 >= n:
+            continue
+        g = mapping.get(track)
+        if g is None:
+            out.append(RepromptJudgement(frame, track, action, None, None, None, action != "remove"))
+            continue
+        tracks = [p for p, gg in mapping.items() if gg == g]
+        j = [metrics.iou(np.isin(predictions[t], tracks), labels[t] == g) for t in (frame, frame + 1)]
+        before, after = j
+        out.append(RepromptJudgement(frame, track, action, g, before, after, after < before - tolerance))
+    return out
+
+
+def reprompt_rows(
+    predictions: np.ndarray,
+    labels: np.ndarray | None,
+    prompted_ids: list[int],
+    events: list[tuple[int, RepromptEvent]],
+) -> list[dict[str, object]]:
+    """A replay report's decisions, each with ``lowered_j`` (None: no ground truth to judge by)."""
+    judged: dict[tuple[int, int], RepromptJudgement] = {}
+    if labels is not None:
+        mapping = associate(predictions, labels, prompted_ids)
+        triples = [(i, e.object_id, e.action) for i, e in events]
+        judged = {(j.frame, j.track_id): j for j in judge_reprompts(predictions, labels, mapping, triples)}
+    rows: list[dict[str, object]] = []
+    for i, e in events:
+        j = judged.get((i, e.object_id))
+        rows.append(
+            {"frame": i, "object_id": e.object_id, "class": e.label, "reason": e.reason, "action": e.action,
+             "observed_frame": e.observed_frame, "lowered_j": None if j is None else j.lowered_j}
+        )  # fmt: skip
+    return rows

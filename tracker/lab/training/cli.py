@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,15 @@ import numpy as np
 from tracker.lab.bench.common import write_json
 from tracker.lab.provenance import provenance
 from tracker.lab.training.dataset import merge_sequences
+from tracker.overseer.shipped import SHIPPED_DIR, ShippedDetector, write_manifest
+from tracker.overseer.types import ARCHS
+from tracker.weights.manifest import sha256_file
 
 logger = logging.getLogger(__name__)
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add the ``overseer`` group (``train``, ``export``) to the ``tracker`` command."""
+    """Add the ``overseer`` group (train, dataset, export, ship) to the ``tracker`` command."""
     p = subparsers.add_parser("overseer", help="train and export the Mask R-CNN overseer")
     sub = p.add_subparsers(dest="overseer_command", required=True)
 
@@ -32,7 +36,12 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument(
         "--out", type=Path, required=True, help="checkpoint to write (W.pt), rewritten every epoch"
     )
-    t.add_argument("--arch", choices=["r50", "mbv3"], default="mbv3")
+    t.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default="mbv3",
+        help="mbv3 or r50 for a GPU or with --backbone-weights; small to train from scratch on a CPU",
+    )
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2)
     t.add_argument("--lr", type=float, default=0.01)
@@ -53,6 +62,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument("--resume", action="store_true", help="continue from --out")
     t.add_argument("--json", type=Path, default=None, help="result file: settings and each epoch's figures")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-hflip", action="store_true", help="no left-right flips of training images")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_cmd_train)
 
@@ -72,6 +82,15 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     e.add_argument("--no-check", action="store_true", help="skip the torchvision/ONNX Runtime parity check")
     e.set_defaults(func=_cmd_export)
 
+    s = sub.add_parser(
+        "ship", help="copy an exported detector into the package with its manifest (what `make demo` runs)"
+    )
+    s.add_argument("onnx", type=Path, help="W.onnx from overseer export")
+    s.add_argument("--training-json", type=Path, required=True, help="the train run's --json result file")
+    s.add_argument("--data", required=True, help="what it was trained and validated on (seeds, generator)")
+    s.add_argument("--max-mb", type=float, default=25.0, help="refuse a larger file")
+    s.set_defaults(func=_cmd_ship)
+
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from tracker.lab.training.train import EpochStats, TrainConfig, history_report, train
@@ -89,6 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_iters_per_epoch=args.max_iters,
         backbone_weights=args.backbone_weights,
         seed=args.seed,
+        hflip=not args.no_hflip,
         progress=not args.no_progress,
     )
     if (args.val_coco is None) != (args.val_images is None):
@@ -112,6 +132,37 @@ def _cmd_train(args: argparse.Namespace) -> int:
             last.val_map,
             last.val_dice,
         )
+    return 0
+
+
+def _cmd_ship(args: argparse.Namespace) -> int:
+    import onnx
+
+    size = args.onnx.stat().st_size
+    if size > args.max_mb * 2**20:
+        raise ValueError(f"{args.onnx} is {size / 2**20:.1f} MB, over --max-mb {args.max_mb:g}: not shipped")
+    meta = {p.key: p.value for p in onnx.load(str(args.onnx), load_external_data=False).metadata_props}
+    if meta.get("format") != "tracker-overseer-onnx-v1":
+        raise ValueError(f"{args.onnx}: not an overseer export (written by tracker overseer export)")
+    training = json.loads(args.training_json.read_text())
+    last = training["epochs"][-1] if training.get("epochs") else {}
+    SHIPPED_DIR.mkdir(parents=True, exist_ok=True)
+    for old in SHIPPED_DIR.glob("*.onnx"):
+        old.unlink()  # one shipped detector at a time
+    target = SHIPPED_DIR / args.onnx.name
+    shutil.copyfile(args.onnx, target)
+    entry = ShippedDetector(
+        file=target.name,
+        sha256=sha256_file(target),
+        bytes=size,
+        classes=tuple(json.loads(meta["classes"])),
+        arch=meta.get("arch", ""),
+        training_command=str(training["provenance"]["command"]),
+        commit=str(training["provenance"]["commit"]),
+        data=args.data,
+        validation={k: v for k, v in last.items() if k.startswith("val_") or k == "epoch"},
+    )
+    logger.info("shipped %s (%.1f MB) with %s", target, size / 2**20, write_manifest(entry, SHIPPED_DIR))
     return 0
 
 

@@ -9,9 +9,10 @@ reports held-out quality every epoch. The loop:
   name). A random split of video frames would put near-duplicates of every
   validation frame in the training set and overstate the scores;
 * trains with SGD (momentum 0.9, weight decay 1e-4, linear warm-up over the
-  first 50 iterations, gradients clipped at norm 10), tqdm showing the loss;
-* validates each epoch: COCO mask AP@[.5:.95] with ``pycocotools`` (``None``
-  with a warning when it is not installed) and mean Dice of the ground-truth
+  first 50 iterations then cosine decay to 1 % of the rate, gradients clipped at
+  norm 10), tqdm showing the loss;
+* validates each epoch: COCO mask AP@[.5:.95], AP@0.5 and AP@0.5 per class
+  with ``pycocotools`` (``None`` with a warning when it is not installed) and mean Dice of the ground-truth
   instances (each against the best same-class prediction with score >= 0.5,
   0 when none);
 * writes a checkpoint (model, optimizer, epoch, history, class names) after
@@ -65,6 +66,7 @@ class TrainConfig:
     backbone_weights: Path | None = None
     seed: int = 0
     warmup_iters: int = 50
+    hflip: bool = True  # flip each training image left-right with probability 0.5
     progress: bool = True
 
 
@@ -76,6 +78,8 @@ class EpochStats:
     val_map: float | None
     val_dice: float | None
     seconds: float
+    val_map50: float | None = None
+    val_ap50_per_class: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +158,17 @@ class CocoInstances:
         return frame_to_tensor(pixels), target
 
 
+Target = dict[str, torch.Tensor]
+
+
+def hflip(image: torch.Tensor, target: Target) -> tuple[torch.Tensor, Target]:
+    """The sample mirrored left-right: image, masks and boxes (x0, x1 swap and reflect)."""
+    w = image.shape[-1]
+    boxes = target["boxes"].clone()
+    boxes[:, [0, 2]] = w - target["boxes"][:, [2, 0]]
+    return image.flip(-1), {**target, "boxes": boxes, "masks": target["masks"].flip(-1)}
+
+
 def split(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
     """Contiguous split in frame order: the last ``val_fraction`` (at least one image) is held out."""
     if n < 2:
@@ -170,8 +185,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 @torch.inference_mode()
 def evaluate(
     model: torch.nn.Module, data: CocoInstances, indices: list[int]
-) -> tuple[float | None, float | None]:
-    """(mask AP@[.5:.95] via pycocotools or None, mean Dice of GT instances or None without any)."""
+) -> tuple[MaskAP | None, float | None]:
+    """(mask AP via pycocotools, None without it or without instances; mean Dice of GT instances)."""
     model.eval()
     dices: list[float] = []
     results: list[dict[str, Any]] = []
@@ -221,34 +236,52 @@ def evaluate(
     if mask_utils is None:
         logger.warning("pycocotools is not installed: no mask mAP (pip install pycocotools)")
         return None, dice
-    return _coco_map(gt_images, gt_anns, results, len(data.classes)), dice
+    return _coco_map(gt_images, gt_anns, results, data.classes), dice
+
+
+@dataclass(frozen=True)
+class MaskAP:
+    """COCO mask AP of one validation pass (pycocotools' ``COCOeval``, ``iouType="segm"``)."""
+
+    ap: float  # AP@[.5:.95], all classes
+    ap50: float  # AP@0.5, all classes
+    ap50_per_class: dict[str, float | None]  # None: the class has no instance in the validation set
 
 
 def _coco_map(
-    images: list[dict[str, Any]], anns: list[dict[str, Any]], results: list[dict[str, Any]], n_classes: int
-) -> float | None:
+    images: list[dict[str, Any]],
+    anns: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    classes: tuple[str, ...],
+) -> MaskAP | None:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     if not anns:
         return None
+    if not results:
+        return MaskAP(0.0, 0.0, {c: 0.0 for c in classes})
     gt = COCO()
     gt.dataset = {
         "images": images,
         "annotations": anns,
-        "categories": [{"id": k} for k in range(1, n_classes + 1)],
+        "categories": [{"id": k} for k in range(1, len(classes) + 1)],
     }
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
         gt.createIndex()
-        if not results:
-            return 0.0
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, iouType="segm")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    value = float(ev.stats[0])
-    return max(0.0, value) if value >= 0 else 0.0
+    # precision[iou threshold, recall, class, area range, max detections]: IoU 0.5 is index 0,
+    # area "all" index 0, 100 detections the last; -1 marks a class with no ground truth.
+    precision = ev.eval["precision"]
+    per_class: dict[str, float | None] = {}
+    for k, name in enumerate(classes):
+        p = precision[0, :, k, 0, -1]
+        per_class[name] = float(p[p > -1].mean()) if (p > -1).any() else None
+    return MaskAP(max(0.0, float(ev.stats[0])), max(0.0, float(ev.stats[1])), per_class)
 
 
 def train(
@@ -314,6 +347,10 @@ def train(
         len(val_idx),
         data.classes,
     )
+    per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    if config.max_iters_per_epoch:
+        per_epoch = min(per_epoch, config.max_iters_per_epoch)
+    total_iters = per_epoch * config.epochs
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -327,9 +364,10 @@ def train(
         )
         for batch in bar:
             samples = [data.sample(i) for i in batch]
-            warm = min(1.0, (iteration + 1) / max(1, config.warmup_iters))
+            if config.hflip:
+                samples = [hflip(*x) if rng.random() < 0.5 else x for x in samples]
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * (0.001 + 0.999 * warm)
+                group["lr"] = learning_rate(config, iteration, total_iters)
             loss_dict = model([s[0] for s in samples], [s[1] for s in samples])
             loss = sum(loss_dict.values())
             value = float(loss.item())
@@ -344,7 +382,8 @@ def train(
                 on_iteration(iteration, value)
             iteration += 1
             bar.set_postfix(loss=f"{value:.3f}")
-        val_map, val_dice = evaluate(model, val_data, val_idx)
+        val_ap, val_dice = evaluate(model, val_data, val_idx)
+        val_map = None if val_ap is None else val_ap.ap
         stats = EpochStats(
             epoch,
             float(np.mean(losses)) if losses else math.nan,
@@ -352,6 +391,8 @@ def train(
             val_map,
             val_dice,
             time.perf_counter() - t0,
+            None if val_ap is None else val_ap.ap50,
+            {} if val_ap is None else val_ap.ap50_per_class,
         )
         history.append(stats)
         logger.info(
@@ -376,6 +417,15 @@ def train(
     return TrainResult(out, data.classes, history)
 
 
+def learning_rate(config: TrainConfig, iteration: int, total_iters: int) -> float:
+    """Linear warm-up from lr/1000 over ``warmup_iters``, then cosine decay to lr/100 at the end."""
+    if iteration < config.warmup_iters:
+        return config.lr * (0.001 + 0.999 * (iteration + 1) / config.warmup_iters)
+    span = max(1, total_iters - config.warmup_iters)
+    t = min(1.0, (iteration - config.warmup_iters) / span)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
 def history_report(
     config: TrainConfig, classes: tuple[str, ...], history: list[EpochStats]
 ) -> dict[str, Any]:
@@ -383,11 +433,14 @@ def history_report(
     return {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
         "classes": list(classes),
+        "total_minutes": sum(h.seconds for h in history) / 60.0,
         "epochs": [
             {
                 "epoch": h.epoch + 1,
                 "train_loss": h.train_loss,
                 "val_mask_ap": h.val_map,
+                "val_mask_ap50": h.val_map50,
+                "val_mask_ap50_per_class": h.val_ap50_per_class,
                 "val_dice": h.val_dice,
                 "seconds": h.seconds,
             }
