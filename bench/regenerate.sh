@@ -29,6 +29,17 @@ SELECTED=("$@")
 step flow "$PY" bench/bench_flow.py --json $R/flow.json                         # ~1 min
 step gating "$PY" bench/bench_gating.py --cases 10 --json $R/gating.json        # ~1.5 min
 step overseer "$PY" bench/bench_overseer.py --json $R/overseer.json             # ~1 min (also overseer.md)
+# The overseer's detector: the recipe (engines/Makefile: trained on seeds 1000-1029, validated on
+# 2000-2003), then on held-out sequences (seeds 100-104) without it, with it and with the oracle,
+# and what it costs beside a 25 fps session sent in real time (every 5th frame, off the frame path).
+OVERSEER_ONNX=engines/build/overseer/overseer_small.onnx
+step overseer_train make -C engines overseer TRACKER="$PY -m tracker.cli" \
+  TRAIN_JSON="$PWD/$R/overseer_training.json"                                     # ~50 min
+step overseer_trained "$PY" bench/bench_overseer.py --overseer $OVERSEER_ONNX --hard --cases 5 \
+  --frames 80 --height 240 --width 320 --seed 100 --json $R/overseer_trained.json  # ~3 min
+step overseer_cost "$PY" bench/bench_overseer.py --overseer $OVERSEER_ONNX --hard --cases 5 \
+  --frames 80 --height 240 --width 320 --seed 100 --rate realtime --frame-rate 25 --every-k 5 \
+  --json $R/overseer_cost_25fps.json                                               # ~2 min
 step soak "$PY" bench/soak.py --duration 180 --workers 12 --json $R/soak.json   # 3 min
 # Hard cine-MRI: the gate's tuning grid (family A's tuning set only) and its trade-off plot,
 # then family A's tuning and validation sets and family B replayed with the defaults.
