@@ -63,6 +63,9 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
     t.add_argument("--json", type=Path, default=None, help="result file: settings and each epoch's figures")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-hflip", action="store_true", help="no left-right flips of training images")
+    t.add_argument(
+        "--threads", type=int, default=0, help="CPU threads (0: every core); 1 leaves a core for other work"
+    )
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_cmd_train)
 
@@ -109,6 +112,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         backbone_weights=args.backbone_weights,
         seed=args.seed,
         hflip=not args.no_hflip,
+        threads=args.threads,
         progress=not args.no_progress,
     )
     if (args.val_coco is None) != (args.val_images is None):

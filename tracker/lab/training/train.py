@@ -67,6 +67,7 @@ class TrainConfig:
     seed: int = 0
     warmup_iters: int = 50
     hflip: bool = True  # flip each training image left-right with probability 0.5
+    threads: int = 0  # torch's CPU threads; 0: its default (every core)
     progress: bool = True
 
 
@@ -301,6 +302,8 @@ def train(
     image of ``ann_file`` is trained on. Without it, the last ``val_fraction`` is held out.
     """
     torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
     data = CocoInstances(ann_file, images_dir)
     if validation is None:
