@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,7 +21,7 @@ from tracker.convert import Limits
 from tracker.engines import create_engine
 from tracker.engines.base import Engine, EngineInfo, EngineSession, StepOutput
 from tracker.server.app import RunningServer, start_server
-from tracker.types import Frame, ObjectTrack, SessionConfig
+from tracker.types import Frame, MaskPrompt, ObjectPrompt, ObjectTrack, SessionConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +31,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def tracker_process(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """``python -m tracker.cli ARGS`` as a process; stdout and stderr in one pipe unless ``popen`` says."""
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, **popen}
+    return subprocess.Popen([sys.executable, "-m", "tracker.cli", *args], **options)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> bytes:
+    """SIGTERM ``process``; what it wrote to its pipe once it has ended."""
+    process.terminate()
+    out, _ = process.communicate(timeout=timeout_s)
+    return out
 
 
 def shared_data_dir() -> Path | None:
@@ -96,6 +112,11 @@ def shift(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
 def disk(h: int, w: int, cx: float, cy: float, r: float) -> np.ndarray:
     yy, xx = np.mgrid[:h, :w]
     return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+
+
+def disk_config(h: int, w: int, cx: float, cy: float, r: float, label: str = "", **kw: Any) -> SessionConfig:
+    """A session of one object (id 1, ``label``) prompted with a disk mask on ``h`` x ``w`` frames."""
+    return SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(disk(h, w, cx, cy, r)), label),), **kw)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.conftest import disk, textured_image
+from tests.conftest import disk, disk_config, textured_image
 from tracker import convert
 from tracker.client import TrackerClient, TrackerError
 from tracker.convert import Limits
@@ -16,7 +16,6 @@ from tracker.types import (
     FrameStatus,
     MaskPrompt,
     Modality,
-    ObjectPrompt,
     PromptUpdate,
     SessionConfig,
     UpdateAction,
@@ -36,9 +35,7 @@ def server():
 
 
 def _config() -> SessionConfig:
-    return SessionConfig(
-        modality=Modality.CINE_MRI, objects=(ObjectPrompt(1, MaskPrompt(disk(H, W, 40, 32, 8))),)
-    )
+    return disk_config(H, W, 40, 32, 8, modality=Modality.CINE_MRI)
 
 
 def _good_frame(index: int) -> pb.Frame:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import FakeEngine, disk, textured_image
+from tests.conftest import FakeEngine, disk_config, textured_image
 from tracker import convert
 from tracker.client import ClientResult, TrackerClient
 from tracker.engines import create_engine
@@ -20,8 +21,6 @@ from tracker.types import (
     BudgetPolicy,
     Frame,
     FrameStatus,
-    MaskPrompt,
-    ObjectPrompt,
     SessionConfig,
     TimestampClock,
 )
@@ -30,9 +29,8 @@ from tracker.v1 import tracker_pb2 as pb
 H, W = 48, 64
 
 
-def _config(**kw: object) -> SessionConfig:
-    objects = (ObjectPrompt(1, MaskPrompt(disk(H, W, 30, 20, 6))),)
-    return SessionConfig(objects=objects, **kw)  # type: ignore[arg-type]
+def _config(**kw: Any) -> SessionConfig:
+    return disk_config(H, W, 30, 20, 6, **kw)
 
 
 @pytest.mark.parametrize(

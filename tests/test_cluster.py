@@ -35,7 +35,8 @@ from tracker.deploy.envoy import (
     validate_config,
 )
 from tracker.gating.types import BeamState
-from tracker.lab.bench.cluster import ClusterSettings, Fault, run_phase, summarise
+from tracker.io.sequence import Sequence
+from tracker.lab.bench.cluster import ClusterSettings, Fault, SessionLog, run_phase, summarise
 from tracker.lab.bench.stream import StreamSettings, load_sources
 from tracker.types import FrameStatus
 
@@ -185,13 +186,23 @@ def test_the_listeners_health_endpoint_answers_for_the_cluster(tmp_path: Path) -
             envoy.stop()
 
 
+def _two_sessions(fault: Fault, duration_s: float) -> tuple[ClusterSettings, list[Sequence]]:
+    """Two replicas and two sessions at 8 Hz for ``duration_s`` with one ``fault``; their two sources."""
+    settings = ClusterSettings(replicas=2, sessions=2, rate_hz=8.0, duration_s=duration_s, faults=(fault,))
+    return settings, [load_sources(StreamSettings(), seed)[0] for seed in range(2)]
+
+
+def _phase(
+    settings: ClusterSettings, sequences: list[Sequence], faults: tuple[Fault, ...], label: str
+) -> tuple[list[SessionLog], dict[str, object]]:
+    """One run of the cluster with ``faults``: the sessions' logs and the summary of its invariants."""
+    logs, records = run_phase(settings, sequences, faults, label)
+    return logs, summarise(settings, logs, records, sequences)
+
+
 def test_sigkill_of_a_replica_under_two_sessions_keeps_every_invariant() -> None:
-    settings = ClusterSettings(
-        replicas=2, sessions=2, rate_hz=8.0, duration_s=5.0, faults=(Fault("kill", 1, 2.0),)
-    )
-    sequences = [load_sources(StreamSettings(), seed)[0] for seed in range(2)]
-    logs, records = run_phase(settings, sequences, settings.faults, "cluster test (SIGKILL)")
-    report = summarise(settings, logs, records, sequences)
+    settings, sequences = _two_sessions(Fault("kill", 1, 2.0), 5.0)
+    logs, report = _phase(settings, sequences, settings.faults, "cluster test (SIGKILL)")
 
     assert report["session_errors"] == []
     assert report["unaccounted"] == 0 and report["duplicates"] == 0
@@ -210,8 +221,7 @@ def test_sigkill_of_a_replica_under_two_sessions_keeps_every_invariant() -> None
             if answer.status is FrameStatus.LOST:
                 assert answer.result.gating is not None and answer.result.gating.state is BeamState.HOLD
 
-    clean_logs, _ = run_phase(settings, sequences, (), "cluster test (no fault)")
-    clean = summarise(settings, clean_logs, [], sequences)
+    _, clean = _phase(settings, sequences, (), "cluster test (no fault)")
     assert clean["unaccounted"] == 0 and clean["failovers"] == 0
     assert report["dice_mean"] is not None and clean["dice_mean"] is not None
     assert abs(report["dice_mean"] - clean["dice_mean"]) <= 0.01  # type: ignore[operator]
@@ -219,12 +229,8 @@ def test_sigkill_of_a_replica_under_two_sessions_keeps_every_invariant() -> None
 
 def test_sigterm_drain_of_a_replica_moves_its_session_through_envoy() -> None:
     """SIGTERM: NOT_SERVING, the open session ends UNAVAILABLE, the client re-opens on the other."""
-    settings = ClusterSettings(
-        replicas=2, sessions=2, rate_hz=8.0, duration_s=4.0, faults=(Fault("drain", 2, 1.5),)
-    )
-    sequences = [load_sources(StreamSettings(), seed)[0] for seed in range(2)]
-    logs, records = run_phase(settings, sequences, settings.faults, "cluster test (SIGTERM)")
-    report = summarise(settings, logs, records, sequences)
+    settings, sequences = _two_sessions(Fault("drain", 2, 1.5), 4.0)
+    _, report = _phase(settings, sequences, settings.faults, "cluster test (SIGTERM)")
     assert report["session_errors"] == [] and report["unaccounted"] == 0 and report["duplicates"] == 0
     (fault,) = report["faults"]  # type: ignore[misc]
     assert fault["sessions_open"] == 1 and report["failovers"] == fault["failovers"] == 1

@@ -126,6 +126,33 @@ def _interface_entry(values: list[dict], slug: str) -> dict:
     return matches[0]
 
 
+# Evaluation toolkits run from a checkout, by the variable naming it: (what it names, toolkit, modules).
+_TOOLKITS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "TRACKRAD2025_EVALUATION": (
+        "a trackrad2025 checkout's evaluation/ folder",
+        "the official evaluation",
+        ("pandas", "psutil", "scipy"),
+    ),
+    "DAVIS2017_EVALUATION": (
+        "a davis2017-evaluation checkout",
+        "davis2017-evaluation",
+        ("skimage", "tqdm", "cv2"),
+    ),
+}
+
+
+def _checkout(variable: str) -> str:
+    """The toolkit checkout ``$variable`` names; skip where it is unset or the toolkit lacks a module."""
+    folder, tool, modules = _TOOLKITS[variable]
+    checkout = os.environ.get(variable)
+    if not checkout:
+        pytest.skip(f"set {variable} to {folder}")
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{tool} needs {module}")
+    return checkout
+
+
 def official_jobs(input_dir: Path, ground_truth: Path) -> dict[str, dict]:
     """Per case id: what ``process`` would score, loaded as ``evaluate.py`` loads it."""
     jobs = json.loads((input_dir / "predictions.json").read_text())
@@ -195,12 +222,7 @@ def test_trackrad_layout_loads_through_the_official_path(trackrad_replay) -> Non
 @pytest.mark.slow
 def test_trackrad_layout_runs_the_official_evaluation(trackrad_replay, tmp_path) -> None:
     """The challenge's own evaluate.py, unchanged, on the replay's output (a checkout needed)."""
-    checkout = os.environ.get("TRACKRAD2025_EVALUATION")
-    if not checkout:
-        pytest.skip("set TRACKRAD2025_EVALUATION to a trackrad2025 checkout's evaluation/ folder")
-    for module in ("pandas", "psutil", "scipy"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"the official evaluation needs {module}")
+    checkout = _checkout("TRACKRAD2025_EVALUATION")
     cases, out, report, _ = trackrad_replay
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
@@ -376,12 +398,7 @@ def test_davis2017_layout_from_a_replay_of_a_davis2016_clip(davis_replay) -> Non
 @pytest.mark.slow
 def test_davis2017_layout_runs_the_toolkit(davis_replay, tmp_path) -> None:
     """davis2017-evaluation's own DAVISEvaluation on both layouts above (a checkout needed)."""
-    checkout = os.environ.get("DAVIS2017_EVALUATION")
-    if not checkout:
-        pytest.skip("set DAVIS2017_EVALUATION to a davis2017-evaluation checkout")
-    for module in ("skimage", "tqdm", "cv2"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"davis2017-evaluation needs {module}")
+    checkout = _checkout("DAVIS2017_EVALUATION")
     sys.path.insert(0, checkout)
     try:
         from davis2017.evaluation import DAVISEvaluation

@@ -196,18 +196,26 @@ def test_failover_after_a_drain_answers_every_frame_once_and_resumes_from_the_la
     assert dice(obj.mask, truth(event.first_frame)) > 0.8
 
 
+def _drained_after_frame_0(
+    client: TrackerClient, server: RunningServer, policy: FailoverPolicy
+) -> tuple[FailoverSession, Collector]:
+    """A failover session whose frame 0 was answered, then ``server`` drained and stopped under it."""
+    session = client.open_session(GATED, failover=True, failover_policy=policy)
+    assert isinstance(session, FailoverSession)
+    answers = Collector(session)
+    session.send_frame(frame(0), 0)
+    answers.wait_for(0)
+    server.drain_and_stop(grace_s=5.0)
+    return session, answers
+
+
 def test_a_refused_reopen_is_not_retried() -> None:
     port = free_port()
     first = serve(port)
     client = TrackerClient(f"127.0.0.1:{port}")
     second = None
     try:
-        session = client.open_session(GATED, failover=True, failover_policy=PATIENT)
-        assert isinstance(session, FailoverSession)
-        answers = Collector(session)
-        session.send_frame(frame(0), 0)
-        answers.wait_for(0)
-        first.drain_and_stop(grace_s=5.0)
+        session, answers = _drained_after_frame_0(client, first, PATIENT)
         second = serve(port, auth_tokens=("a-token-this-client-lacks",))
         answers.join()  # the session ends: the re-open was refused
     finally:
@@ -226,12 +234,7 @@ def test_retries_are_bounded_and_every_frame_is_still_answered() -> None:
     client = TrackerClient(f"127.0.0.1:{port}")
     policy = FailoverPolicy(max_attempts=3, backoff_initial_s=0.05, backoff_max_s=0.05)
     try:
-        session = client.open_session(GATED, failover=True, failover_policy=policy)
-        assert isinstance(session, FailoverSession)
-        answers = Collector(session)
-        session.send_frame(frame(0), 0)
-        answers.wait_for(0)
-        first.drain_and_stop(grace_s=5.0)
+        session, answers = _drained_after_frame_0(client, first, policy)
         session.send_frame(frame(1), 1)  # lost (or refused, once failover has given up)
         answers.join()
     except TrackerError as exc:  # send_frame after the give-up raises the failure itself

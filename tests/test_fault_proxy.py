@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from typing import NamedTuple
 
 import grpc
 import pytest
@@ -89,11 +90,32 @@ def make_proxy() -> Iterator[Callable[[str], FaultProxy]]:
         p.stop()
 
 
+class Link(NamedTuple):
+    """A proxy to :class:`Upstream` and one connection through it."""
+
+    proxy: FaultProxy
+    client: socket.socket  # the connection's end at the client
+    server: socket.socket  # its end that the upstream accepted
+
+
+@pytest.fixture
+def link(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> Iterator[Link]:
+    proxy = make_proxy(upstream.address)
+    with connect(proxy) as c:
+        yield Link(proxy, c, upstream.accept())
+
+
 def connect(proxy: FaultProxy) -> socket.socket:
     host, port = proxy.address.rsplit(":", 1)
     s = socket.create_connection((host, int(port)), timeout=5)
     s.settimeout(5)
     return s
+
+
+def assert_relayed(src: socket.socket, dst: socket.socket, data: bytes) -> None:
+    """``data`` sent on ``src`` arrives whole, and as sent, on ``dst``."""
+    src.sendall(data)
+    assert recv_exactly(dst, len(data)) == data
 
 
 def recv_exactly(s: socket.socket, n: int) -> bytes:
@@ -155,8 +177,7 @@ def test_pass_through_echo(echo: EchoServer, make_proxy: Callable[[str], FaultPr
     proxy = make_proxy(echo.address)
     payload = bytes(range(256)) * 400
     with connect(proxy) as s:
-        s.sendall(payload)
-        assert recv_exactly(s, len(payload)) == payload
+        assert_relayed(s, s, payload)
         wait_for(lambda: proxy.stats.bytes_forwarded_down == len(payload))
         assert proxy.stats == ProxyStats(1, 1, len(payload), len(payload), 0, 0, 0)
     wait_for(lambda: proxy.stats.connections_open == 0)
@@ -164,23 +185,19 @@ def test_pass_through_echo(echo: EchoServer, make_proxy: Callable[[str], FaultPr
     proxy.stop()  # idempotent
 
 
-def test_delay_adds_latency_each_way(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
-    proxy = make_proxy(upstream.address)
-    with connect(proxy) as c:
-        server = upstream.accept()
-        proxy.apply(Fault(FaultKind.DELAY, delay_ms=200))
-        t0 = time.monotonic()
-        c.sendall(b"ping")
-        assert recv_exactly(server, 4) == b"ping"
-        server.sendall(b"pong")
-        assert recv_exactly(c, 4) == b"pong"
-        rtt = time.monotonic() - t0
-        assert 0.38 <= rtt < 1.5, rtt
-        proxy.apply(None)
-        t0 = time.monotonic()
-        c.sendall(b"ping")
-        recv_exactly(server, 4)
-        assert time.monotonic() - t0 < 0.1
+def test_delay_adds_latency_each_way(link: Link) -> None:
+    proxy, c, server = link
+    proxy.apply(Fault(FaultKind.DELAY, delay_ms=200))
+    t0 = time.monotonic()
+    assert_relayed(c, server, b"ping")
+    assert_relayed(server, c, b"pong")
+    rtt = time.monotonic() - t0
+    assert 0.38 <= rtt < 1.5, rtt
+    proxy.apply(None)
+    t0 = time.monotonic()
+    c.sendall(b"ping")
+    recv_exactly(server, 4)
+    assert time.monotonic() - t0 < 0.1
 
 
 def test_jitter_keeps_byte_order(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
@@ -196,108 +213,89 @@ def test_jitter_keeps_byte_order(upstream: Upstream, make_proxy: Callable[[str],
         assert recv_exactly(server, len(records)) == records
 
 
-def test_bandwidth_caps_rate(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
-    proxy = make_proxy(upstream.address)
+def test_bandwidth_caps_rate(link: Link) -> None:
+    proxy, c, server = link
     payload = b"b" * 250_000
-    with connect(proxy) as c:
-        server = upstream.accept()
-        proxy.apply(Fault(FaultKind.BANDWIDTH, direction=Direction.UP, bits_per_s=1e6))
-        t0 = time.monotonic()
-        sender = threading.Thread(target=c.sendall, args=(payload,), daemon=True)
-        sender.start()
-        assert recv_exactly(server, len(payload)) == payload
-        elapsed = time.monotonic() - t0
-        sender.join(5)
-        assert 1.6 <= elapsed <= 3.5, elapsed
-        t0 = time.monotonic()  # the other direction is not limited
-        server.sendall(payload)
-        recv_exactly(c, len(payload))
-        assert time.monotonic() - t0 < 1.0
+    proxy.apply(Fault(FaultKind.BANDWIDTH, direction=Direction.UP, bits_per_s=1e6))
+    t0 = time.monotonic()
+    sender = threading.Thread(target=c.sendall, args=(payload,), daemon=True)
+    sender.start()
+    assert recv_exactly(server, len(payload)) == payload
+    elapsed = time.monotonic() - t0
+    sender.join(5)
+    assert 1.6 <= elapsed <= 3.5, elapsed
+    t0 = time.monotonic()  # the other direction is not limited
+    server.sendall(payload)
+    recv_exactly(c, len(payload))
+    assert time.monotonic() - t0 < 1.0
 
 
-def test_blackhole_up(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
-    proxy = make_proxy(upstream.address)
-    with connect(proxy) as c:
-        server = upstream.accept()
-        c.sendall(b"before")
-        assert recv_exactly(server, 6) == b"before"
-        proxy.apply(Fault(FaultKind.BLACKHOLE, direction=Direction.UP))
-        c.sendall(b"lost bytes")
-        assert_silent(server, 1.0)
-        assert proxy.stats.bytes_discarded_up == 10
-        assert_silent(c, 0.05)  # no EOF, no reset at the client
-        server.sendall(b"down")  # the other direction still flows
-        assert recv_exactly(c, 4) == b"down"
-        proxy.apply(None)
-        c.sendall(b"after")
-        assert recv_exactly(server, 5) == b"after"
-        assert proxy.stats.bytes_forwarded_up == 11
-        proxy.apply(Fault(FaultKind.BLACKHOLE, direction=Direction.UP))
-        c.shutdown(socket.SHUT_WR)  # no FIN gets through a black hole either...
-        assert_silent(server, 0.3)
-        proxy.apply(None)
-        assert server.recv(16) == b""  # ...until it clears
-        assert proxy.stats.resets == 0
+def test_blackhole_up(link: Link) -> None:
+    proxy, c, server = link
+    assert_relayed(c, server, b"before")
+    proxy.apply(Fault(FaultKind.BLACKHOLE, direction=Direction.UP))
+    c.sendall(b"lost bytes")
+    assert_silent(server, 1.0)
+    assert proxy.stats.bytes_discarded_up == 10
+    assert_silent(c, 0.05)  # no EOF, no reset at the client
+    assert_relayed(server, c, b"down")  # the other direction still flows
+    proxy.apply(None)
+    assert_relayed(c, server, b"after")
+    assert proxy.stats.bytes_forwarded_up == 11
+    proxy.apply(Fault(FaultKind.BLACKHOLE, direction=Direction.UP))
+    c.shutdown(socket.SHUT_WR)  # no FIN gets through a black hole either...
+    assert_silent(server, 0.3)
+    proxy.apply(None)
+    assert server.recv(16) == b""  # ...until it clears
+    assert proxy.stats.resets == 0
 
 
-def test_stall_down_holds_then_delivers(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
-    proxy = make_proxy(upstream.address)
+def test_stall_down_holds_then_delivers(link: Link) -> None:
+    proxy, c, server = link
     payload = bytes(range(256)) * 65536  # 16 MiB: more than the kernel's buffers hold
-    with connect(proxy) as c:
-        server = upstream.accept()
-        proxy.apply(Fault(FaultKind.STALL, direction=Direction.DOWN))
-        sender = threading.Thread(target=server.sendall, args=(payload,), daemon=True)
-        sender.start()
-        assert_silent(c, 0.7)
-        assert proxy.stats.bytes_forwarded_down == 0
-        assert sender.is_alive()  # flow control pushes back: the proxy stopped reading
-        c.sendall(b"up")  # only DOWN is stalled
-        assert recv_exactly(server, 2) == b"up"
-        proxy.apply(None)
-        assert recv_exactly(c, len(payload)) == payload
-        sender.join(5)
-        assert proxy.stats.bytes_discarded_down == 0
+    proxy.apply(Fault(FaultKind.STALL, direction=Direction.DOWN))
+    sender = threading.Thread(target=server.sendall, args=(payload,), daemon=True)
+    sender.start()
+    assert_silent(c, 0.7)
+    assert proxy.stats.bytes_forwarded_down == 0
+    assert sender.is_alive()  # flow control pushes back: the proxy stopped reading
+    assert_relayed(c, server, b"up")  # only DOWN is stalled
+    proxy.apply(None)
+    assert recv_exactly(c, len(payload)) == payload
+    sender.join(5)
+    assert proxy.stats.bytes_discarded_down == 0
 
 
 def test_reset(echo: EchoServer, make_proxy: Callable[[str], FaultProxy]) -> None:
     proxy = make_proxy(echo.address)
     with connect(proxy) as c:
-        c.sendall(b"hi")
-        assert recv_exactly(c, 2) == b"hi"
+        assert_relayed(c, c, b"hi")
         proxy.apply(Fault(FaultKind.RESET))
         assert proxy.fault is None  # an event, not a state
         with pytest.raises(ConnectionResetError):
             c.recv(16)
     assert proxy.stats.resets == 1
     with connect(proxy) as c:
-        c.sendall(b"again")
-        assert recv_exactly(c, 5) == b"again"
+        assert_relayed(c, c, b"again")
 
 
-def test_half_close_down(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
-    proxy = make_proxy(upstream.address)
-    with connect(proxy) as c:
-        server = upstream.accept()
-        server.sendall(b"first")
-        assert recv_exactly(c, 5) == b"first"
-        proxy.apply(Fault(FaultKind.HALF_CLOSE, direction=Direction.DOWN))
-        assert c.recv(16) == b""  # EOF from the server, as the client sees it
-        c.sendall(b"still up")  # the server side is still open
-        assert recv_exactly(server, 8) == b"still up"
-        assert_silent(server, 0.1)
-        assert proxy.fault is None
+def test_half_close_down(link: Link) -> None:
+    proxy, c, server = link
+    assert_relayed(server, c, b"first")
+    proxy.apply(Fault(FaultKind.HALF_CLOSE, direction=Direction.DOWN))
+    assert c.recv(16) == b""  # EOF from the server, as the client sees it
+    assert_relayed(c, server, b"still up")  # the server side is still open
+    assert_silent(server, 0.1)
+    assert proxy.fault is None
 
 
-def test_half_close_up(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:
-    proxy = make_proxy(upstream.address)
-    with connect(proxy) as c:
-        server = upstream.accept()
-        proxy.apply(Fault(FaultKind.HALF_CLOSE, direction=Direction.UP))
-        assert server.recv(16) == b""  # EOF from the client, as the server sees it
-        server.sendall(b"still down")
-        assert recv_exactly(c, 10) == b"still down"
-        c.sendall(b"lost")  # after the server saw EOF, the client's bytes have nowhere to go
-        wait_for(lambda: proxy.stats.bytes_discarded_up == 4)
+def test_half_close_up(link: Link) -> None:
+    proxy, c, server = link
+    proxy.apply(Fault(FaultKind.HALF_CLOSE, direction=Direction.UP))
+    assert server.recv(16) == b""  # EOF from the client, as the server sees it
+    assert_relayed(server, c, b"still down")
+    c.sendall(b"lost")  # after the server saw EOF, the client's bytes have nowhere to go
+    wait_for(lambda: proxy.stats.bytes_discarded_up == 4)
 
 
 def test_run_script(upstream: Upstream, make_proxy: Callable[[str], FaultProxy]) -> None:

@@ -6,17 +6,17 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import FakeEngine, disk, free_port, textured_image
+from tests.conftest import FakeEngine, disk_config, free_port, textured_image, tracker_process
 from tracker import convert
 from tracker.client import TrackerClient, TrackerError
 from tracker.convert import Limits
@@ -26,8 +26,6 @@ from tracker.server.telemetry import JsonLogFormatter
 from tracker.types import (
     BoxPrompt,
     FrameStatus,
-    MaskPrompt,
-    ObjectPrompt,
     PromptUpdate,
     SessionConfig,
     UpdateAction,
@@ -37,8 +35,8 @@ from tracker.v1 import tracker_pb2 as pb
 H, W = 64, 80
 
 
-def _config(**kw: object) -> SessionConfig:
-    return SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(disk(H, W, 40, 30, 8))),), **kw)  # type: ignore[arg-type]
+def _config(**kw: Any) -> SessionConfig:
+    return disk_config(H, W, 40, 30, 8, **kw)
 
 
 def _health(address: str) -> int:
@@ -91,11 +89,7 @@ def test_frames_arriving_during_a_drain_are_answered_error():
 @pytest.mark.slow
 def test_sigterm_drains_and_exits_zero():
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli", "serve", "--engine", "flow", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = tracker_process("serve", "--engine", "flow", "--port", str(port))
     try:
         with TrackerClient(f"127.0.0.1:{port}") as client:
             client.wait_ready(60)
@@ -221,9 +215,8 @@ def test_thousand_disconnect_cycles_leave_memory_flat():
     import psutil
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli", "--log-level", "WARNING", "serve", "--port", str(port)],
-        stderr=subprocess.DEVNULL,
+    process = tracker_process(
+        "--log-level", "WARNING", "serve", "--port", str(port), stdout=None, stderr=subprocess.DEVNULL
     )
     try:
         server = psutil.Process(process.pid)

@@ -17,6 +17,7 @@ min IoU 0.999996.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ pytest.importorskip("sam2")
 
 from tests.conftest import davis_clip
 from tests.test_sam2_parity import _schedule
-from tracker.engines.sam2.parity import ParityStats, jpeg_paths, read_rgb, run_ours
+from tracker.engines.sam2.parity import FrameOutputs, ParityStats, jpeg_paths, read_rgb, run_ours
 
 N_FRAMES = 32
 IMAGE_SIZE = 256
@@ -41,43 +42,46 @@ def _clip(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [read_rgb(p) for p in jpeg_paths(folder)], masks
 
 
+def engine_parity(reference: Any, other: Any, folder: Path) -> tuple[ParityStats, dict[int, FrameOutputs]]:
+    """Both engines on the clip (copied into a new ``folder``) and its schedule; ``other`` vs ``reference``.
+
+    Returns the comparison and the reference's outputs by frame (copies, on the CPU).
+    """
+    folder.mkdir()
+    frames, masks = _clip(folder)
+    schedule = _schedule(masks)
+    outs: list[dict[int, FrameOutputs]] = []
+    for engine in (reference, other):
+        store: dict[int, FrameOutputs] = {}
+
+        def keep(f: int, o: FrameOutputs, store: dict[int, FrameOutputs] = store) -> None:
+            store[f] = {k: (a.detach().cpu().clone(), b.detach().cpu().clone()) for k, (a, b) in o.items()}
+
+        run_ours(engine, frames, schedule, keep)
+        outs.append(store)
+    stats = ParityStats()
+    for f in sorted(outs[0]):
+        stats.add(f, outs[1][f], outs[0][f])
+    return stats, outs[0]
+
+
 def test_onnx_engine_matches_torch_engine(tmp_path: Path) -> None:
+    from tests.sam2_random import sharpened_random_engine
     from tracker.engines.export import export_main
     from tracker.engines.onnx.engine import OnnxEngine
     from tracker.engines.onnx.engine import parse_options as onnx_options
-    from tracker.engines.sam2.engine import Sam2Engine
-    from tracker.engines.sam2.options import parse_options
-    from tracker.engines.sam2.parity import sharpen_random_logits
 
     export_dir = tmp_path / "export"
     argv = ["--model", "tiny", "--random-weights", "--seed", "0", "--image-size", str(IMAGE_SIZE)]
     assert export_main([*argv, "--out", str(export_dir), "--sharpen-logits", "40"]) == 0
 
-    torch_engine = Sam2Engine(
-        parse_options({"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"})
-    )
-    sharpen_random_logits(torch_engine.model)
+    torch_engine = sharpened_random_engine(IMAGE_SIZE)
     onnx_engine = OnnxEngine(
         onnx_options({"export_dir": str(export_dir), "providers": "cpu", "image_size": str(IMAGE_SIZE)})
     )
     assert onnx_engine.info.name == "onnx"
 
-    clip_dir = tmp_path / "clip"
-    clip_dir.mkdir()
-    frames, masks = _clip(clip_dir)
-    schedule = _schedule(masks)
-    outs: dict[str, dict] = {"torch": {}, "onnx": {}}
-    for name, engine in (("torch", torch_engine), ("onnx", onnx_engine)):
-        store = outs[name]
-
-        def keep(f: int, o: dict, store: dict = store) -> None:
-            store[f] = {k: (a.detach().clone(), b.detach().clone()) for k, (a, b) in o.items()}
-
-        run_ours(engine, frames, schedule, keep)
-
-    stats = ParityStats()
-    for f in range(N_FRAMES):
-        stats.add(f, outs["onnx"][f], outs["torch"][f])
+    stats, torch_outs = engine_parity(torch_engine, onnx_engine, tmp_path / "clip")
     assert stats.frames == N_FRAMES
     assert stats.object_frames == 2 * 10 + 3 * 14 + 2 * 8
     assert not stats.missing, stats.missing
@@ -85,5 +89,5 @@ def test_onnx_engine_matches_torch_engine(tmp_path: Path) -> None:
     assert stats.max_abs_logit_diff_video_res <= MAX_LOGIT_DIFF, stats
     assert stats.min_iou >= MIN_IOU, stats
     # The logits are sharp (the bound is meaningful, not satisfied by near-zero outputs).
-    lo = outs["torch"][N_FRAMES - 1][1][0]
+    lo = torch_outs[N_FRAMES - 1][1][0]
     assert float(lo.abs().max()) > 5.0

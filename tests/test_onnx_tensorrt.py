@@ -82,13 +82,10 @@ def test_tensorrt_engine_tracks_like_onnx(tmp_path: Path) -> None:
         pytest.skip("no CUDA device")
     import numpy as np
 
-    from tests.test_onnx_parity import _clip
-    from tests.test_sam2_parity import _schedule
+    from tests.sam2_random import sharpened_random_engine
+    from tests.test_onnx_parity import engine_parity
     from tracker.engines.export import export_main
     from tracker.engines.onnx.tensorrt import make_engine
-    from tracker.engines.sam2.engine import Sam2Engine
-    from tracker.engines.sam2.options import parse_options as sam2_options
-    from tracker.engines.sam2.parity import ParityStats, run_ours, sharpen_random_logits
 
     exp = tmp_path / "export"
     assert (
@@ -97,24 +94,8 @@ def test_tensorrt_engine_tracks_like_onnx(tmp_path: Path) -> None:
     )
     trt_engine = make_engine({"export_dir": str(exp), "precision": "fp32"})
     assert any((exp / "tensorrt_cache").glob("*.engine"))
-    ref = Sam2Engine(sam2_options({"random_weights": "true", "image_size": "256", "device": "cuda"}))
-    sharpen_random_logits(ref.model)
-    clip = tmp_path / "clip"
-    clip.mkdir()
-    frames, masks = _clip(clip)
-    sched = _schedule(masks)
-    outs: dict[str, dict] = {"ref": {}, "trt": {}}
-    for name, eng in (("ref", ref), ("trt", trt_engine)):
-        store = outs[name]
-        run_ours(
-            eng,
-            frames,
-            sched,
-            lambda f, o, s=store: s.__setitem__(f, {k: (a.cpu(), b.cpu()) for k, (a, b) in o.items()}),
-        )
-    stats = ParityStats()
-    for f in sorted(outs["ref"]):
-        stats.add(f, outs["trt"][f], outs["ref"][f])
+    ref = sharpened_random_engine(256, device="cuda")
+    stats, _ = engine_parity(ref, trt_engine, tmp_path / "clip")
     assert not stats.missing
     assert stats.min_iou >= 0.99, stats  # TF32/kernels differ from torch on GPU: looser than the CPU bound
     assert np.isfinite(stats.max_abs_logit_diff_low_res)

@@ -17,7 +17,6 @@ and the engine's start-up checks all run). ONNX Runtime on the same files is the
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ pytest.importorskip("sam2")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-from tests.conftest import disk, free_port, textured_image
+from tests.conftest import disk, free_port, stop_process, textured_image, tracker_process
 from tracker.engines.onnx.openvino import NOT_INSTALLED, OvOptions, choose_device, import_openvino
 
 IMAGE_SIZE = 256
@@ -264,12 +263,10 @@ def test_serve_openvino_over_grpc(export_dir: Path) -> None:
 
     version = import_openvino().__version__
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli", "serve", "--engine", "openvino", "--port", str(port),
-         "--engine-option", f"export_dir={export_dir}", "--engine-option", "precision=f32",
-         "--model-dir", str(export_dir.parent)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    server = tracker_process(
+        "serve", "--engine", "openvino", "--port", str(port),
+        "--engine-option", f"export_dir={export_dir}", "--engine-option", "precision=f32",
+        "--model-dir", str(export_dir.parent),
     )  # fmt: skip
     try:
         with TrackerClient(f"127.0.0.1:{port}") as client:
@@ -285,8 +282,7 @@ def test_serve_openvino_over_grpc(export_dir: Path) -> None:
                 results.append(session.recv_frame(timeout_s=max(1.0, deadline - time.monotonic())).result)
             session.close()
     finally:
-        server.terminate()
-        out, _ = server.communicate(timeout=60)
+        out = stop_process(server, 60)
     assert started.name == "openvino" and started.random_weights
     assert f"OpenVINO {version}" in started.version and "f32" in started.version
     assert started.device.startswith("CPU (") and started.device.endswith(", f32")

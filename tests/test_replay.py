@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -13,7 +11,7 @@ import SimpleITK as sitk
 from PIL import Image
 from tqdm import tqdm
 
-from tests.conftest import disk, free_port, shift, textured_image
+from tests.conftest import disk, free_port, shift, stop_process, textured_image, tracker_process
 from tests.test_davis import ref_f_measure, ref_iou, toolkit_read_masks
 from tracker.cli import main as cli_main
 from tracker.client import ClientResult, StreamSession, TrackerClient
@@ -105,11 +103,7 @@ def test_realtime_replay_against_a_separate_server_process(cine_case, tmp_path):
     """`tracker serve` in its own process, `tracker replay --server` paced by acquisition time."""
 
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli", "serve", "--engine", "flow", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    server = tracker_process("serve", "--engine", "flow", "--port", str(port))
     try:
         sequence = read_trackrad_case(cine_case)
         n = min(len(sequence), 12)
@@ -132,8 +126,7 @@ def test_realtime_replay_against_a_separate_server_process(cine_case, tmp_path):
             report_path=None,
         )
     finally:
-        server.terminate()
-        out, _ = server.communicate(timeout=20)
+        out = stop_process(server, 20)
     c = report["cases"][0]
     assert c["frames"] == n and c["dropped"] == 0 and c["late"] == 0 and c["errors"] == 0
     assert server.returncode == 0, out.decode()[-2000:]

@@ -174,15 +174,9 @@ def _check_batched_equals_one_by_one(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def torch_engine() -> Any:
-    from tracker.engines.sam2.engine import Sam2Engine
-    from tracker.engines.sam2.options import parse_options
-    from tracker.engines.sam2.parity import sharpen_random_logits
+    from tests.sam2_random import sharpened_random_engine
 
-    engine = Sam2Engine(
-        parse_options({"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"})
-    )
-    sharpen_random_logits(engine.model)
-    return engine
+    return sharpened_random_engine(IMAGE_SIZE)
 
 
 def test_torch_batched_equals_one_by_one(torch_engine: Any) -> None:

@@ -37,15 +37,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import davis_clip
+from tests.sam2_random import sharpened_random_engine
 from tracker.engines.sam2 import memory as sam2_memory
 from tracker.engines.sam2.engine import Sam2Engine
-from tracker.engines.sam2.options import parse_options
-from tracker.engines.sam2.parity import (
-    ParityStats,
-    compare_in_process,
-    run_reference,
-    sharpen_random_logits,
-)
+from tracker.engines.sam2.parity import ParityStats, compare_in_process, run_reference
 from tracker.types import BoxPrompt, MaskPrompt, PointsPrompt, PromptUpdate, UpdateAction
 
 N_FRAMES = 32
@@ -89,11 +84,7 @@ def _schedule(masks: list[np.ndarray]) -> dict[int, list[PromptUpdate]]:
 
 @pytest.fixture(scope="module")
 def engine() -> Sam2Engine:
-    eng = Sam2Engine(
-        parse_options({"random_weights": "true", "image_size": str(IMAGE_SIZE), "device": "cpu"})
-    )
-    sharpen_random_logits(eng.model)
-    return eng
+    return sharpened_random_engine(IMAGE_SIZE)
 
 
 def _assert_parity(stats: ParityStats) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import disk, free_port, textured_image
+from tests.conftest import disk, free_port, stop_process, textured_image, tracker_process
 from tracker.client import TrackerClient
 from tracker.engines.sam2.options import cpu_has_native_bf16
 from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
@@ -30,11 +27,9 @@ H, W = 120, 160
 )
 def test_serve_sam2_with_random_weights_over_grpc(dtype: str):
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tracker.cli", "serve", "--engine", "sam2", "--model", "sam2.1_hiera_tiny",
-         "--random-weights", "--image-size", "256", "--device", "cpu", "--dtype", dtype, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    server = tracker_process(
+        "serve", "--engine", "sam2", "--model", "sam2.1_hiera_tiny",
+        "--random-weights", "--image-size", "256", "--device", "cpu", "--dtype", dtype, "--port", str(port),
     )  # fmt: skip
     try:
         with TrackerClient(f"127.0.0.1:{port}") as client:
@@ -65,8 +60,7 @@ def test_serve_sam2_with_random_weights_over_grpc(dtype: str):
                 results.append(session.recv_frame(timeout_s=120).result)
             session.close()
     finally:
-        server.terminate()
-        out, _ = server.communicate(timeout=60)
+        out = stop_process(server, 60)
     assert [r.status for r in results] == [FrameStatus.OK] * 3
     stages = results[-1].timing.stages_ms
     assert {"encoder", "memory_attention", "decoder", "memory_encoder", "encode"} <= set(stages)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import FakeEngine, disk, textured_image
+from tests.conftest import FakeEngine, disk_config, textured_image
 from tracker.client import ClientResult, TrackerClient
 from tracker.engines import create_engine
 from tracker.engines.base import EngineSession
@@ -19,18 +20,14 @@ from tracker.types import (
     BudgetPolicy,
     Frame,
     FrameStatus,
-    MaskPrompt,
-    ObjectPrompt,
     SessionConfig,
 )
 
 H, W = 32, 40
 
 
-def _config(name: str = "", **kw: object) -> SessionConfig:
-    return SessionConfig(
-        objects=(ObjectPrompt(1, MaskPrompt(disk(H, W, 20, 16, 5))),), client_name=name, **kw
-    )  # type: ignore[arg-type]
+def _config(name: str = "", **kw: Any) -> SessionConfig:
+    return disk_config(H, W, 20, 16, 5, client_name=name, **kw)
 
 
 class _Collector:
@@ -53,6 +50,26 @@ class _Collector:
         while len(self.done) < n and time.monotonic() < end:
             time.sleep(0.005)
         assert len(self.done) == n, f"{len(self.done)} of {n} jobs completed"
+
+
+def _queued_behind_s0(
+    engine: FakeEngine, scheduler: EdfScheduler, indices: list[int], settle_s: float
+) -> _Collector:
+    """Sessions s0, s1, ...: s0's frame 0 runs alone; ``settle_s`` later s1, s2, ... queue frames
+    ``indices`` behind it (deadlines 10 s + i). Returns once every frame is answered, the scheduler closed.
+    """
+    sessions = [engine.open_session(_config(f"s{i}")) for i in range(len(indices) + 1)]
+    collector = _Collector()
+    now = time.monotonic()
+    try:
+        scheduler.submit(collector.job(sessions[0], 0, now + 10))
+        time.sleep(settle_s)
+        for i, index in enumerate(indices, start=1):
+            scheduler.submit(collector.job(sessions[i], index, now + 10 + i))
+        collector.wait_for(len(sessions))
+    finally:
+        scheduler.close()
+    return collector
 
 
 def test_thread_budget_keeps_workers_times_threads_within_the_cores():
@@ -92,17 +109,7 @@ def test_earliest_deadline_runs_first_across_sessions():
 def test_batches_group_queued_frames_up_to_max_batch():
     engine = FakeEngine("timed", cost_ms=60, batching=True)
     scheduler = EdfScheduler(engine, workers=1, max_batch=3, max_queue_delay_ms=0)
-    sessions = [engine.open_session(_config(f"s{i}")) for i in range(5)]
-    collector = _Collector()
-    now = time.monotonic()
-    try:
-        scheduler.submit(collector.job(sessions[0], 0, now + 10))
-        time.sleep(0.02)  # s0 is running alone; the next four queue behind it
-        for i, session in enumerate(sessions[1:], start=1):
-            scheduler.submit(collector.job(session, 0, now + 10 + i))
-        collector.wait_for(5)
-    finally:
-        scheduler.close()
+    collector = _queued_behind_s0(engine, scheduler, [0, 0, 0, 0], settle_s=0.02)
     assert [len(call) for call in engine.calls] == [1, 3, 1]
     assert [n for n, _ in engine.calls[1]] == ["s1", "s2", "s3"], "earliest deadlines batch first"
     sizes = {name: c.batch_size for name, _, c in collector.done}
@@ -129,17 +136,7 @@ def test_batch_wait_never_passes_a_deadline():
 def test_one_fault_in_a_batch_costs_only_that_frame():
     engine = FakeEngine("timed", cost_ms=30, batching=True, fail_on=[7], fault="numerical fault on frame 7")
     scheduler = EdfScheduler(engine, workers=1, max_batch=4, max_queue_delay_ms=0)
-    sessions = [engine.open_session(_config(f"s{i}")) for i in range(4)]
-    collector = _Collector()
-    now = time.monotonic()
-    try:
-        scheduler.submit(collector.job(sessions[0], 0, now + 10))
-        time.sleep(0.01)
-        for i, index in ((1, 5), (2, 7), (3, 9)):
-            scheduler.submit(collector.job(sessions[i], index, now + 10 + i))
-        collector.wait_for(4)
-    finally:
-        scheduler.close()
+    collector = _queued_behind_s0(engine, scheduler, [5, 7, 9], settle_s=0.01)
     outcomes = {index: c for _, index, c in collector.done}
     assert isinstance(outcomes[7].error, RuntimeError) and outcomes[7].output is None
     assert all(outcomes[i].output is not None and outcomes[i].error is None for i in (0, 5, 9))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from tests.conftest import disk, shift, textured_image
+from tests.conftest import disk, disk_config, shift, textured_image
 from tracker.client import ClientResult, TrackerClient, TrackerError
 from tracker.convert import Limits
 from tracker.engines import create_engine
@@ -21,7 +22,6 @@ from tracker.types import (
     Geometry,
     MaskPrompt,
     Modality,
-    ObjectPrompt,
     PromptAck,
     PromptUpdate,
     SessionConfig,
@@ -32,13 +32,8 @@ from tracker.v1 import tracker_pb2 as pb
 H, W = 128, 160
 
 
-def _config(**kwargs: object) -> SessionConfig:
-    defaults: dict[str, object] = {
-        "modality": Modality.CINE_MRI,
-        "objects": (ObjectPrompt(1, MaskPrompt(disk(H, W, 60, 64, 12)), "tumour"),),
-    }
-    defaults.update(kwargs)
-    return SessionConfig(**defaults)  # type: ignore[arg-type]
+def _config(**kw: Any) -> SessionConfig:
+    return disk_config(H, W, 60, 64, 12, "tumour", modality=Modality.CINE_MRI, **kw)
 
 
 def test_stream_tracks_a_moving_target_and_reports_mm(flow_server):
@@ -121,7 +116,7 @@ def test_prompt_updates_add_correct_remove_mid_stream(flow_server):
 def test_every_frame_gets_exactly_one_answer_when_frames_arrive_too_fast(flow_server):
     # Large frames sent in a burst: processing cannot keep up, so stale frames are dropped.
     big = textured_image(1024, 1024, seed=3)
-    config = _config(objects=(ObjectPrompt(1, MaskPrompt(disk(1024, 1024, 500, 500, 80))),))
+    config = disk_config(1024, 1024, 500, 500, 80, modality=Modality.CINE_MRI)
     n = 40
     with TrackerClient(flow_server.address) as client:
         session = client.open_session(config)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
-from tests.conftest import FakeEngine, disk, textured_image
+from tests.conftest import FakeEngine, disk_config, textured_image
 from tracker.engines import create_engine
 from tracker.server.budget import Arrival
 from tracker.server.inbox import Inbox
@@ -17,8 +18,6 @@ from tracker.types import (
     Frame,
     FrameResult,
     FrameStatus,
-    MaskPrompt,
-    ObjectPrompt,
     SessionConfig,
 )
 
@@ -27,8 +26,8 @@ def _arrival(index: int, image: np.ndarray) -> Arrival:
     return Arrival(Frame(index, image), time.monotonic(), time.time())
 
 
-def _config(**kw: object) -> SessionConfig:
-    return SessionConfig(objects=(ObjectPrompt(1, MaskPrompt(disk(64, 80, 40, 30, 8))),), **kw)  # type: ignore[arg-type]
+def _config(**kw: Any) -> SessionConfig:
+    return disk_config(64, 80, 40, 30, 8, **kw)
 
 
 def test_inbox_keeps_only_the_newest_frame_and_answers_the_rest_dropped():

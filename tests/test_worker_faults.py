@@ -15,18 +15,17 @@ import time
 import grpc
 import pytest
 
-from tests.conftest import FakeEngine, disk, textured_image
+from tests.conftest import FakeEngine, disk_config, textured_image
 from tracker.client import SessionLostError, TrackerClient
 from tracker.server.app import RunningServer, ServerOptions, start_server
 from tracker.server.scheduler import Completion, EdfScheduler, Job, SchedulerConfig, WorkerLost
-from tracker.types import FrameStatus, MaskPrompt, ObjectPrompt, SessionConfig
+from tracker.types import FrameStatus, SessionConfig
 
 H, W = 48, 64
 
 
 def _config() -> SessionConfig:
-    prompt = ObjectPrompt(1, MaskPrompt(disk(H, W, 30, 24, 6)))
-    return SessionConfig(objects=(prompt,), latency_budget_ms=5000)
+    return disk_config(H, W, 30, 24, 6, latency_budget_ms=5000)
 
 
 def _serve(engine: FakeEngine, workers: int, stall_s: float) -> RunningServer:

@@ -1,12 +1,13 @@
 """``tracker replay ... --html report.html``: one self-contained page a physicist can read and archive.
 
-No network: styles are inline and every figure is a matplotlib PNG embedded as
-base64. The page holds the per-case table (worst case first), Dice and centroid
-error over time, the target trace against the gating window with the beam state
-and the truth, the latency CDF against the budget, confidence against error,
-and the settings, versions, machine and git commit (:mod:`tracker.lab.provenance`).
-A small inline script marks the page as rendered (``data-rendered``) and lists
-any script error on the page itself, so a headless browser can check both.
+No network: styles and script are inline (each minified onto one line) and
+every figure is a matplotlib PNG embedded as base64. The page holds the per-case
+table (worst case first), Dice and centroid error over time, the target trace
+against the gating window with the beam state and the truth, the latency CDF
+against the budget, confidence against error, and the settings, versions,
+machine and git commit (:mod:`tracker.lab.provenance`). A small inline script
+marks the page as rendered (``data-rendered``) and lists any script error on
+the page itself, so a headless browser can check both.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ window.addEventListener('load', function () {
   document.body.setAttribute('data-rendered', window.__errors.length ? 'errors' : 'ok');
 });
 """
+
+
+def _one_line(source: str) -> str:
+    """``source`` (inline CSS or JS whose every statement ends its line) minified onto one line."""
+    return " ".join(line.strip() for line in source.splitlines() if line.strip())
 
 
 def _png(fig: Figure) -> str:
@@ -205,7 +211,7 @@ def render_html(report: dict[str, Any], results: list[CaseResult]) -> str:
     prov = report.get("provenance") or provenance()
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>tracker replay report</title>",
-        f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
+        f"<style>{_one_line(_STYLE)}</style><script>{_one_line(_SCRIPT)}</script></head><body>",
         "<h1>Tracker replay report</h1>",
         '<p id="script-errors" class="errors"></p>',
         f"<p>{len(cases)} case(s); engine {_fmt(_get(report, 'settings', 'engine'))}; "
