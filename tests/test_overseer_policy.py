@@ -66,6 +66,17 @@ def test_new_object_is_added_after_m_consecutive_runs_only() -> None:
     assert add.mask is not None and mask_iou(add.mask, hook) == 1.0
 
 
+def test_two_untracked_instruments_of_one_class_persist_and_enter_separately() -> None:
+    # The second candidate of the same class matches: the first must be passed over, not compared.
+    policy = RepromptPolicy(PolicyConfig(persist_runs=3))
+    left, right = box(2, 40, 18, 60), box(55, 5, 75, 25)
+    one, other = ([], [det("hook", left), det("hook", right)]), ([], [det("hook", right), det("hook", left)])
+    out = run(policy, [one, other, one])
+    assert out[0] == [] and out[1] == []
+    added = sorted((d.action, mask_iou(d.mask, right) == 1.0) for d in out[2])
+    assert added == [(UpdateAction.ADD, False), (UpdateAction.ADD, True)]
+
+
 def test_one_frame_flicker_never_reprompts() -> None:
     policy = RepromptPolicy(PolicyConfig(persist_runs=2))
     a = track(1, "grasper", box(5, 5, 20, 20))

@@ -381,7 +381,8 @@ class RepromptPolicy:
                     if iou >= best_iou:
                         best, best_iou = c, iou
             if best is not None:
-                pool.remove(best)
+                # By identity: candidates hold mask arrays, which == cannot compare.
+                pool = [c for c in pool if c is not best]
                 candidates.append(_Candidate(d.label, d.mask, d.score, best.runs + 1))
             else:
                 candidates.append(_Candidate(d.label, d.mask, d.score))
