@@ -12,6 +12,7 @@ import pytest
 from tracker.lab import demo
 from tracker.lab.demo import VIDEO_FLOW_OPTIONS, results_table, run_demo
 from tracker.lab.report.viz import PREDICTION_BGR
+from tracker.overseer.shipped import shipped_detector
 
 
 @pytest.mark.slow
@@ -26,16 +27,19 @@ def test_demo_writes_table_gifs_and_latency_plot(tmp_path, davis_dir, capsys, mo
 
     monkeypatch.setattr(demo, "replay_sequence", replay_noting_the_freeze)
     report = run_demo(tmp_path, davis=davis_dir / "car-shadow", seed=3)
-    assert len(frozen_during) == 2 and min(frozen_during) > 10_000 and gc.get_freeze_count() == 0
+    assert len(frozen_during) == 3 and min(frozen_during) > 10_000 and gc.get_freeze_count() == 0
     names = [c["name"] for c in report["cases"]]
-    assert names == ["S001", "car-shadow"]
+    assert names == ["S001", "car-shadow", "surgical"]
     # The video case runs under DEGRADE and its settings say so, with how many answers were degraded.
-    cine, video = report["cases"]
+    cine, video, surgical = report["cases"]
+    # The surgical case runs with the shipped overseer detector, which re-prompts the tracker.
+    assert f"overseer {shipped_detector().name}" in surgical["demo_settings"]
+    assert len(surgical["reprompts"]) > 0
     assert cine["demo_settings"] == "flow" and cine["degraded"] == 0
     side, degraded = VIDEO_FLOW_OPTIONS["max_side"], video["degraded"]
     assert video["demo_settings"] == f"flow, max_side {side}, degrade policy ({degraded} frames degraded)"
     table = capsys.readouterr().out
-    assert "S001" in table and "car-shadow" in table and "Dice" in table
+    assert "S001" in table and "car-shadow" in table and "surgical" in table and "Dice" in table
     assert (tmp_path / "results.txt").read_text().strip() == results_table(report["cases"])
     for case in report["cases"]:
         frames = iio.imread(tmp_path / f"{case['name']}.gif")

@@ -47,6 +47,7 @@ def tree(tmp_path: Path) -> Path:
         "figure_sources.py",
         "figure_blocks.py",
         "figure_blocks_sam2.py",
+        "figure_blocks_overseer.py",
         "figure_check.py",
         "stream_suite.py",
     ):

@@ -161,8 +161,11 @@ def _cmd_ship(args: argparse.Namespace) -> int:
         bytes=size,
         classes=tuple(json.loads(meta["classes"])),
         arch=meta.get("arch", ""),
-        training_command=str(training["provenance"]["command"]),
-        commit=str(training["provenance"]["commit"]),
+        # A result file rebuilt from a checkpoint names the training run in its "run" block.
+        training_command=str(
+            training.get("run", {}).get("training_command", training["provenance"]["command"])
+        ),
+        commit=str(training.get("run", {}).get("training_commit", training["provenance"]["commit"])),
         data=args.data,
         validation={k: v for k, v in last.items() if k.startswith("val_") or k == "epoch"},
     )
