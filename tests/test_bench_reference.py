@@ -1,4 +1,4 @@
-"""``tracker bench reference``: the JSON the issues (#3, #4) name, from a real short run.
+"""``tracker bench reference``: the JSON it documents, from a real short run.
 
 Four real subprocesses (ours, sam2's predictor, the ONNX engine on a fresh export, and the
 interleaved A/B) at 256 px over 4 frames: slow-ish, but the only way to know the workers,

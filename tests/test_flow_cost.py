@@ -1,4 +1,4 @@
-"""What the flow engine does to fit a 24 fps budget (issue #13's demo) changes no output.
+"""What the flow engine does to fit a 24 fps budget changes no output.
 
 * The first flow at a frame size allocates DIS's pyramid buffers and the pixel grids (3-4 ms
   at 854x480 on a 2-core VM), which the first tracked frame paid within its budget. The

@@ -1,4 +1,4 @@
-"""The Dockerfile: linted by hadolint, and the facts issue #18 asks for, read with dockerfile-parse.
+"""The Dockerfile: linted by hadolint, and the facts an operator relies on, read with dockerfile-parse.
 
 The images cannot be built here (their base images are out of reach), so these tests
 check what can be checked without Docker: every install step takes its versions from

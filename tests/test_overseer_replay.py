@@ -1,6 +1,6 @@
 """End to end: a synthetic surgical sequence replayed over gRPC with and without the oracle overseer.
 
-The targets of issue #5: with the oracle overseer, instruments that enter are
+The overseer's targets: with the oracle overseer, instruments that enter are
 tracked within m+1 frames and those that leave are dropped within m+1 frames;
 without it, what enters is missed. Engine: ``flow`` (the wrapper is engine-agnostic).
 """

@@ -20,7 +20,7 @@ from tracker.engines import availability
 from tracker.engines.availability import EngineRequirement
 
 ROOT = Path(__file__).resolve().parents[1]
-BARE_INSTALL_LIMIT_MIB = 640  # issue #17's target for the client library + flow engine
+BARE_INSTALL_LIMIT_MIB = 640  # the target for the client library + flow engine
 HEAVY = ("torch", "torchvision", "onnxruntime", "onnx", "pycocotools", "sam2", "simpleitk")
 
 

@@ -1,4 +1,4 @@
-"""Batching across streams in the SAM2 engines (issue #13, item 2): batched equals one by one.
+"""Batching across streams in the SAM2 engines: batched equals one by one.
 
 Setup: SAM 2.1 tiny, random weights (seed 0), mask logits sharpened x40 (as in the parity
 tests, so masks are sharp and memory matters), 256 px, CPU, float32. Three sessions with

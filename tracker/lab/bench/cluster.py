@@ -505,7 +505,7 @@ def write_plots(report: dict[str, object], out_dir: Path) -> list[Path]:
 
 
 def targets(report: dict[str, object]) -> dict[str, bool]:
-    """Issue #14's targets, each checked on the report."""
+    """The scale-out targets, each checked on the report."""
     resume = report["resume_ms"]
     assert isinstance(resume, dict)
     faults = report["faults"]
