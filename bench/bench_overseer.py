@@ -164,9 +164,9 @@ def table(result: dict[str, object]) -> str:
     rows.append(
         (
             "server time p50 / p99 (ms)",
-            *(f"{_f(r['server_ms']['p50'], 1)} / {_f(r['server_ms']['p99'], 1)}" for r in runs),
+            *(f"{_f(r['server_ms']['p50'], 1)} / {_f(r['server_ms']['p99'], 1)}" for r in runs),  # type: ignore[index]
         )
-    )  # type: ignore[index]
+    )
     rows.append(("LATE / DROPPED answers", *(f"{r['late']} / {r['dropped']}" for r in runs)))  # type: ignore[index]
     rows.append(("re-prompts that lowered J", *(str(r["false_reprompts"]) for r in runs)))  # type: ignore[index]
     names = {"without": "without overseer", "with": "with " + Path(str(result["with"]["overseer"])).name,  # type: ignore[index]

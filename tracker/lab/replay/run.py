@@ -339,9 +339,7 @@ def case_report(case: CaseResult) -> dict[str, object]:
     report["objects"] = {str(k): v for k, v in per_object.items()}
     events = [(r.index, e) for r in case.records for e in r.reprompts]
     labels = None if case.sequence.labels is None else np.asarray(case.sequence.labels)
-    report["reprompts"] = overseer_scoring.reprompt_rows(
-        case.predictions, labels, case.sequence.object_ids(), events
-    )
+    report["reprompts"] = overseer_scoring.reprompt_rows(case.predictions, labels, case.outcomes, events)
     report["per_class_j"] = overseer_scoring.per_class_j(
         [(o.label, case.scores[oid].iou_mean) for oid, o in case.outcomes.items() if oid in case.scores]
     )

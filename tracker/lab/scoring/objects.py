@@ -198,13 +198,16 @@ def judge_reprompts(
 def reprompt_rows(
     predictions: np.ndarray,
     labels: np.ndarray | None,
-    prompted_ids: list[int],
+    outcomes: dict[int, ObjectOutcome],
     events: list[tuple[int, RepromptEvent]],
 ) -> list[dict[str, object]]:
-    """A replay report's decisions, each with ``lowered_j`` (None: no ground truth to judge by)."""
+    """A replay report's decisions, each with ``lowered_j`` (None: no ground truth to judge by).
+
+    The tracks' association is the one :func:`score_objects` made (``outcomes``), not redone.
+    """
     judged: dict[tuple[int, int], RepromptJudgement] = {}
     if labels is not None:
-        mapping = associate(predictions, labels, prompted_ids)
+        mapping = {t: g for g, o in outcomes.items() for t in o.track_ids}
         triples = [(i, e.object_id, e.action) for i, e in events]
         judged = {(j.frame, j.track_id): j for j in judge_reprompts(predictions, labels, mapping, triples)}
     rows: list[dict[str, object]] = []
